@@ -1,0 +1,103 @@
+//! The handle returned by [`Context::after_func`](crate::Context::after_func).
+
+use core::fmt;
+
+use crate::arena::RawArena;
+use crate::state::{DONE, STOPPED};
+use crate::sync::{AtomicU8, Ordering};
+
+/// A registered `after_func` callback. [`stop`](AfterFunc::stop) unregisters it.
+///
+/// Dropping the handle does **not** stop the callback (as in Go, where ignoring `stop` leaves
+/// the callback registered); it only gives up the ability to stop it.
+pub struct AfterFunc<'a> {
+    /// `None` for a registration on a context that can never be done.
+    node: Option<(&'a RawArena, u32)>,
+    /// For the `None` case: whether `stop` was called.
+    stopped: AtomicU8,
+}
+
+impl<'a> AfterFunc<'a> {
+    pub(crate) fn new(arena: &'a RawArena, slot: u32) -> Self {
+        AfterFunc {
+            node: Some((arena, slot)),
+            stopped: AtomicU8::new(0),
+        }
+    }
+
+    pub(crate) fn detached() -> Self {
+        AfterFunc {
+            node: None,
+            stopped: AtomicU8::new(0),
+        }
+    }
+
+    /// Unregisters the callback. Returns true if this call prevented it from running; false if
+    /// it has already been started (it may still be running) or already stopped. Go: `stop()`.
+    ///
+    /// ```
+    /// use ctxtree::Arena;
+    /// static ARENA: Arena<4> = Arena::new();
+    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let reg = ctx.after_func(|| unreachable!("stopped before the cancel"))?;
+    /// assert!(reg.stop());
+    /// assert!(!reg.stop()); // a second stop reports nothing prevented
+    /// cancel.cancel();
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn stop(&self) -> bool {
+        let Some((arena, slot)) = self.node else {
+            // ORDERING: Relaxed: nothing else is published through this flag.
+            return self.stopped.swap(1, Ordering::Relaxed) == 0;
+        };
+        let n = arena.node(slot);
+        // ORDERING: Relaxed: seeds the CAS.
+        let mut w = n.head.load(Ordering::Relaxed);
+        loop {
+            if w & DONE != 0 {
+                return false;
+            }
+            // ORDERING: AcqRel: the claim races with `RawArena::fire`'s; exactly one succeeds.
+            match n.head.compare_exchange_weak(
+                w,
+                w | DONE | STOPPED,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(x) => w = x,
+            }
+        }
+        // We won: drop the closure unrun, then leave the owner's list (Go: stop unlinks).
+        // SAFETY: our claim makes the closure ours to consume once; our handle pins the node.
+        n.payload
+            .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
+        // SAFETY: our handle pins the node.
+        let owner = unsafe { n.owner() };
+        if arena.unlink(owner, slot) {
+            arena.release(slot, 1);
+        }
+        true
+    }
+}
+
+impl Drop for AfterFunc<'_> {
+    fn drop(&mut self) {
+        if let Some((arena, slot)) = self.node {
+            arena.release(slot, 1);
+        }
+    }
+}
+
+impl fmt::Debug for AfterFunc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AfterFunc")
+            .field("registered", &self.node.is_some())
+            .finish()
+    }
+}
+
+// SAFETY: the handle only performs atomic operations on its node.
+unsafe impl Send for AfterFunc<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for AfterFunc<'_> {}

@@ -1,0 +1,593 @@
+//! The arena: fixed storage for context nodes, and its lock-free allocator.
+//!
+//! # Slots
+//! An arena is a header followed by its slots. [`Arena<N>`] keeps `N` slots inline and can live
+//! in a `static`; with `alloc`, [`HeapArena`](crate::HeapArena) and the global arena of `std` keep
+//! theirs in pages that are allocated once and never move, so a slot index stays valid for the
+//! arena's whole life. All arena types dereference to the capacity-erased [`RawArena`], which is
+//! what a [`Context`] points to.
+//!
+//! Memory is *type-stable*: a slot is never returned to the system while the arena lives, only
+//! recycled as another node. A thread holding a stale index can still read the slot's atomics
+//! safely; the tree protocols re-validate before acting (see [`crate::tree`]).
+//!
+//! # Allocation
+//! A slot comes from the free stack if it has one, else from the never-used tail (`bump`, which
+//! is also the high-water mark: the stack is empty whenever `bump` advances, so every bumped slot
+//! is live at that moment). Running out is [`CreateError::ArenaFull`] at once.
+//!
+//! # The ABA problem, and the tag
+//! The free stack is a Treiber stack whose head word carries a tag that every successful push
+//! and pop increments. Without it, this interleaving would hand slot A to two owners:
+//!
+//! | thread 1 (pop)                  | thread 2                                  |
+//! |---------------------------------|-------------------------------------------|
+//! | reads head = A, A.next = B      |                                           |
+//! |                                 | pops A, pops B, frees A (head = A, A.next = C) |
+//! | CAS(head: A → B) succeeds       |                                           |
+//! | head = B, but B is in use       |                                           |
+//!
+//! With the tag, thread 1's compare-and-swap expects (A, t) but finds (A, t + 3) and retries.
+//! On 64-bit targets the tag has 32 bits; on 32-bit targets it has whatever the link leaves.
+
+use core::fmt;
+
+use crate::context::Context;
+use crate::node::Node;
+use crate::state::{self, BACKGROUND, FREE, MAX_SLOTS, NIL, TODO};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
+use crate::time::{Clock, Instant};
+use crate::{CreateError, DeadlineWatch};
+
+/// The capacity-erased arena every arena type dereferences to; [`Context`]s point here.
+///
+/// Its methods are the arena-wide operations: the roots, the expiry driver, statistics and the
+/// tree dump.
+#[repr(C)]
+pub struct RawArena<S: ?Sized = [Node]> {
+    pub(crate) hdr: Header,
+    pub(crate) slots: S,
+}
+
+/// Arena-wide state.
+pub(crate) struct Header {
+    /// Tagged head of the free stack: link in the low `link_bits`, ABA tag above.
+    free: AtomicUsize,
+    /// Slots ever handed out from the unused tail: the high-water mark.
+    bump: AtomicU32,
+    /// Allocations that failed with `ArenaFull`.
+    failed: AtomicUsize,
+    /// Width of the link field of `free`.
+    link_bits: u32,
+    /// The most slots this arena can ever have.
+    limit: u32,
+    pub(crate) clock: Option<&'static dyn Clock>,
+    pub(crate) hook: Option<fn(DeadlineWatch)>,
+    #[cfg(feature = "alloc")]
+    pub(crate) pages: Pages,
+}
+
+/// How many bits a link to one of `limit` slots needs (the free-stack tag gets the rest).
+const fn link_bits_for(limit: usize) -> u32 {
+    if usize::BITS >= 64 {
+        32
+    } else {
+        usize::BITS - (limit + 1).leading_zeros()
+    }
+}
+
+impl Header {
+    #[cfg(not(ctxtree_loom))]
+    pub(crate) const fn new(inline: usize, limit: usize) -> Self {
+        assert!(limit >= 1 && limit <= MAX_SLOTS && inline <= limit);
+        Header {
+            free: AtomicUsize::new(0),
+            bump: AtomicU32::new(0),
+            failed: AtomicUsize::new(0),
+            link_bits: link_bits_for(limit),
+            limit: limit as u32,
+            clock: None,
+            hook: None,
+            #[cfg(feature = "alloc")]
+            pages: Pages::new(),
+        }
+    }
+
+    #[cfg(ctxtree_loom)]
+    pub(crate) fn new(inline: usize, limit: usize) -> Self {
+        assert!(limit >= 1 && limit <= MAX_SLOTS && inline <= limit);
+        Header {
+            free: AtomicUsize::new(0),
+            bump: AtomicU32::new(0),
+            failed: AtomicUsize::new(0),
+            link_bits: link_bits_for(limit),
+            limit: limit as u32,
+            clock: None,
+            hook: None,
+            #[cfg(feature = "alloc")]
+            pages: Pages::new(),
+        }
+    }
+}
+
+/// A fixed-capacity arena of `N` context nodes, usable in a `static`.
+///
+/// `N` is the number of contexts that can exist at once (background and TODO take none). Each
+/// node is one cache line (64 bytes on 64-bit targets), so `Arena<N>` is `64 * N` bytes plus a
+/// small header, known at compile time.
+///
+/// ```
+/// use ctxtree::{Arena, CreateError};
+/// static ARENA: Arena<2> = Arena::new();
+/// let root = ARENA.background();
+/// let (a, _ca) = root.with_cancel()?;
+/// let (_b, cb) = a.with_cancel()?;
+/// assert_eq!(a.with_cancel().err(), Some(CreateError::ArenaFull)); // an Err, never a panic
+/// drop(cb); // releases b's node (the handle `_b` still holds it: drop that too)
+/// drop(_b);
+/// assert!(a.with_cancel().is_ok());
+/// # Ok::<(), CreateError>(())
+/// ```
+#[repr(transparent)]
+pub struct Arena<const N: usize>(RawArena<[Node; N]>);
+
+impl<const N: usize> Arena<N> {
+    /// An empty arena with no clock (deadlines are then driven only by
+    /// [`expire`](RawArena::expire); timeouts return [`CreateError::NoClock`]).
+    #[cfg(not(ctxtree_loom))]
+    pub const fn new() -> Self {
+        Arena(RawArena {
+            hdr: Header::new(N, N),
+            slots: [const { Node::new() }; N],
+        })
+    }
+
+    /// An empty arena with no clock.
+    #[cfg(ctxtree_loom)]
+    pub fn new() -> Self {
+        Arena(RawArena {
+            hdr: Header::new(N, N),
+            slots: core::array::from_fn(|_| Node::new()),
+        })
+    }
+
+    /// Gives the arena a clock: timeouts become possible and deadlines are checked lazily on
+    /// every observation of a context that has one.
+    #[cfg(not(ctxtree_loom))]
+    pub const fn with_clock(mut self, clock: &'static dyn Clock) -> Self {
+        self.0.hdr.clock = Some(clock);
+        self
+    }
+
+    /// Gives the arena a clock.
+    #[cfg(ctxtree_loom)]
+    pub fn with_clock(mut self, clock: &'static dyn Clock) -> Self {
+        self.0.hdr.clock = Some(clock);
+        self
+    }
+
+    /// Sets a hook called with a deadline whenever something starts *listening* for it (an
+    /// `after_func`, a pending `done()` future, a blocking wait) — so firmware can arm its timer
+    /// compare register for the next [`expire`](RawArena::expire) call. It may be called from any
+    /// thread or interrupt that registers a listener, and must not block.
+    #[cfg(not(ctxtree_loom))]
+    pub const fn with_deadline_hook(mut self, hook: fn(DeadlineWatch)) -> Self {
+        self.0.hdr.hook = Some(hook);
+        self
+    }
+}
+
+#[cfg(not(ctxtree_loom))]
+impl<const N: usize> Default for Arena<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> core::ops::Deref for Arena<N> {
+    type Target = RawArena;
+    #[inline(always)]
+    fn deref(&self) -> &RawArena {
+        &self.0
+    }
+}
+
+impl<const N: usize> fmt::Debug for Arena<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<S: ?Sized> fmt::Debug for RawArena<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawArena").finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of an arena's usage, for sizing firmware arenas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Nodes the arena can hold now (a growing arena's grows; its limit is `max_capacity`).
+    pub capacity: usize,
+    /// The most nodes the arena can ever hold.
+    pub max_capacity: usize,
+    /// Nodes in use at the moment of the scan.
+    pub live: usize,
+    /// The most nodes ever in use at once.
+    pub high_water: usize,
+    /// Allocations refused with [`CreateError::ArenaFull`].
+    pub failed_allocs: usize,
+}
+
+impl RawArena {
+    /// The root of every tree: never done, no deadline, no values. Costs no node.
+    ///
+    /// `Display` prints `context.Background`.
+    #[inline]
+    pub fn background(&self) -> Context<'_> {
+        Context::root(self, BACKGROUND)
+    }
+
+    /// Like [`background`](RawArena::background), for code that has not decided which context
+    /// to use yet. `Display` prints `context.TODO`.
+    #[inline]
+    pub fn todo(&self) -> Context<'_> {
+        Context::root(self, TODO)
+    }
+
+    /// The clock this arena was given, if any.
+    pub fn clock(&self) -> Option<&'static dyn Clock> {
+        self.hdr.clock
+    }
+
+    /// The current time by the arena's clock.
+    pub fn now(&self) -> Option<Instant> {
+        self.hdr.clock.map(|c| c.now())
+    }
+
+    /// Usage statistics. `live` is counted by scanning the used slots, so under concurrent use
+    /// it is a snapshot, not an atomic reading.
+    pub fn stats(&self) -> ArenaStats {
+        let used = self.used();
+        // ORDERING: Relaxed: a statistic; no other memory is read on the strength of it.
+        let live = (0..used)
+            .filter(|&s| self.node(s).refs.load(Ordering::Relaxed) != 0)
+            .count();
+        ArenaStats {
+            capacity: self.capacity(),
+            max_capacity: self.hdr.limit as usize,
+            live,
+            high_water: used as usize,
+            // ORDERING: Relaxed: a statistic.
+            failed_allocs: self.hdr.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Nodes the arena can hold now.
+    pub fn capacity(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        {
+            self.slots.len() + self.hdr.pages.capacity()
+        }
+        #[cfg(not(feature = "alloc"))]
+        {
+            self.slots.len()
+        }
+    }
+
+    /// Slots ever handed out (all slots below this index have been initialised once).
+    #[inline]
+    pub(crate) fn used(&self) -> u32 {
+        // ORDERING: Relaxed: scans re-validate every slot they act on.
+        self.hdr.bump.load(Ordering::Relaxed)
+    }
+
+    /// The node in `slot`.
+    #[inline(always)]
+    pub(crate) fn node(&self, slot: u32) -> &Node {
+        match self.slots.get(slot as usize) {
+            Some(n) => n,
+            None => self.paged(slot as usize - self.slots.len()),
+        }
+    }
+
+    #[cfg(feature = "alloc")]
+    #[cold]
+    #[inline(never)]
+    fn paged(&self, j: usize) -> &Node {
+        self.hdr.pages.get(j)
+    }
+
+    #[cfg(not(feature = "alloc"))]
+    #[cold]
+    #[inline(never)]
+    fn paged(&self, _j: usize) -> &Node {
+        unreachable!("ctxtree: slot index out of range (internal invariant)")
+    }
+
+    /// Takes a free slot. The caller owns it exclusively until it stores `refs`.
+    pub(crate) fn alloc_slot(&self) -> Result<u32, CreateError> {
+        if let Some(s) = self.pop() {
+            return Ok(s);
+        }
+        if let Some(s) = self.bump() {
+            return Ok(s);
+        }
+        // `bump` never decreases, so if the stack is empty *now*, every slot is in use now:
+        // this second look is the moment `ArenaFull` is true (no spurious refusals).
+        if let Some(s) = self.pop() {
+            return Ok(s);
+        }
+        // ORDERING: Relaxed: a statistic.
+        self.hdr.failed.fetch_add(1, Ordering::Relaxed);
+        Err(CreateError::ArenaFull)
+    }
+
+    #[inline]
+    fn link_mask(&self) -> usize {
+        (1usize << self.hdr.link_bits) - 1
+    }
+
+    /// The next tag over `h`, with link `l`.
+    #[inline]
+    fn retag(&self, h: usize, l: u32) -> usize {
+        let tag = (h >> self.hdr.link_bits).wrapping_add(1);
+        (tag << self.hdr.link_bits) | l as usize
+    }
+
+    fn pop(&self) -> Option<u32> {
+        // ORDERING: Acquire pairs with the Release in `push`: the pushed node's `next` (the rest
+        // of the stack) and everything its last owner wrote are visible to the new owner.
+        let mut h = self.hdr.free.load(Ordering::Acquire);
+        loop {
+            let l = (h & self.link_mask()) as u32;
+            if l == NIL {
+                return None;
+            }
+            // ORDERING: Relaxed: ordered after the Acquire that read `h`. If the slot was popped
+            // (and maybe re-pushed) since, the value is stale but the tag makes the CAS fail.
+            let nx = self.node(l - 1).next.load(Ordering::Relaxed);
+            let new = self.retag(h, state::link_of(nx));
+            match self.hdr.free.compare_exchange_weak(
+                h,
+                new,
+                // ORDERING: Acquire, as for the initial load.
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(l - 1),
+                Err(x) => h = x,
+            }
+        }
+    }
+
+    /// Returns `slot` to the free stack. The caller owns it exclusively.
+    pub(crate) fn push(&self, slot: u32) {
+        let n = self.node(slot);
+        // ORDERING: Relaxed: the value only seeds the CAS, which validates it.
+        let mut h = self.hdr.free.load(Ordering::Relaxed);
+        loop {
+            let l = (h & self.link_mask()) as u32;
+            // ORDERING: Relaxed: published by the Release CAS below. `FREE` keeps any stale
+            // searcher's CAS (which expects an unflagged sibling link) from matching.
+            n.next.store(FREE | l, Ordering::Relaxed);
+            let new = self.retag(h, state::link(slot));
+            // ORDERING: Release publishes `next` and the node's last writes to the next popper.
+            match self
+                .hdr
+                .free
+                .compare_exchange_weak(h, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(x) => h = x,
+            }
+        }
+    }
+
+    fn bump(&self) -> Option<u32> {
+        // ORDERING: Relaxed: the slot's memory was initialised when the arena (or its page,
+        // published by `Pages::grow`) was made; the counter itself orders nothing.
+        let mut b = self.hdr.bump.load(Ordering::Relaxed);
+        loop {
+            if b >= self.hdr.limit {
+                return None;
+            }
+            #[cfg(feature = "alloc")]
+            if b as usize >= self.slots.len()
+                && !self.hdr.pages.ensure(b as usize - self.slots.len())
+            {
+                return None;
+            }
+            match self.hdr.bump.compare_exchange_weak(
+                b,
+                b + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(b),
+                Err(x) => b = x,
+            }
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------------------------
+// Pages (alloc): slots beyond the inline ones, in pages that double in size and never move.
+// ----------------------------------------------------------------------------------------------
+
+#[cfg(feature = "alloc")]
+pub(crate) const MAX_PAGES: usize = 28;
+
+#[cfg(feature = "alloc")]
+pub(crate) struct Pages {
+    /// Slots in page 0; page k has `base << k` (0 = no pages).
+    base: usize,
+    /// How many pages may exist.
+    count: usize,
+    ptrs: [crate::sync::AtomicPtr<Node>; MAX_PAGES],
+}
+
+#[cfg(feature = "alloc")]
+impl Pages {
+    #[cfg(not(ctxtree_loom))]
+    pub(crate) const fn new() -> Self {
+        Pages {
+            base: 0,
+            count: 0,
+            ptrs: [const { crate::sync::AtomicPtr::new(core::ptr::null_mut()) }; MAX_PAGES],
+        }
+    }
+
+    #[cfg(ctxtree_loom)]
+    pub(crate) fn new() -> Self {
+        Pages {
+            base: 0,
+            count: 0,
+            ptrs: core::array::from_fn(|_| crate::sync::AtomicPtr::new(core::ptr::null_mut())),
+        }
+    }
+
+    /// Configures `count` pages, the first of `base` slots (must be a power of two when
+    /// `count > 1`).
+    pub(crate) const fn configure(mut self, base: usize, count: usize) -> Self {
+        assert!(count <= MAX_PAGES && (count <= 1 || base.is_power_of_two()));
+        self.base = base;
+        self.count = count;
+        self
+    }
+
+    /// Slots in all pages that may ever exist.
+    pub(crate) const fn limit(base: usize, count: usize) -> usize {
+        if count == 0 {
+            0
+        } else {
+            base * ((1usize << count) - 1)
+        }
+    }
+
+    /// (page, offset) of paged index `j`.
+    #[inline]
+    fn locate(&self, j: usize) -> (usize, usize) {
+        if j < self.base {
+            return (0, j);
+        }
+        let q = j / self.base + 1; // base is a power of two here: a shift
+        let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
+        (k, j - self.base * ((1usize << k) - 1))
+    }
+
+    /// Slots in the pages allocated so far.
+    pub(crate) fn capacity(&self) -> usize {
+        (0..self.count)
+            // ORDERING: Relaxed: a statistic.
+            .take_while(|&k| !self.ptrs[k].load(Ordering::Relaxed).is_null())
+            .map(|k| self.base << k)
+            .sum()
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, j: usize) -> &Node {
+        let (k, off) = self.locate(j);
+        // ORDERING: Acquire pairs with the Release in `ensure`: the page's nodes are initialised.
+        let p = self.ptrs[k].load(Ordering::Acquire);
+        assert!(
+            !p.is_null(),
+            "ctxtree: slot in an unallocated page (internal invariant)"
+        );
+        // SAFETY: `p` points to a live page of `base << k` nodes (pages are freed only when the
+        // arena is dropped, which the `&self` borrow excludes) and `off < base << k`.
+        unsafe { &*p.add(off) }
+    }
+
+    /// Makes sure the page holding paged index `j` exists. False if `j` is past the last page.
+    pub(crate) fn ensure(&self, j: usize) -> bool {
+        if self.count == 0 || j >= Self::limit(self.base, self.count) {
+            return false;
+        }
+        let (k, _) = self.locate(j);
+        // ORDERING: Acquire: see `get`.
+        if !self.ptrs[k].load(Ordering::Acquire).is_null() {
+            return true;
+        }
+        let len = self.base << k;
+        let page: ::alloc::boxed::Box<[Node]> = (0..len).map(|_| Node::new()).collect();
+        let p = ::alloc::boxed::Box::into_raw(page).cast::<Node>();
+        // ORDERING: Release publishes the initialised page to `get`'s Acquire; AcqRel/Acquire on
+        // failure so the winner's page is visible to us too.
+        match self.ptrs[k].compare_exchange(
+            core::ptr::null_mut(),
+            p,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => true,
+            Err(_) => {
+                // SAFETY: `p` came from `Box::into_raw` of a `len`-node slice just above and was
+                // never shared (the CAS failed).
+                drop(unsafe {
+                    ::alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, len))
+                });
+                true
+            }
+        }
+    }
+
+    /// Frees every page.
+    ///
+    /// # Safety
+    /// No node of any page may be referenced again.
+    pub(crate) unsafe fn free_all(&mut self) {
+        for k in 0..self.count {
+            // ORDERING: Relaxed: `&mut self` excludes concurrent access.
+            let p = self.ptrs[k].swap(core::ptr::null_mut(), Ordering::Relaxed);
+            if !p.is_null() {
+                let len = self.base << k;
+                // SAFETY: each non-null page pointer came from `Box::into_raw` of `len` nodes.
+                drop(unsafe {
+                    ::alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, len))
+                });
+            }
+        }
+    }
+}
+
+impl Header {
+    /// Configures a header for an arena whose slots are all in pages.
+    #[cfg(feature = "alloc")]
+    pub(crate) fn paged(base: usize, count: usize) -> Self {
+        let limit = Pages::limit(base, count).min(MAX_SLOTS);
+        #[cfg(not(ctxtree_loom))]
+        let mut h = Header::new(0, limit);
+        #[cfg(ctxtree_loom)]
+        let mut h = Header::new(0, limit);
+        h.pages = Pages::new().configure(base, count);
+        h
+    }
+
+    /// Same, in a `const` context (the `std` global arena).
+    #[cfg(all(feature = "alloc", not(ctxtree_loom)))]
+    pub(crate) const fn paged_const(base: usize, count: usize) -> Self {
+        let full = Pages::limit(base, count);
+        let limit = if full < MAX_SLOTS { full } else { MAX_SLOTS };
+        let mut h = Header::new(0, limit);
+        h.pages = Pages::new().configure(base, count);
+        h
+    }
+
+    #[cfg(feature = "alloc")]
+    pub(crate) fn set_clock(&mut self, clock: Option<&'static dyn Clock>) {
+        self.clock = clock;
+    }
+
+    /// Sets the clock and hook in a `const` context (the `std` global arena).
+    #[cfg(all(feature = "std", not(ctxtree_loom)))]
+    pub(crate) const fn with_clock_and_hook(
+        mut self,
+        clock: &'static dyn Clock,
+        hook: fn(DeadlineWatch),
+    ) -> Self {
+        self.clock = Some(clock);
+        self.hook = Some(hook);
+        self
+    }
+}

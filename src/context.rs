@@ -1,0 +1,658 @@
+//! The [`Context`] handle, its constructors and its queries, and the [`Canceler`].
+
+use core::fmt;
+use core::mem::MaybeUninit;
+use core::ptr;
+use core::time::Duration;
+
+use crate::arena::RawArena;
+use crate::cause::{self, CancelCause, Cause};
+use crate::node::{FuncPart, Inline, Kind, NOT_LINKED, Payload, TimerPart, ValuePart};
+use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, NO_OWNER};
+use crate::sync::Ordering;
+use crate::time::Instant;
+use crate::tree::Rec;
+use crate::value::KeyKind;
+use crate::{AfterFunc, CreateError, Error};
+
+/// A context: a node of a cancellation tree, with Go's `context.Context` semantics.
+///
+/// A `Context` is a counted handle (24 bytes) on a node of its arena: cloning it is one atomic
+/// increment, and the node is recycled when its last handle, its [`Canceler`] and its children
+/// are gone. Every query is lock-free and allocation-free and may be called from an interrupt
+/// handler; [`is_done`](Context::is_done) is one atomic load on a context without a deadline.
+///
+/// ```
+/// use ctxtree::{Arena, Error};
+/// static ARENA: Arena<16> = Arena::new();
+///
+/// let (parent, cancel) = ARENA.background().with_cancel()?;
+/// let (child, _child_cancel) = parent.with_cancel()?;
+/// assert!(!child.is_done());
+/// cancel.cancel(); // cancels the whole subtree before returning
+/// assert_eq!(child.err(), Some(Error::Canceled));
+/// assert_eq!(child.to_string(), "context.Background.WithCancel.WithCancel");
+/// # Ok::<(), ctxtree::CreateError>(())
+/// ```
+pub struct Context<'a> {
+    pub(crate) arena: &'a RawArena,
+    /// The node, or the `BACKGROUND` / `TODO` sentinel.
+    pub(crate) slot: u32,
+    /// The canceller node that decides whether this context is done (itself for cancel and
+    /// deadline contexts, the nearest canceller ancestor for value contexts), or `NEVER`.
+    pub(crate) src: u32,
+}
+
+/// Cancels its context, and every context derived from it, when told to or when dropped.
+///
+/// Dropping the `Canceler` cancels: this is Rust's spelling of Go's `defer cancel()`, and what
+/// returns the node to the arena. Keep it alive as long as the work should run.
+#[must_use = "dropping a Canceler cancels its context at once"]
+pub struct Canceler<'a> {
+    arena: &'a RawArena,
+    slot: u32,
+}
+
+// SAFETY: a Context is a counted reference to a node of a `Sync` arena; all it does is atomic.
+unsafe impl Send for Context<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Context<'_> {}
+// SAFETY: as for Context: cancelling is lock-free and may happen from any thread.
+unsafe impl Send for Canceler<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for Canceler<'_> {}
+
+impl<'a> Context<'a> {
+    #[inline]
+    pub(crate) fn root(arena: &'a RawArena, slot: u32) -> Self {
+        Context {
+            arena,
+            slot,
+            src: NEVER,
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Queries
+    // ------------------------------------------------------------------------------------------
+
+    /// The done word of this context, after a lazy deadline check; `None` while it is not done.
+    #[inline(always)]
+    fn done_word(&self) -> Option<Head> {
+        if self.src == NEVER {
+            return None;
+        }
+        let n = self.arena.node(self.src);
+        // ORDERING: Acquire pairs with the Release in `tree::publish`: what the canceller did
+        // before cancelling is visible once `DONE` is (as with Go's closed Done channel).
+        let w = n.head.load(Ordering::Acquire);
+        if w & DONE != 0 {
+            return Some(Head(w));
+        }
+        // SAFETY: this handle pins `src` (itself or an ancestor), a canceller node.
+        let dl = unsafe { n.deadline() };
+        if dl == u64::MAX {
+            return None;
+        }
+        self.check_deadline(dl)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_deadline(&self, dl: u64) -> Option<Head> {
+        let clock = self.arena.hdr.clock?;
+        if clock.now().ticks() < dl {
+            return None;
+        }
+        // The deadline passed and nobody recorded it yet: record it now, so that every
+        // observer agrees on the error from here on.
+        self.arena.expire_from(self.src, dl);
+        // ORDERING: Acquire, as in `done_word`.
+        let w = self.arena.node(self.src).head.load(Ordering::Acquire);
+        debug_assert!(w & DONE != 0);
+        Some(Head(w))
+    }
+
+    /// Whether the context is done: cancelled, or past its deadline (Go: `Done()` is closed).
+    ///
+    /// One atomic load, plus a clock read only for a context that has a deadline.
+    #[inline]
+    pub fn is_done(&self) -> bool {
+        self.done_word().is_some()
+    }
+
+    /// Why the context is done, or `None` while it is not (Go: `Err()`).
+    ///
+    /// `err()` returning `Some` implies `is_done()` from then on, and the error never changes.
+    #[inline]
+    pub fn err(&self) -> Option<Error> {
+        self.done_word().map(Head::err)
+    }
+
+    /// The cause given by whoever cancelled this context first (or an ancestor, for a context
+    /// cancelled through its parent); the bare [`Error`] when none was given; `None` while not
+    /// done (Go: `context.Cause`).
+    pub fn cause(&self) -> Option<Cause<'_>> {
+        let h = self.done_word()?;
+        if !h.has_cause() {
+            return Some(Cause::Error(h.err()));
+        }
+        // ORDERING: Acquire: the slot is set before HAS_CAUSE is published (tree invariant #7).
+        let p = self.arena.node(self.src).cause.load(Ordering::Acquire);
+        debug_assert!(!p.is_null());
+        // SAFETY: the slot points to a static cause, or to a heap cause owned by `src` or by one
+        // of its ancestors, all pinned by this handle for as long as `self` is borrowed.
+        Some(unsafe { cause::decode(p) })
+    }
+
+    /// The deadline, if the context (or an ancestor) has one (Go: `Deadline()`).
+    pub fn deadline(&self) -> Option<Instant> {
+        let dl = self.deadline_ticks();
+        (dl != u64::MAX).then_some(Instant::from_ticks(dl))
+    }
+
+    /// The effective deadline in ticks, `u64::MAX` for none.
+    #[inline]
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        if self.src == NEVER {
+            return u64::MAX;
+        }
+        // SAFETY: this handle pins `src`, a canceller node.
+        unsafe { self.arena.node(self.src).deadline() }
+    }
+
+    /// The arena this context lives in.
+    pub fn arena(&self) -> &'a RawArena {
+        self.arena
+    }
+
+    /// Whether this context can ever be done (false for `Background`, `TODO`, `without_cancel`
+    /// and everything derived from them without a canceller). Go: `Done()` returns nil.
+    pub fn can_be_done(&self) -> bool {
+        self.src != NEVER
+    }
+
+    /// Tells the arena's deadline hook that something is now listening for this context's
+    /// deadline (so that a timer fires it on time rather than on the next observation).
+    pub(crate) fn watch(&self) {
+        let dl = self.deadline_ticks();
+        if dl != u64::MAX {
+            if let Some(hook) = self.arena.hdr.hook {
+                hook(crate::DeadlineWatch {
+                    at: Instant::from_ticks(dl),
+                    slot: self.src,
+                });
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // Constructors
+    // ------------------------------------------------------------------------------------------
+
+    /// Allocates and initialises a child node of `self` (see [`Context::init_taken`]).
+    fn new_node(
+        &self,
+        kind: Kind,
+        owner: u32,
+        payload: Payload,
+        refs: u32,
+        head: u32,
+    ) -> Result<u32, CreateError> {
+        let slot = self.arena.alloc_slot()?;
+        self.init_taken(slot, kind, owner, payload, refs, head);
+        Ok(slot)
+    }
+
+    /// Initialises a slot just taken with `alloc_slot`. `refs` counts the handles to be returned
+    /// plus one if the node will be linked into `src`'s list. Takes the child's reference on
+    /// `self`.
+    fn init_taken(
+        &self,
+        slot: u32,
+        kind: Kind,
+        owner: u32,
+        payload: Payload,
+        refs: u32,
+        head: u32,
+    ) {
+        let n = self.arena.node(slot);
+        // SAFETY: a freshly allocated slot is exclusively ours until `refs` is published.
+        unsafe { n.init(kind, self.slot, owner, payload) };
+        // ORDERING: Relaxed: published by the Release store of `refs` below.
+        n.head.store(head, Ordering::Relaxed);
+        // ORDERING: Relaxed: as above (`link` overwrites it before linking).
+        n.next.store(NOT_LINKED, Ordering::Relaxed);
+        if state::is_node(self.slot) {
+            self.arena.acquire(self.slot);
+        }
+        // ORDERING: Release publishes the plain fields to any thread that takes a reference
+        // with `try_acquire` (a stale traversal, the expiry scan, `dump`).
+        n.refs.store(refs, Ordering::Release);
+    }
+
+    /// A new canceller child (`Cancel` or `Deadline`), linked under `src`, or born done if `src`
+    /// already is (tree invariant #3).
+    fn new_canceller(
+        &self,
+        kind: Kind,
+        deadline: u64,
+        dl_cause: *mut u8,
+    ) -> Result<u32, CreateError> {
+        let linked = self.src != NEVER;
+        let owner = if linked { self.src } else { NO_OWNER };
+        let payload = Payload {
+            timer: TimerPart {
+                deadline,
+                cause: dl_cause,
+            },
+        };
+        let head = if kind == Kind::Deadline {
+            HAS_DEADLINE
+        } else {
+            0
+        };
+        let slot = self.new_node(kind, owner, payload, 2 + linked as u32, head)?;
+        if linked && self.arena.link(self.src, slot).is_err() {
+            // Born done: no list reference after all.
+            // ORDERING: Relaxed: the count stays above 0 (our two handles).
+            self.arena.node(slot).refs.fetch_sub(1, Ordering::Relaxed);
+            // ORDERING: Relaxed: `link` wrote a sibling link; restore "never linked".
+            self.arena
+                .node(slot)
+                .next
+                .store(NOT_LINKED, Ordering::Relaxed);
+            let rec = self.arena.child_rec(self.src);
+            let _ = self.arena.publish(slot, rec);
+        }
+        Ok(slot)
+    }
+
+    fn pair(&self, slot: u32) -> (Context<'a>, Canceler<'a>) {
+        (
+            Context {
+                arena: self.arena,
+                slot,
+                src: slot,
+            },
+            Canceler {
+                arena: self.arena,
+                slot,
+            },
+        )
+    }
+
+    /// A child that is cancelled when `self` is, or when its [`Canceler`] says so (Go:
+    /// `WithCancel`). A child of a done context is born done, with the parent's error and cause.
+    ///
+    /// Errors: [`CreateError::ArenaFull`].
+    pub fn with_cancel(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        let slot = self.new_canceller(Kind::Cancel, self.deadline_ticks(), ptr::null_mut())?;
+        Ok(self.pair(slot))
+    }
+
+    /// Go's `WithCancelCause`: the same as [`with_cancel`](Context::with_cancel) — every
+    /// [`Canceler`] can give a cause with [`cancel_with`](Canceler::cancel_with).
+    pub fn with_cancel_cause(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        self.with_cancel()
+    }
+
+    /// A child that is done by `at` at the latest (Go: `WithDeadline`).
+    ///
+    /// The effective deadline is the earlier of `at` and the parent's: if the parent's is
+    /// strictly earlier, this is exactly [`with_cancel`](Context::with_cancel) (as in Go; it
+    /// reports the parent's deadline and expires with the parent's cause). If `at` has already
+    /// passed (by the arena's clock), the child is born done with `DeadlineExceeded`.
+    ///
+    /// Errors: [`CreateError::ArenaFull`].
+    pub fn with_deadline(&self, at: Instant) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        self.deadline_child(at.ticks(), ptr::null_mut())
+    }
+
+    /// [`with_deadline`](Context::with_deadline) whose expiry reports `cause` (Go:
+    /// `WithDeadlineCause`). The returned canceler still cancels with `Canceled` and no cause.
+    pub fn with_deadline_cause(
+        &self,
+        at: Instant,
+        cause: impl Into<CancelCause>,
+    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        self.deadline_child(at.ticks(), cause.into().into_raw())
+    }
+
+    /// A child with a deadline `timeout` from now by the arena's clock (Go: `WithTimeout`).
+    ///
+    /// Errors: [`CreateError::NoClock`] if the arena has no clock, [`CreateError::ArenaFull`].
+    pub fn with_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        let at = self.timeout_to_deadline(timeout)?;
+        self.deadline_child(at, ptr::null_mut())
+    }
+
+    /// [`with_timeout`](Context::with_timeout) whose expiry reports `cause` (Go:
+    /// `WithTimeoutCause`).
+    pub fn with_timeout_cause(
+        &self,
+        timeout: Duration,
+        cause: impl Into<CancelCause>,
+    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        let at = self.timeout_to_deadline(timeout)?;
+        self.deadline_child(at, cause.into().into_raw())
+    }
+
+    fn timeout_to_deadline(&self, timeout: Duration) -> Result<u64, CreateError> {
+        let clock = self.arena.hdr.clock.ok_or(CreateError::NoClock)?;
+        Ok(clock.now().add_ticks(clock.ticks_for(timeout)).ticks())
+    }
+
+    fn deadline_child(
+        &self,
+        at: u64,
+        cause: *mut u8,
+    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        if self.deadline_ticks() < at {
+            // The parent's deadline is sooner: Go returns WithCancel(parent).
+            // SAFETY: `cause` came from `into_raw` just now and was never stored.
+            unsafe { cause::drop_owned(cause) };
+            return self.with_cancel();
+        }
+        let slot = match self.new_canceller(Kind::Deadline, at, cause) {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: as above.
+                unsafe { cause::drop_owned(cause) };
+                return Err(e);
+            }
+        };
+        let (ctx, canceler) = self.pair(slot);
+        if let Some(clock) = self.arena.hdr.clock {
+            if clock.now().ticks() >= at {
+                // Already past: done at once, as Go does.
+                let rec = self.arena.deadline_rec(slot);
+                let _ = self.arena.cancel_tree(slot, rec);
+            }
+        }
+        Ok((ctx, canceler))
+    }
+
+    /// A child carrying `value` under `key` (Go: `WithValue`). Lookups walk up from a context,
+    /// so the nearest binding of a key wins and a parent never sees its children's values.
+    ///
+    /// With a [`Key<T>`](crate::Key) the value is a small `Copy` value stored in the node (no
+    /// allocation); with a [`HeapKey<T>`](crate::HeapKey) (`alloc`) it can be anything.
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Key};
+    /// static REQ_ID: Key<u64> = Key::new("request-id");
+    /// static ARENA: Arena<4> = Arena::new();
+    /// let ctx = ARENA.background().with_value(&REQ_ID, 42)?;
+    /// assert_eq!(ctx.value(&REQ_ID), Some(42));
+    /// assert_eq!(ARENA.background().value(&REQ_ID), None);
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    ///
+    /// Errors: [`CreateError::ArenaFull`] (the value is dropped).
+    pub fn with_value<K: KeyKind>(
+        &self,
+        key: &'static K,
+        value: K::Value,
+    ) -> Result<Context<'a>, CreateError> {
+        // On `ArenaFull` the value is dropped here, before anything was stored.
+        let slot = self.arena.alloc_slot()?;
+        let mut val: Inline = MaybeUninit::uninit();
+        // SAFETY: `Inline` is 16 bytes, 8-aligned.
+        unsafe { K::store(value, val.as_mut_ptr().cast()) };
+        let payload = Payload {
+            value: ValuePart {
+                key: ptr::from_ref(key).cast(),
+                val,
+            },
+        };
+        let kind = if K::HEAP {
+            Kind::HeapValue
+        } else {
+            Kind::Value
+        };
+        self.init_taken(slot, kind, self.src, payload, 1, 0);
+        Ok(Context {
+            arena: self.arena,
+            slot,
+            src: self.src,
+        })
+    }
+
+    /// The value bound to `key` by this context or its nearest ancestor that binds it (Go:
+    /// `Value`). Walks up the chain: no lock, no allocation, no atomic read-modify-write.
+    #[inline]
+    pub fn value<K: KeyKind>(&self, key: &'static K) -> Option<K::Out> {
+        let want: *const () = ptr::from_ref(key).cast();
+        let mut s = self.slot;
+        while state::is_node(s) {
+            let n = self.arena.node(s);
+            // SAFETY: this handle pins `slot` and, through parent references, every ancestor.
+            let kind = unsafe { n.kind() };
+            if matches!(kind, Kind::Value | Kind::HeapValue) {
+                // SAFETY: as above; the `value` variant is live for value kinds.
+                let k = n.payload.with(|p| unsafe { (*p).value.key });
+                if k == want {
+                    // SAFETY: a node whose key is `key` was written by `K::store` for this very
+                    // `K` (a key's address identifies its static, hence its type).
+                    return Some(
+                        n.payload
+                            .with(|p| unsafe { K::load((&raw const (*p).value.val).cast()) }),
+                    );
+                }
+            }
+            // SAFETY: as above.
+            s = unsafe { n.parent() };
+        }
+        None
+    }
+
+    /// A child that keeps `self`'s values but is never cancelled and has no deadline (Go:
+    /// `WithoutCancel`): for work that must outlive the request that started it.
+    ///
+    /// Errors: [`CreateError::ArenaFull`].
+    pub fn without_cancel(&self) -> Result<Context<'a>, CreateError> {
+        let slot = self.arena.alloc_slot()?;
+        self.init_taken(
+            slot,
+            Kind::WithoutCancel,
+            NEVER,
+            Payload { empty: () },
+            1,
+            0,
+        );
+        Ok(Context {
+            arena: self.arena,
+            slot,
+            src: NEVER,
+        })
+    }
+
+    /// Arranges for `f` to run once after this context is done (Go: `AfterFunc`). Returns a
+    /// handle whose [`stop`](AfterFunc::stop) unregisters `f` and reports whether that prevented
+    /// it from running: exactly one of "`f` runs" and "`stop()` returns true" happens.
+    ///
+    /// `f` runs **inline** on the thread (or in the interrupt) that cancels the context, inside
+    /// its `cancel()` call, or in `after_func` itself if the context is already done; a deadline
+    /// fires it in whoever observes or expires the deadline (the `std` timer thread, or the
+    /// firmware's [`expire`](RawArena::expire) call). Keep it short; with `std`,
+    /// [`after_func_spawn`](Context::after_func_spawn) runs it on a new thread as Go does.
+    ///
+    /// In the core `f` is stored in the node and must fit 16 bytes (checked at compile time);
+    /// with `alloc`, [`after_func_boxed`](Context::after_func_boxed) takes any closure. On a
+    /// context that can never be done, `f` is dropped unrun and no node is used.
+    ///
+    /// ```
+    /// use core::sync::atomic::{AtomicBool, Ordering};
+    /// use ctxtree::Arena;
+    /// static ARENA: Arena<4> = Arena::new();
+    /// static RAN: AtomicBool = AtomicBool::new(false);
+    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let _reg = ctx.after_func(|| RAN.store(true, Ordering::SeqCst))?;
+    /// cancel.cancel();
+    /// assert!(RAN.load(Ordering::SeqCst));
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    ///
+    /// Errors: [`CreateError::ArenaFull`] (`f` is dropped unrun).
+    pub fn after_func<F: FnOnce() + Send + 'static>(
+        &self,
+        f: F,
+    ) -> Result<AfterFunc<'a>, CreateError> {
+        const {
+            assert!(
+                core::mem::size_of::<F>() <= 16 && core::mem::align_of::<F>() <= 8,
+                "ctxtree: an after_func closure must fit 16 bytes (use after_func_boxed with alloc)"
+            )
+        };
+        if self.src == NEVER {
+            drop(f);
+            return Ok(AfterFunc::detached());
+        }
+        let mut env: Inline = MaybeUninit::uninit();
+        // SAFETY: `Inline` is 16 bytes, 8-aligned, and F fits (asserted above).
+        unsafe { ptr::write(env.as_mut_ptr().cast::<F>(), f) };
+        let payload = Payload {
+            func: FuncPart {
+                call: call_inline::<F>,
+                env,
+            },
+        };
+        let slot = match self.new_node(Kind::AfterFunc, self.src, payload, 2, 0) {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: `env` holds the F written above, not yet moved out.
+                unsafe { call_inline::<F>(&mut env, false) };
+                return Err(e);
+            }
+        };
+        if self.arena.link(self.src, slot).is_err() {
+            // Already done: run now (Go: "calls f immediately").
+            // ORDERING: Relaxed: the count stays above 0 (our handle).
+            self.arena.node(slot).refs.fetch_sub(1, Ordering::Relaxed);
+            // ORDERING: Relaxed: restore "never linked".
+            self.arena
+                .node(slot)
+                .next
+                .store(NOT_LINKED, Ordering::Relaxed);
+            self.arena.fire(slot);
+        } else if !self.is_done() {
+            // (`is_done` above expired a passed deadline, which fired `f`.)
+            self.watch();
+        }
+        Ok(AfterFunc::new(self.arena, slot))
+    }
+
+    /// The slot of this context's node, for tests and `dump`.
+    #[cfg(test)]
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+}
+
+/// Runs (`run`) or drops the `F` stored in `env`.
+///
+/// # Safety
+/// `env` holds a valid `F` written by `after_func`, and is not used again.
+unsafe fn call_inline<F: FnOnce()>(env: *mut Inline, run: bool) {
+    // SAFETY: per the contract, an F is there and this is its only read.
+    let f = unsafe { ptr::read(env.cast::<F>()) };
+    if run {
+        f();
+    }
+}
+
+impl Clone for Context<'_> {
+    #[inline]
+    fn clone(&self) -> Self {
+        if state::is_node(self.slot) {
+            self.arena.acquire(self.slot);
+        }
+        Context {
+            arena: self.arena,
+            slot: self.slot,
+            src: self.src,
+        }
+    }
+}
+
+impl Drop for Context<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if state::is_node(self.slot) {
+            self.arena.release(self.slot, 1);
+        }
+    }
+}
+
+impl<'a> Canceler<'a> {
+    /// Cancels the context with [`Error::Canceled`] and no cause. Idempotent: only the first
+    /// cancellation (by anyone) sets the error. When it returns, the context and every context
+    /// derived from it are done, and the context is out of its parent's child list.
+    pub fn cancel(&self) {
+        let _ = self.arena.cancel_tree(self.slot, Rec::CANCELED);
+    }
+
+    /// Cancels with [`Error::Canceled`] and `cause` (Go: `CancelCauseFunc(cause)`). If the context
+    /// is already done the cause is dropped: the first cause wins.
+    pub fn cancel_with(&self, cause: impl Into<CancelCause>) {
+        let raw = cause.into().into_raw();
+        if !self.arena.cancel_tree(
+            self.slot,
+            Rec {
+                err: Error::Canceled,
+                cause: raw,
+            },
+        ) {
+            // SAFETY: `raw` came from `into_raw` and was not stored.
+            unsafe { cause::drop_owned(raw) };
+        }
+    }
+
+    /// A new handle on the context this canceler cancels.
+    pub fn context(&self) -> Context<'a> {
+        self.arena.acquire(self.slot);
+        Context {
+            arena: self.arena,
+            slot: self.slot,
+            src: self.slot,
+        }
+    }
+}
+
+impl Drop for Canceler<'_> {
+    fn drop(&mut self) {
+        self.cancel();
+        self.arena.release(self.slot, 1);
+    }
+}
+
+impl fmt::Debug for Canceler<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Canceler")
+            .field("context", &format_args!("{}", self.context()))
+            .finish()
+    }
+}
+
+impl fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &format_args!("{self}"))
+            .field("err", &self.err())
+            .field("deadline", &self.deadline())
+            .finish()
+    }
+}
+
+/// Go's `String()`: the chain of constructors from the root, e.g.
+/// `context.Background.WithCancel.WithValue(request-id, u64)`. A chain deeper than 64 prints its
+/// root, the number of elided links, and its last 32 links (the walk is iterative: no recursion).
+impl fmt::Display for Context<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::dump::write_chain(self.arena, self.slot, f)
+    }
+}

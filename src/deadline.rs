@@ -1,0 +1,117 @@
+//! Driving deadlines: the expiry scan a firmware timer calls, and the watch hook.
+//!
+//! Deadlines are enforced two ways. *Lazily*: every observation of a context that has a
+//! deadline (`is_done`, `err`, `cause`, `done().poll`) compares it with the clock and, if it has
+//! passed, records the expiry (cancelling the node that owns the deadline, with its cause) before
+//! answering — so every observer agrees on the outcome. *Proactively*: [`RawArena::expire`]
+//! cancels whatever is due and returns the next deadline, for a timer interrupt (firmware) or a
+//! timer thread (`std`) to call, so that `after_func` callbacks and waiting tasks run on time.
+
+use crate::arena::RawArena;
+use crate::node::Kind;
+use crate::state::{DONE, HAS_DEADLINE};
+use crate::sync::Ordering;
+use crate::time::Instant;
+
+/// A deadline someone started listening for, passed to the arena's deadline hook (see
+/// [`Arena::with_deadline_hook`](crate::Arena::with_deadline_hook)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeadlineWatch {
+    pub(crate) at: Instant,
+    pub(crate) slot: u32,
+}
+
+impl DeadlineWatch {
+    /// When the deadline falls due.
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+impl RawArena {
+    /// Cancels, with `DeadlineExceeded` (and their deadline causes), the contexts whose deadline
+    /// is at or before `now`, and returns the earliest deadline still pending.
+    ///
+    /// Lock-free, allocation-free and callable from an interrupt handler; it scans the slots
+    /// used so far (O(high-water mark), one load per slot without a deadline), which is what
+    /// firmware arenas of a few hundred nodes want. Callbacks registered with `after_func` on the
+    /// expired contexts run inside this call.
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Error, Instant};
+    /// static ARENA: Arena<8> = Arena::new(); // no clock: deadlines fire only through expire
+    /// let (ctx, _c) = ARENA.background().with_deadline(Instant::from_ticks(100))?;
+    /// assert_eq!(ARENA.expire(Instant::from_ticks(99)), Some(Instant::from_ticks(100)));
+    /// assert!(!ctx.is_done());
+    /// assert_eq!(ARENA.expire(Instant::from_ticks(100)), None);
+    /// assert_eq!(ctx.err(), Some(Error::DeadlineExceeded));
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut next = u64::MAX;
+        for s in 0..self.used() {
+            let n = self.node(s);
+            // ORDERING: Relaxed: a hint; everything is re-checked under a reference.
+            if n.head.load(Ordering::Relaxed) & (HAS_DEADLINE | DONE) != HAS_DEADLINE {
+                continue;
+            }
+            if !self.try_acquire(s) {
+                continue;
+            }
+            if let Some(dl) = self.pending_deadline(s) {
+                if dl <= now.ticks() {
+                    let rec = self.deadline_rec(s);
+                    let _ = self.cancel_tree(s, rec);
+                } else {
+                    next = next.min(dl);
+                }
+            }
+            self.release(s, 1);
+        }
+        (next != u64::MAX).then_some(Instant::from_ticks(next))
+    }
+
+    /// The own deadline of a live `Deadline` node the caller holds, if it is not done.
+    fn pending_deadline(&self, s: u32) -> Option<u64> {
+        let n = self.node(s);
+        // SAFETY: the caller holds a reference.
+        if unsafe { n.kind() } != Kind::Deadline {
+            return None;
+        }
+        // ORDERING: Acquire: see `Context::done_word`.
+        if n.head.load(Ordering::Acquire) & DONE != 0 {
+            return None;
+        }
+        // SAFETY: a held `Deadline` node.
+        Some(unsafe { n.deadline() })
+    }
+
+    /// Expires the context behind `watch` if its deadline is at or before `now` (O(1); for a
+    /// timer that keeps its own queue of watches, as the `std` timer thread does). A stale
+    /// watch — its context gone, or its slot reused — is ignored, or, if the slot now holds a
+    /// context that is itself due, expires that one, which is just as right.
+    ///
+    /// Returns true if the context was (or already is) done.
+    pub fn expire_watch(&self, watch: DeadlineWatch, now: Instant) -> bool {
+        let s = watch.slot;
+        if s >= self.used() || !self.try_acquire(s) {
+            return false;
+        }
+        let n = self.node(s);
+        // SAFETY: we hold a reference.
+        let kind = unsafe { n.kind() };
+        let mut done = false;
+        if kind.is_canceler() {
+            // ORDERING: Acquire: see `Context::done_word`.
+            done = n.head.load(Ordering::Acquire) & DONE != 0;
+            // SAFETY: a held canceller node.
+            let dl = unsafe { n.deadline() };
+            if !done && dl <= now.ticks() {
+                self.expire_from(s, dl);
+                done = true;
+            }
+        }
+        self.release(s, 1);
+        done
+    }
+}

@@ -1,0 +1,256 @@
+//! Human-readable views: Go's `String()` chain for one context, and a dump of a whole arena.
+//!
+//! Both walk the tree iteratively (no recursion, whatever the depth) and take a reference on
+//! every node they print, so a concurrent cancel or release can never make them read a recycled
+//! slot or show a freed node as live.
+
+use core::fmt;
+
+use crate::arena::RawArena;
+use crate::cause;
+use crate::node::Kind;
+use crate::state::{self, BACKGROUND, DONE, ERR_DEADLINE, HAS_CAUSE, Head, TODO};
+use crate::sync::Ordering;
+use crate::value::KeyInfo;
+
+/// Chains deeper than this print their root, a count, and their last [`TAIL`] links.
+const FULL: usize = 64;
+const TAIL: usize = 32;
+
+fn root_name(root: u32) -> &'static str {
+    if root == TODO {
+        "context.TODO"
+    } else {
+        "context.Background"
+    }
+}
+
+/// Writes Go's `String()` of the context at `slot`, which the caller pins.
+pub(crate) fn write_chain(arena: &RawArena, slot: u32, f: &mut dyn fmt::Write) -> fmt::Result {
+    let ancestor = |mut s: u32, up: usize| {
+        for _ in 0..up {
+            // SAFETY: every ancestor of a pinned node is pinned (tree invariant #1).
+            s = unsafe { arena.node(s).parent() };
+        }
+        s
+    };
+    let mut depth = 0usize;
+    let mut s = slot;
+    while state::is_node(s) {
+        depth += 1;
+        // SAFETY: as above.
+        s = unsafe { arena.node(s).parent() };
+    }
+    f.write_str(root_name(s))?;
+    for i in (0..depth).rev() {
+        if depth > FULL && i >= TAIL {
+            if i == TAIL {
+                write!(f, ".…({} more)…", depth - TAIL)?;
+            }
+            continue;
+        }
+        segment(arena, ancestor(slot, i), f)?;
+    }
+    Ok(())
+}
+
+/// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`.
+fn segment(arena: &RawArena, s: u32, f: &mut dyn fmt::Write) -> fmt::Result {
+    let n = arena.node(s);
+    // SAFETY: the caller pins `s`.
+    let (kind, payload) = unsafe { (n.kind(), n.payload()) };
+    match kind {
+        Kind::Cancel => f.write_str(".WithCancel"),
+        Kind::Deadline => {
+            // SAFETY: the `timer` variant is live for deadline nodes.
+            let dl = unsafe { payload.timer.deadline };
+            write!(f, ".WithDeadline(@{dl} [")?;
+            remaining(arena, dl, f)?;
+            f.write_str("])")
+        }
+        Kind::Value | Kind::HeapValue => {
+            // SAFETY: the `value` variant is live for value nodes, and its key points to a key
+            // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
+            let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
+            write!(f, ".WithValue({}, {})", info.name, (info.type_name)())
+        }
+        Kind::WithoutCancel => f.write_str(".WithoutCancel"),
+        Kind::AfterFunc => f.write_str(".AfterFunc"),
+        Kind::Free => f.write_str(".<free>"),
+    }
+}
+
+/// Time left until `dl` by the arena's clock, as Go prints `time.Until(deadline)`.
+fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
+    match arena.hdr.clock {
+        Some(c) => {
+            let now = c.now().ticks();
+            if now <= dl {
+                write!(f, "{:?}", c.duration_of(dl - now))
+            } else {
+                write!(f, "-{:?}", c.duration_of(now - dl))
+            }
+        }
+        None => f.write_str("no clock"),
+    }
+}
+
+impl RawArena {
+    /// Draws every live context of the arena as a tree, one line per node: its kind, slot, state,
+    /// deadline and cause. What someone debugging a firmware hang looks at first.
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Key};
+    /// static ARENA: Arena<8> = Arena::new();
+    /// static USER: Key<u32> = Key::new("user");
+    /// let (req, cancel) = ARENA.background().with_cancel()?;
+    /// let val = req.with_value(&USER, 7)?;
+    /// let (_job, _c) = val.with_cancel()?;
+    /// cancel.cancel();
+    /// let mut out = String::new();
+    /// ARENA.dump(&mut out).unwrap();
+    /// assert_eq!(out, "\
+    /// context.Background
+    ///   WithCancel #0 [canceled]
+    ///     WithValue(user, u32) #1
+    ///       WithCancel #2 [canceled]
+    /// ");
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    ///
+    /// The walk is iterative and holds a reference on each node of its current path, so it is
+    /// safe against concurrent changes (it shows a consistent node per line, not a snapshot of the
+    /// whole tree). It costs O(n²) in the number of used slots: a diagnostic, not a hot path.
+    /// TODO-rooted trees are printed after Background-rooted ones.
+    pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        for root in [BACKGROUND, TODO] {
+            let mut printed_root = false;
+            let mut parent = root;
+            let mut depth = 1usize;
+            let mut from = 0u32;
+            loop {
+                match self.next_child(parent, from) {
+                    Some(c) => {
+                        if !printed_root {
+                            writeln!(w, "{}", root_name(root))?;
+                            printed_root = true;
+                        }
+                        let r = self.line(c, depth, w);
+                        if r.is_err() {
+                            self.release_path(c, root);
+                            return r;
+                        }
+                        parent = c;
+                        depth += 1;
+                        from = 0;
+                    }
+                    None => {
+                        if parent == root {
+                            break;
+                        }
+                        // SAFETY: we hold a reference on `parent` (taken in `next_child`).
+                        let up = unsafe { self.node(parent).parent() };
+                        from = parent + 1;
+                        self.release(parent, 1);
+                        parent = up;
+                        depth -= 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A `Display` view of [`dump`](RawArena::dump): `println!("{}", ARENA.tree())`.
+    pub fn tree(&self) -> Tree<'_> {
+        Tree(self)
+    }
+
+    /// The first live node at or after `from` whose parent is `parent`, with a reference taken.
+    fn next_child(&self, parent: u32, from: u32) -> Option<u32> {
+        for s in from..self.used() {
+            // ORDERING: Relaxed: a hint, re-checked under a reference.
+            if self.node(s).refs.load(Ordering::Relaxed) == 0 || !self.try_acquire(s) {
+                continue;
+            }
+            let n = self.node(s);
+            // SAFETY: we hold a reference.
+            let (kind, p) = unsafe { (n.kind(), n.parent()) };
+            if kind != Kind::Free && p == parent {
+                return Some(s);
+            }
+            self.release(s, 1);
+        }
+        None
+    }
+
+    /// Releases the references a dump holds on the path from `s` up to `root`.
+    fn release_path(&self, mut s: u32, root: u32) {
+        while s != root && state::is_node(s) {
+            // SAFETY: we hold a reference on `s`.
+            let up = unsafe { self.node(s).parent() };
+            self.release(s, 1);
+            s = up;
+        }
+    }
+
+    fn line(&self, s: u32, depth: usize, w: &mut dyn fmt::Write) -> fmt::Result {
+        let n = self.node(s);
+        for _ in 0..depth.min(40) {
+            w.write_str("  ")?;
+        }
+        if depth > 40 {
+            write!(w, "(depth {depth}) ")?;
+        }
+        let mut name = heapless::String::<96>::new();
+        let _ = segment(self, s, &mut name);
+        write!(w, "{} #{s}", name.trim_start_matches('.'))?;
+        // SAFETY: we hold a reference.
+        let kind = unsafe { n.kind() };
+        // ORDERING: Acquire: a done word is followed by reading the cause.
+        let h = n.head.load(Ordering::Acquire);
+        match kind {
+            Kind::Cancel | Kind::Deadline => {
+                if h & DONE == 0 {
+                    w.write_str(" [live]")?;
+                } else {
+                    w.write_str(if h & ERR_DEADLINE != 0 {
+                        " [deadline exceeded]"
+                    } else {
+                        " [canceled]"
+                    })?;
+                }
+                // SAFETY: a held canceller node.
+                let dl = unsafe { n.deadline() };
+                if kind == Kind::Cancel && dl != u64::MAX {
+                    write!(w, " deadline=@{dl} (inherited)")?;
+                }
+                if h & DONE != 0 && Head(h).has_cause() {
+                    // ORDERING: Acquire pairs with the claim in `publish`.
+                    let p = n.cause.load(Ordering::Acquire);
+                    // SAFETY: the slot's referent is alive while the node is (held).
+                    write!(w, " cause=\"{}\"", unsafe { cause::decode(p) })?;
+                }
+            }
+            Kind::AfterFunc => {
+                w.write_str(match (h & DONE != 0, h & HAS_CAUSE != 0) {
+                    (false, _) => " [pending]",
+                    (true, false) => " [fired]",
+                    (true, true) => " [stopped]",
+                })?;
+            }
+            _ => {}
+        }
+        w.write_str("\n")
+    }
+}
+
+/// `Display` adapter for [`RawArena::dump`].
+#[derive(Debug)]
+pub struct Tree<'a>(&'a RawArena);
+
+impl fmt::Display for Tree<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.dump(f)
+    }
+}

@@ -1,0 +1,198 @@
+//! The `alloc` layer: heap values, boxed callbacks, and arenas sized at run time or growing.
+
+use ::alloc::boxed::Box;
+use ::alloc::sync::Arc;
+use core::fmt;
+use core::marker::PhantomData;
+
+use crate::arena::{Header, RawArena};
+use crate::node::{Inline, Node};
+use crate::time::Clock;
+use crate::value::{KeyInfo, KeyKind, Sealed};
+use crate::{AfterFunc, Context, CreateError, DeadlineWatch};
+
+/// A key for a value of any `Send + Sync` type, stored behind an `Arc` (`alloc`).
+///
+/// [`Context::value`] returns a new `Arc` on the value.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ctxtree::HeapKey;
+/// static USER: HeapKey<String> = HeapKey::new("user");
+/// let ctx = ctxtree::background().with_value(&USER, "gopher".to_string())?;
+/// assert_eq!(ctx.value(&USER).as_deref().map(String::as_str), Some("gopher"));
+/// # Ok::<(), ctxtree::CreateError>(())
+/// ```
+#[repr(C)]
+pub struct HeapKey<T: 'static> {
+    info: KeyInfo,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> HeapKey<T> {
+    /// A key whose `Display` name is `name`. Declare it in a `static`.
+    pub const fn new(name: &'static str) -> Self {
+        HeapKey {
+            info: KeyInfo {
+                name,
+                type_name: core::any::type_name::<T>,
+            },
+            _t: PhantomData,
+        }
+    }
+
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.info.name
+    }
+}
+
+impl<T> fmt::Debug for HeapKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "HeapKey<{}>({:?})",
+            (self.info.type_name)(),
+            self.info.name
+        )
+    }
+}
+
+/// What a heap value node stores in its 16 inline bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct HeapSlot {
+    ptr: *const (),
+    drop: unsafe fn(*const ()),
+}
+
+/// # Safety
+/// `p` comes from `Arc::<T>::into_raw` and this reference is not used again.
+unsafe fn drop_arc<T>(p: *const ()) {
+    // SAFETY: per the contract.
+    drop(unsafe { Arc::from_raw(p.cast::<T>()) });
+}
+
+/// Drops the value of a heap value node being torn down.
+///
+/// # Safety
+/// `val` holds a `HeapSlot` written by `HeapKey::store`, not dropped before.
+pub(crate) unsafe fn drop_heap_value(val: &Inline) {
+    // SAFETY: per the contract.
+    let s = unsafe { val.as_ptr().cast::<HeapSlot>().read() };
+    // SAFETY: the slot's pointer and drop function were written together by `store`.
+    unsafe { (s.drop)(s.ptr) };
+}
+
+impl<T: 'static> Sealed for HeapKey<T> {}
+
+impl<T: Send + Sync + 'static> KeyKind for HeapKey<T> {
+    type Value = T;
+    type Out = Arc<T>;
+    const HEAP: bool = true;
+
+    unsafe fn store(value: T, dst: *mut u8) {
+        let slot = HeapSlot {
+            ptr: Arc::into_raw(Arc::new(value)).cast(),
+            drop: drop_arc::<T>,
+        };
+        // SAFETY: `dst` is 16 bytes, 8-aligned (the contract); `HeapSlot` is two pointers.
+        unsafe { dst.cast::<HeapSlot>().write(slot) };
+    }
+
+    unsafe fn load(src: *const u8) -> Arc<T> {
+        // SAFETY: a `HeapSlot` for an `Arc<T>` is stored there (the contract).
+        let s = unsafe { src.cast::<HeapSlot>().read() };
+        let p = s.ptr.cast::<T>();
+        // SAFETY: the node's `Arc` is alive while the node is; we take a new strong count.
+        unsafe {
+            Arc::increment_strong_count(p);
+            Arc::from_raw(p)
+        }
+    }
+}
+
+impl<'a> Context<'a> {
+    /// [`after_func`](Context::after_func) for a closure of any size, boxed (`alloc`).
+    pub fn after_func_boxed(
+        &self,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<AfterFunc<'a>, CreateError> {
+        let boxed: Box<dyn FnOnce() + Send> = Box::new(f);
+        self.after_func(boxed)
+    }
+}
+
+/// An arena on the heap: sized at run time, or growing by pages without moving its nodes
+/// (`alloc`). Dereferences to [`RawArena`].
+///
+/// ```
+/// use ctxtree::{CreateError, HeapArena};
+/// let fixed = HeapArena::with_capacity(2);
+/// let (_a, _ca) = fixed.background().with_cancel()?;
+/// let (_b, _cb) = fixed.background().with_cancel()?;
+/// assert_eq!(fixed.background().with_cancel().err(), Some(CreateError::ArenaFull));
+///
+/// let growing = HeapArena::growable();
+/// let many: Vec<_> = (0..10_000).map(|_| growing.background().with_cancel()).collect::<Result<_, _>>()?;
+/// assert_eq!(growing.stats().live, 10_000);
+/// # drop(many);
+/// # Ok::<(), CreateError>(())
+/// ```
+pub struct HeapArena(Box<RawArena<[Node; 0]>>);
+
+/// Page 0 of a growable arena; later pages double.
+const GROW_BASE: usize = 256;
+
+impl HeapArena {
+    fn paged(hdr: Header) -> Self {
+        HeapArena(Box::new(RawArena { hdr, slots: [] }))
+    }
+
+    /// An arena of exactly `capacity` nodes (clamped to 1 ..= 2²⁷ − 2), allocated on first use.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let n = capacity.clamp(1, crate::state::MAX_SLOTS);
+        Self::paged(Header::paged(n, 1))
+    }
+
+    /// An arena that grows by pages (256 nodes, then doubling) as needed, up to 2²⁷ − 2 nodes;
+    /// existing nodes never move. Only a failed page allocation, or that limit, is `ArenaFull`.
+    pub fn growable() -> Self {
+        Self::paged(Header::paged(GROW_BASE, 20))
+    }
+
+    /// Gives the arena a clock (see [`Arena::with_clock`](crate::Arena::with_clock)).
+    pub fn with_clock(mut self, clock: &'static dyn Clock) -> Self {
+        self.0.hdr.set_clock(Some(clock));
+        self
+    }
+
+    /// Sets the deadline hook (see [`Arena::with_deadline_hook`](crate::Arena::with_deadline_hook)).
+    pub fn with_deadline_hook(mut self, hook: fn(DeadlineWatch)) -> Self {
+        self.0.hdr.hook = Some(hook);
+        self
+    }
+}
+
+impl core::ops::Deref for HeapArena {
+    type Target = RawArena;
+    fn deref(&self) -> &RawArena {
+        &*self.0
+    }
+}
+
+impl Drop for HeapArena {
+    fn drop(&mut self) {
+        // SAFETY: every `Context` borrows the arena, so none is alive now (a leaked one leaks its
+        // node's contents, never touches freed memory: the borrow checker ties it to the arena).
+        unsafe { self.0.hdr.pages.free_all() };
+    }
+}
+
+impl fmt::Debug for HeapArena {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeapArena")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,241 @@
+//! One arena slot: a context node, one cache line.
+//!
+//! The atomic words (`head`, `next`, `refs`, `wlock`, `cause`) may be read by any thread at any
+//! time, including after the slot was freed and reused: memory is type-stable, so such reads are
+//! merely stale, and every protocol that acts on them re-validates (tree invariants #4, #5).
+//!
+//! The plain fields (`kind`, `parent`, `owner`, `payload`) are written only while the slot is
+//! exclusively owned (just popped from the free list, reference count 0, unreachable through any
+//! valid link) and read only by a holder of a reference: the initial `refs` store is a Release
+//! and every reference is taken by an Acquire, so readers see the writes.
+
+use core::mem::MaybeUninit;
+use core::ptr;
+
+use crate::state::NO_OWNER;
+use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, UnsafeCell};
+use crate::waiters::Waiter;
+
+/// What a node is. Stored in the node; immutable per incarnation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub(crate) enum Kind {
+    /// On the free list (or being initialised).
+    Free = 0,
+    /// `with_cancel` (and a `with_deadline` whose parent's deadline is earlier, as in Go).
+    Cancel = 1,
+    /// `with_deadline` / `with_timeout`: owns a deadline.
+    Deadline = 2,
+    /// `with_value` with an inline `Copy` value.
+    Value = 3,
+    /// `with_value` with a heap value (`alloc`).
+    HeapValue = 4,
+    /// `without_cancel`.
+    WithoutCancel = 5,
+    /// An `after_func` registration.
+    AfterFunc = 6,
+}
+
+impl Kind {
+    /// Kinds whose node decides its own done-ness (owns a `head` state and a child list).
+    #[inline(always)]
+    pub(crate) fn is_canceler(self) -> bool {
+        matches!(self, Kind::Cancel | Kind::Deadline)
+    }
+}
+
+/// Inline storage for a value or a closure: 16 bytes, 8-aligned.
+pub(crate) type Inline = MaybeUninit<[u64; 2]>;
+
+/// `Cancel` / `Deadline` nodes: the effective deadline (own or inherited; `u64::MAX` = none),
+/// and for `Deadline` nodes the cause their expiry reports (a tagged cause pointer, or null).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct TimerPart {
+    pub(crate) deadline: u64,
+    pub(crate) cause: *mut u8,
+}
+
+/// `Value` / `HeapValue` nodes: the key's address and the value.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct ValuePart {
+    pub(crate) key: *const (),
+    pub(crate) val: Inline,
+}
+
+/// `AfterFunc` nodes: the closure and its trampoline (`run == true` calls it, `false` drops it).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct FuncPart {
+    pub(crate) call: unsafe fn(*mut Inline, bool),
+    pub(crate) env: Inline,
+}
+
+/// The kind-specific part of a node.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) union Payload {
+    pub(crate) timer: TimerPart,
+    pub(crate) value: ValuePart,
+    pub(crate) func: FuncPart,
+    pub(crate) empty: (),
+}
+
+/// A context node. Opaque: it appears in public signatures only as the element type of an
+/// arena's storage.
+#[repr(C)]
+#[cfg_attr(target_pointer_width = "64", repr(align(64)))]
+pub struct Node {
+    /// State and child list; see [`crate::state`].
+    pub(crate) head: AtomicU32,
+    /// Sibling link / free-list link; see [`crate::state`].
+    pub(crate) next: AtomicU32,
+    /// Reference count; 0 = free.
+    pub(crate) refs: AtomicU32,
+    /// Waiter-list lock bits; see [`crate::waiters`].
+    pub(crate) wlock: AtomicU8,
+    pub(crate) kind: UnsafeCell<Kind>,
+    /// The parent slot, or the `BACKGROUND` / `TODO` sentinel.
+    pub(crate) parent: UnsafeCell<u32>,
+    /// The node whose child list this node is in (`NO_OWNER` if none); for value and
+    /// without-cancel nodes, the node that decides their done-ness (`NEVER` if none).
+    pub(crate) owner: UnsafeCell<u32>,
+    /// The cause slot; see [`crate::cause`].
+    pub(crate) cause: AtomicPtr<u8>,
+    /// Head of the intrusive waiter list; guarded by `wlock`.
+    pub(crate) waiters: UnsafeCell<*const Waiter>,
+    pub(crate) payload: UnsafeCell<Payload>,
+}
+
+// Compile-time memory budget: one cache line per node, values included (DESIGN §3).
+const _: () = assert!(core::mem::size_of::<Node>() <= 64);
+#[cfg(all(target_pointer_width = "64", not(ctxtree_loom)))]
+const _: () = assert!(core::mem::size_of::<Node>() == 64);
+const _: () = assert!(core::mem::size_of::<Payload>() <= 24);
+
+// SAFETY: the plain fields are only accessed under the protocol in the module docs (exclusive
+// owner writes before a Release publication; reference holders read after an Acquire); the raw
+// pointers are either to `'static` data, to heap data owned by the node, or to pinned waiters
+// whose access is serialised by `wlock`.
+unsafe impl Sync for Node {}
+// SAFETY: as above; nothing in a node is tied to a thread.
+unsafe impl Send for Node {}
+
+impl core::fmt::Debug for Node {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// An empty, free node.
+    #[cfg(not(ctxtree_loom))]
+    pub(crate) const fn new() -> Self {
+        Node {
+            head: AtomicU32::new(0),
+            next: AtomicU32::new(crate::state::FREE),
+            refs: AtomicU32::new(0),
+            wlock: AtomicU8::new(0),
+            kind: UnsafeCell::new(Kind::Free),
+            parent: UnsafeCell::new(0),
+            owner: UnsafeCell::new(NO_OWNER),
+            cause: AtomicPtr::new(ptr::null_mut()),
+            waiters: UnsafeCell::new(ptr::null()),
+            payload: UnsafeCell::new(Payload { empty: () }),
+        }
+    }
+
+    /// An empty, free node.
+    #[cfg(ctxtree_loom)]
+    pub(crate) fn new() -> Self {
+        Node {
+            head: AtomicU32::new(0),
+            next: AtomicU32::new(crate::state::FREE),
+            refs: AtomicU32::new(0),
+            wlock: AtomicU8::new(0),
+            kind: UnsafeCell::new(Kind::Free),
+            parent: UnsafeCell::new(0),
+            owner: UnsafeCell::new(NO_OWNER),
+            cause: AtomicPtr::new(ptr::null_mut()),
+            waiters: UnsafeCell::new(ptr::null()),
+            payload: UnsafeCell::new(Payload { empty: () }),
+        }
+    }
+
+    /// The node's kind.
+    ///
+    /// # Safety
+    /// The caller holds a reference on the node, or owns it exclusively.
+    #[inline(always)]
+    pub(crate) unsafe fn kind(&self) -> Kind {
+        // SAFETY: per the caller's contract no write is concurrent (module docs).
+        self.kind.with(|p| unsafe { *p })
+    }
+
+    /// The parent slot or root sentinel.
+    ///
+    /// # Safety
+    /// As for [`Node::kind`].
+    #[inline(always)]
+    pub(crate) unsafe fn parent(&self) -> u32 {
+        // SAFETY: as in `kind`.
+        self.parent.with(|p| unsafe { *p })
+    }
+
+    /// The owner slot (see the field docs).
+    ///
+    /// # Safety
+    /// As for [`Node::kind`].
+    #[inline(always)]
+    pub(crate) unsafe fn owner(&self) -> u32 {
+        // SAFETY: as in `kind`.
+        self.owner.with(|p| unsafe { *p })
+    }
+
+    /// A copy of the payload.
+    ///
+    /// # Safety
+    /// As for [`Node::kind`].
+    #[inline(always)]
+    pub(crate) unsafe fn payload(&self) -> Payload {
+        // SAFETY: as in `kind`; `Payload` is `Copy` plain data.
+        self.payload.with(|p| unsafe { *p })
+    }
+
+    /// The effective deadline in ticks (`u64::MAX` = none) of a canceller node.
+    ///
+    /// # Safety
+    /// As for [`Node::kind`], and the node is a `Cancel` or `Deadline` node.
+    #[inline(always)]
+    pub(crate) unsafe fn deadline(&self) -> u64 {
+        // SAFETY: as in `kind`; the caller guarantees the `timer` variant is the live one.
+        self.payload.with(|p| unsafe { (*p).timer.deadline })
+    }
+
+    /// Writes the plain fields of a freshly allocated node.
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively (popped from the free list, `refs == 0`).
+    pub(crate) unsafe fn init(&self, kind: Kind, parent: u32, owner: u32, payload: Payload) {
+        // SAFETY: exclusive ownership per the caller's contract.
+        unsafe {
+            self.kind.with_mut(|p| *p = kind);
+            self.parent.with_mut(|p| *p = parent);
+            self.owner.with_mut(|p| *p = owner);
+            self.payload.with_mut(|p| *p = payload);
+        }
+    }
+
+    /// Marks a freed node's plain fields as free (a debugging aid for `dump`).
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively (its reference count just reached 0).
+    pub(crate) unsafe fn clear(&self) {
+        // SAFETY: exclusive ownership per the caller's contract.
+        self.kind.with_mut(|p| unsafe { *p = Kind::Free });
+    }
+}
+
+/// A never-linked node's `next` word: `UNLINKED` so that `unlink` returns at once.
+pub(crate) const NOT_LINKED: u32 = crate::state::UNLINKED | crate::state::MARK;

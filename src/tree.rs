@@ -1,0 +1,520 @@
+//! Child lists, cancellation propagation and node release: the lock-free core.
+//!
+//! Each canceller node (`with_cancel`, `with_deadline`) heads an intrusive singly linked list of
+//! the nodes that must be cancelled with it: its cancel and deadline children, and its
+//! `after_func` registrations (value and without-cancel nodes take no part: a value node asks
+//! its nearest canceller ancestor whether it is done). Links are slot numbers (see
+//! [`crate::state`]). Nothing here allocates, locks, or waits for another thread: every loop
+//! retries only because another thread's atomic step succeeded.
+//!
+//! # Invariants
+//! 1. **Reference counts.** `refs(n)` = handles on `n` (contexts, cancelers, stop handles)
+//!    + children of `n` (each child holds one on its parent) + 1 while `n` is linked in a list
+//!    + traversals currently standing on `n`. The thread that brings it to 0 owns `n`
+//!    exclusively: it tears it down, pushes it on the free list, and releases `n`'s parent —
+//!    iteratively, so releasing a 100 000-deep chain uses constant stack.
+//! 2. **One list.** A node is linked in at most one list, its `owner`'s, from `link` until the
+//!    one successful compare-and-swap that unlinks it. The list's reference goes to the thread
+//!    whose compare-and-swap unlinked it.
+//! 3. **`DONE` closes the list.** `DONE` is published with a compare-and-swap on the same word
+//!    that holds the first-child link, so `link` (also a compare-and-swap on that word) either
+//!    happens before it — and the cancelling traversal, which reads the list after publishing,
+//!    finds the child — or after it, sees `DONE`, and creates the child done with the parent's
+//!    error and cause. No cancellation is lost. After `DONE`, a list only shrinks.
+//! 4. **Harris-style removal.** To unlink `c`, first set `MARK` on `c.next` (freezing it: every
+//!    compare-and-swap on a `next` expects an unmarked value), then swing the predecessor's link
+//!    from `c` to `c`'s successor. A searcher that meets a marked node helps unlink it.
+//! 5. **Reference before action.** A thread acts on a node reached through a link (reads its
+//!    plain fields, publishes its state, uses it as a predecessor) only while holding a
+//!    reference, taken with [`RawArena::try_acquire`] (which fails on a free slot) and then
+//!    re-validated by re-reading the link it came through. A held reference pins the node's
+//!    incarnation: the slot cannot be recycled under it. This is what makes type-stable memory
+//!    safe without generations in the links.
+//! 6. **Post-order unlinking.** A traversal unlinks a node from a closed list only after that
+//!    node's own list is empty. So when any canceller finds a list empty, every node below it is
+//!    done, whoever else is cancelling the same subtree; and `cancel()` returns only after the
+//!    whole subtree is done, even when another thread (or the interrupted code under an
+//!    interrupt handler) is cancelling it at the same time — the late canceller helps instead of
+//!    waiting.
+//! 7. **Cause before `DONE`.** The cause slot is claimed (one compare-and-swap from null; the
+//!    first cause wins) before `DONE | HAS_CAUSE` is published with Release, so an observer that
+//!    sees `DONE` never misses the cause; a canceller that loses the slot publishes the winner's
+//!    error and cause, so error and cause always agree.
+
+use core::ptr;
+
+use crate::Error;
+use crate::arena::RawArena;
+use crate::cause::{self, TAG_BORROWED, TAG_DEADLINE};
+use crate::node::Kind;
+use crate::state::{
+    self, DONE, HAS_CAUSE, Head, LINK_MASK, MARK, NIL, NO_OWNER, UNLINKED, WAITERS,
+};
+use crate::sync::{Ordering, fence};
+
+/// How a node is being cancelled: the error and a tagged cause pointer (null = none).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rec {
+    pub(crate) err: Error,
+    pub(crate) cause: *mut u8,
+}
+
+impl Rec {
+    pub(crate) const CANCELED: Rec = Rec {
+        err: Error::Canceled,
+        cause: ptr::null_mut(),
+    };
+}
+
+impl RawArena {
+    /// Takes a reference on `slot` unless it is free. See invariant #5.
+    #[inline]
+    pub(crate) fn try_acquire(&self, slot: u32) -> bool {
+        let refs = &self.node(slot).refs;
+        // ORDERING: Relaxed: only seeds the CAS.
+        let mut c = refs.load(Ordering::Relaxed);
+        loop {
+            if c == 0 {
+                return false;
+            }
+            // ORDERING: Acquire pairs with the Release that published the node's initial count
+            // (its plain fields are then visible) and with earlier holders' Release decrements.
+            match refs.compare_exchange_weak(c, c + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(x) => c = x,
+            }
+        }
+    }
+
+    /// Takes one more reference on a node the caller already holds one on.
+    #[inline]
+    pub(crate) fn acquire(&self, slot: u32) {
+        // ORDERING: Relaxed, as `Arc::clone`: the caller's own reference already orders it.
+        self.node(slot).refs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops `n` references on `slot`; on the last, tears the node down, frees it and releases
+    /// its parent, and so on up (invariant #1).
+    pub(crate) fn release(&self, mut slot: u32, mut n: u32) {
+        loop {
+            let node = self.node(slot);
+            // ORDERING: Release: this holder's accesses happen-before the teardown (the last
+            // releaser's Acquire fence below).
+            let old = node.refs.fetch_sub(n, Ordering::Release);
+            debug_assert!(old >= n, "ctxtree: reference count underflow");
+            if old != n {
+                return;
+            }
+            // ORDERING: Acquire fence pairs with every earlier holder's Release decrement.
+            fence(Ordering::Acquire);
+            // SAFETY: the count reached 0: we own the node exclusively (invariant #1).
+            let parent = unsafe { node.parent() };
+            // SAFETY: as above.
+            unsafe { self.teardown(slot) };
+            self.push(slot);
+            if !state::is_node(parent) {
+                return;
+            }
+            slot = parent;
+            n = 1;
+        }
+    }
+
+    /// Drops what a dead node owns and resets its words.
+    ///
+    /// # Safety
+    /// The caller owns the node exclusively (its count just reached 0).
+    unsafe fn teardown(&self, slot: u32) {
+        let node = self.node(slot);
+        // ORDERING: Relaxed: exclusive ownership (the Acquire fence in `release` ordered all
+        // earlier accesses).
+        let c = node.cause.swap(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: slot pointers come from `CancelCause::into_raw`; an owned one is ours now.
+        unsafe { cause::drop_owned(c) };
+        // SAFETY: exclusive ownership.
+        let (kind, payload) = unsafe { (node.kind(), node.payload()) };
+        match kind {
+            // SAFETY: a deadline node's cause is owned by it.
+            Kind::Deadline => unsafe { cause::drop_owned(payload.timer.cause) },
+            #[cfg(feature = "alloc")]
+            // SAFETY: a heap value node holds a heap slot written by `HeapKey::store`.
+            Kind::HeapValue => unsafe { crate::layers::alloc::drop_heap_value(&payload.value.val) },
+            Kind::AfterFunc => {
+                // ORDERING: Relaxed: exclusive ownership.
+                if node.head.load(Ordering::Relaxed) & DONE == 0 {
+                    // Neither fired nor stopped (its context was released while never done):
+                    // drop the closure unrun.
+                    // SAFETY: the closure is still in place, and we own the node.
+                    node.payload
+                        .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
+                }
+            }
+            _ => {}
+        }
+        debug_assert!(
+            node.waiters.with(|p| unsafe { (*p).is_null() }),
+            "waiter left on a freed node"
+        );
+        // ORDERING: Relaxed: published to the next owner by the Release in `push`.
+        node.head.store(0, Ordering::Relaxed);
+        // SAFETY: exclusive ownership.
+        unsafe { node.clear() };
+    }
+
+    /// Links `child` (refs already published) at the front of `owner`'s list. `Err` carries the
+    /// owner's done word if the list is closed (invariant #3).
+    pub(crate) fn link(&self, owner: u32, child: u32) -> Result<(), Head> {
+        let on = self.node(owner);
+        let cn = self.node(child);
+        // ORDERING: Acquire: if done, the caller reads the owner's cause slot next.
+        let mut h = on.head.load(Ordering::Acquire);
+        loop {
+            if h & DONE != 0 {
+                return Err(Head(h));
+            }
+            // ORDERING: Relaxed: published by the Release CAS below.
+            cn.next.store(state::link_of(h), Ordering::Relaxed);
+            let new = Head(h).with_first(state::link(child));
+            // ORDERING: Release publishes the child (its fields, `next`) to traversers that read
+            // `head` with Acquire; Acquire on failure, as for the load.
+            match on
+                .head
+                .compare_exchange_weak(h, new, Ordering::Release, Ordering::Acquire)
+            {
+                Ok(_) => return Ok(()),
+                Err(x) => h = x,
+            }
+        }
+    }
+
+    /// Unlinks `c` from `owner`'s list (invariant #4). The caller holds a reference on `c`.
+    /// Returns true if this call unlinked it, and so now holds the list's reference on `c`.
+    pub(crate) fn unlink(&self, owner: u32, c: u32) -> bool {
+        let cn = self.node(c);
+        // ORDERING: Acquire: pairs with the Release store of UNLINKED (the list reference has
+        // moved on).
+        let mut nx = cn.next.load(Ordering::Acquire);
+        loop {
+            if nx & UNLINKED != 0 {
+                return false;
+            }
+            if nx & MARK != 0 {
+                break;
+            }
+            // ORDERING: AcqRel: the mark is ordered with the searchers' CASes on the same word.
+            match cn
+                .next
+                .compare_exchange_weak(nx, nx | MARK, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    nx |= MARK;
+                    break;
+                }
+                Err(x) => nx = x,
+            }
+        }
+        let target = state::link(c);
+        let succ = state::link_of(nx);
+        let on = self.node(owner);
+        'search: loop {
+            // `pred` is the link of the held predecessor, or NIL for the owner's `head`.
+            let mut pred = NIL;
+            loop {
+                // The predecessor's outgoing word.
+                let cell = if pred == NIL {
+                    &on.head
+                } else {
+                    &self.node(pred - 1).next
+                };
+                // ORDERING: Acquire: the linked node's publication (see `link`).
+                let pw = cell.load(Ordering::Acquire);
+                if pred != NIL && pw & MARK != 0 {
+                    // The predecessor is being removed: start over (we will help it from its
+                    // own predecessor).
+                    self.release_link(pred);
+                    continue 'search;
+                }
+                let x = state::link_of(pw);
+                if x == NIL {
+                    // `c` is in no list: another thread unlinked it and owns the reference.
+                    self.release_link(pred);
+                    return false;
+                }
+                if x == target {
+                    let new = (pw & !LINK_MASK) | succ;
+                    // ORDERING: AcqRel: Release publishes the new link to traversers; the
+                    // predecessor is pinned (held, or the owner) and `c` is pinned by the caller.
+                    let done = cell
+                        .compare_exchange(pw, new, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok();
+                    self.release_link(pred);
+                    if done {
+                        // ORDERING: Release pairs with the Acquire at the top of `unlink`.
+                        cn.next.store(nx | UNLINKED, Ordering::Release);
+                        return true;
+                    }
+                    continue 'search;
+                }
+                // Step onto x: take a reference, then check it is still linked after `pred`.
+                let xs = x - 1;
+                if !self.try_acquire(xs) {
+                    self.release_link(pred);
+                    continue 'search;
+                }
+                // ORDERING: Acquire, as above.
+                let again = cell.load(Ordering::Acquire);
+                let still = if pred == NIL {
+                    state::link_of(again) == x
+                } else {
+                    again == pw
+                };
+                if !still {
+                    self.release(xs, 1);
+                    self.release_link(pred);
+                    continue 'search;
+                }
+                let xn = &self.node(xs).next;
+                // ORDERING: Acquire, as above.
+                let xw = xn.load(Ordering::Acquire);
+                if xw & MARK != 0 {
+                    // x is being removed by someone else: help (invariant #4).
+                    let new = (again & !LINK_MASK) | state::link_of(xw);
+                    // ORDERING: as for the unlink CAS above.
+                    if cell
+                        .compare_exchange(again, new, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        // ORDERING: Release, as above.
+                        xn.store(xw | UNLINKED, Ordering::Release);
+                        // Our reference and the list's, which our CAS made ours.
+                        self.release(xs, 2);
+                        continue;
+                    }
+                    self.release(xs, 1);
+                    self.release_link(pred);
+                    continue 'search;
+                }
+                self.release_link(pred);
+                pred = x;
+            }
+        }
+    }
+
+    #[inline]
+    fn release_link(&self, l: u32) {
+        if l != NIL {
+            self.release(l - 1, 1);
+        }
+    }
+
+    /// Marks `slot` done with `rec` unless it already is (first error and first cause win;
+    /// invariant #7), and wakes its waiters. Returns whether `rec.cause` was stored in the slot
+    /// (if it was an owned heap cause and was not, the caller must drop it).
+    pub(crate) fn publish(&self, slot: u32, rec: Rec) -> bool {
+        let n = self.node(slot);
+        // ORDERING: Acquire: a done word is followed by reading its cause.
+        let mut w = n.head.load(Ordering::Acquire);
+        if w & DONE != 0 {
+            return false;
+        }
+        let mut taken = false;
+        let bits = if rec.cause.is_null() {
+            DONE | state::err_bits(rec.err)
+        } else {
+            let tag = if rec.err == Error::DeadlineExceeded {
+                TAG_DEADLINE
+            } else {
+                0
+            };
+            let want = cause::with_tags(rec.cause, tag);
+            // ORDERING: Release publishes the cause's referent to readers of the slot; Acquire on
+            // failure so that the winner's cause is visible before we publish it.
+            let won = match n.cause.compare_exchange(
+                ptr::null_mut(),
+                want,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    taken = true;
+                    want
+                }
+                Err(cur) => cur,
+            };
+            DONE | HAS_CAUSE | state::err_bits(cause::err_of(won))
+        };
+        loop {
+            // ORDERING: Release publishes the cause slot and everything the canceller did before
+            // to observers' Acquire loads of `head` (Go: closing Done happens-before receiving).
+            match n
+                .head
+                .compare_exchange_weak(w, w | bits, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if w & WAITERS != 0 {
+                        crate::waiters::drain(n);
+                    }
+                    return taken;
+                }
+                Err(x) => {
+                    if x & DONE != 0 {
+                        return taken;
+                    }
+                    w = x;
+                }
+            }
+        }
+    }
+
+    /// The record a child inherits from its done canceller `parent`: the same error, and the
+    /// parent's cause, borrowed.
+    pub(crate) fn child_rec(&self, parent: u32) -> Rec {
+        let n = self.node(parent);
+        // ORDERING: Acquire pairs with `publish`'s Release: the cause slot is set if HAS_CAUSE.
+        let h = Head(n.head.load(Ordering::Acquire));
+        debug_assert!(h.is_done());
+        let cause = if h.has_cause() {
+            // ORDERING: Acquire: the cause's referent (see `publish`).
+            let p = n.cause.load(Ordering::Acquire);
+            cause::with_tags(cause::strip_err(p), TAG_BORROWED)
+        } else {
+            ptr::null_mut()
+        };
+        Rec {
+            err: h.err(),
+            cause,
+        }
+    }
+
+    /// The record of `slot`'s own deadline expiring (a `Deadline` node the caller holds).
+    pub(crate) fn deadline_rec(&self, slot: u32) -> Rec {
+        // SAFETY: the caller holds a reference on a `Deadline` node.
+        let c = unsafe { self.node(slot).payload().timer.cause };
+        let cause = if c.is_null() {
+            c
+        } else {
+            cause::with_tags(c, TAG_BORROWED)
+        };
+        Rec {
+            err: Error::DeadlineExceeded,
+            cause,
+        }
+    }
+
+    /// Cancels `root` and its whole subtree with `rec`, then unlinks `root` from its owner's list.
+    /// The caller holds a reference on `root`, a `Cancel` or `Deadline` node. Returns whether
+    /// `rec.cause` was stored (see [`RawArena::publish`]).
+    ///
+    /// Iterative post-order walk over the child lists (invariant #6): stack use is constant
+    /// whatever the depth; the walk holds one reference on each node of its current path, so
+    /// it can climb back through `owner` links.
+    pub(crate) fn cancel_tree(&self, root: u32, rec: Rec) -> bool {
+        let taken = self.publish(root, rec);
+        let mut cur = root;
+        loop {
+            let cn = self.node(cur);
+            // ORDERING: Acquire: children's publication (see `link`).
+            let first = Head(cn.head.load(Ordering::Acquire)).first();
+            if first != NIL {
+                let c = first - 1;
+                if !self.try_acquire(c) {
+                    // Free: it was unlinked meanwhile, so the head has moved on.
+                    continue;
+                }
+                // ORDERING: Acquire, as above.
+                if Head(cn.head.load(Ordering::Acquire)).first() != first {
+                    self.release(c, 1);
+                    continue;
+                }
+                // SAFETY: we hold a reference on c.
+                if unsafe { self.node(c).kind() } == Kind::AfterFunc {
+                    self.fire(c);
+                    let mine = self.unlink(cur, c);
+                    self.release(c, 1 + mine as u32);
+                    continue;
+                }
+                let crec = self.child_rec(cur);
+                // A borrowed cause is never owned: nothing to drop whatever the outcome.
+                let _ = self.publish(c, crec);
+                cur = c;
+                continue;
+            }
+            // cur's list is empty and closed: its whole subtree is done (invariant #6).
+            // SAFETY: we hold a reference on cur (the caller's, for root).
+            let owner = unsafe { cn.owner() };
+            let mine = owner != NO_OWNER && self.unlink(owner, cur);
+            if cur == root {
+                if mine {
+                    self.release(root, 1);
+                }
+                return taken;
+            }
+            self.release(cur, 1 + mine as u32);
+            // We descended into cur from its owner, on which we still hold a reference.
+            cur = owner;
+        }
+    }
+
+    /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
+    /// The caller holds a reference on it.
+    pub(crate) fn fire(&self, slot: u32) {
+        let n = self.node(slot);
+        // ORDERING: Relaxed: seeds the CAS.
+        let mut w = n.head.load(Ordering::Relaxed);
+        loop {
+            if w & DONE != 0 {
+                return;
+            }
+            // ORDERING: AcqRel: the claim orders this thread's use of the closure after its
+            // writing (already ordered by our reference) and against a racing `stop`.
+            match n
+                .head
+                .compare_exchange_weak(w, w | DONE, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => w = x,
+            }
+        }
+        // SAFETY: we won the claim, so the closure is ours to consume exactly once, and our
+        // reference keeps the node alive while it runs.
+        n.payload
+            .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) });
+    }
+
+    /// Expires the deadline `dl` seen through canceller `src` (which the caller pins): cancels,
+    /// with `DeadlineExceeded` and its cause, the node that owns that deadline — `src` itself or
+    /// the nearest ancestor whose own deadline it inherited.
+    pub(crate) fn expire_from(&self, src: u32, dl: u64) {
+        let mut s = src;
+        loop {
+            let n = self.node(s);
+            // SAFETY: s is src or an ancestor of it, pinned by the caller (invariant #1).
+            let kind = unsafe { n.kind() };
+            // SAFETY: as above; `deadline` is read only on a `Deadline` node.
+            if kind == Kind::Deadline && unsafe { n.deadline() } == dl {
+                break;
+            }
+            // SAFETY: as above.
+            let p = unsafe { n.parent() };
+            if !state::is_node(p) {
+                // Unreachable by construction (an inherited deadline has an owner above);
+                // expiring `src` itself keeps the observable outcome right regardless.
+                s = src;
+                let _ = self.cancel_tree(
+                    s,
+                    Rec {
+                        err: Error::DeadlineExceeded,
+                        cause: ptr::null_mut(),
+                    },
+                );
+                return;
+            }
+            s = p;
+        }
+        let rec = self.deadline_rec(s);
+        let _ = self.cancel_tree(s, rec);
+    }
+}
+
+#[cfg(test)]
+mod tests;

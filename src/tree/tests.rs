@@ -1,0 +1,1 @@
+//! Unit tests of the tree internals (they also run under Miri).

@@ -1,0 +1,121 @@
+//! Request-scoped values: typed keys that live in `static`s.
+//!
+//! A key is identified by its address, so two keys never collide even with equal names, and a
+//! key's type fixes the type of the values stored under it: no downcasting, no `Any`.
+//!
+//! [`Key<T>`] stores a small `Copy` value inside the node (no allocation; at most 16 bytes and
+//! 8-byte alignment, checked at compile time). With `alloc`, [`HeapKey<T>`](crate::HeapKey)
+//! stores any `T: Send + Sync` behind an `Arc`.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+/// The common prefix of every key type (`#[repr(C)]`), read by `Display` and `dump`.
+#[repr(C)]
+pub(crate) struct KeyInfo {
+    pub(crate) name: &'static str,
+    pub(crate) type_name: fn() -> &'static str,
+}
+
+/// A key for a small `Copy` value stored inline in the context node.
+///
+/// ```
+/// use ctxtree::{Arena, Key};
+/// static USER: Key<u32> = Key::new("user");
+/// static TRACE: Key<Option<u64>> = Key::new("trace");
+/// static ARENA: Arena<8> = Arena::new();
+///
+/// let a = ARENA.background().with_value(&USER, 7)?;
+/// let b = a.with_value(&USER, 8)?; // shadows
+/// assert_eq!((a.value(&USER), b.value(&USER)), (Some(7), Some(8)));
+///
+/// // A binding to "none" still hides an outer binding of the same key.
+/// let c = b.with_value(&TRACE, Some(1))?.with_value(&TRACE, None)?;
+/// assert_eq!(c.value(&TRACE), Some(None));
+/// # Ok::<(), ctxtree::CreateError>(())
+/// ```
+#[repr(C)]
+pub struct Key<T: 'static> {
+    info: KeyInfo,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static> Key<T> {
+    /// A key whose `Display` name is `name`. Declare it in a `static`: its address is its
+    /// identity.
+    pub const fn new(name: &'static str) -> Self {
+        Key {
+            info: KeyInfo {
+                name,
+                type_name: core::any::type_name::<T>,
+            },
+            _t: PhantomData,
+        }
+    }
+
+    /// The key's name.
+    pub const fn name(&self) -> &'static str {
+        self.info.name
+    }
+}
+
+impl<T> fmt::Debug for Key<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key<{}>({:?})", (self.info.type_name)(), self.info.name)
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+pub(crate) use sealed::Sealed;
+
+/// The key types accepted by [`Context::with_value`](crate::Context::with_value) and
+/// [`Context::value`](crate::Context::value): [`Key<T>`] and, with `alloc`,
+/// [`HeapKey<T>`](crate::HeapKey). Sealed.
+pub trait KeyKind: Sealed + Sync + 'static {
+    /// What `with_value` takes.
+    type Value;
+    /// What `value` returns.
+    type Out;
+    #[doc(hidden)]
+    const HEAP: bool;
+    /// Writes `value` into the node's 16-byte, 8-aligned value storage at `dst`.
+    ///
+    /// # Safety
+    /// `dst` is valid for 16 bytes of writes and 8-aligned.
+    #[doc(hidden)]
+    unsafe fn store(value: Self::Value, dst: *mut u8);
+    /// Reads the value stored by `store` at `src`.
+    ///
+    /// # Safety
+    /// `src` holds a value written by this key type's `store`, still alive.
+    #[doc(hidden)]
+    unsafe fn load(src: *const u8) -> Self::Out;
+}
+
+impl<T: 'static> Sealed for Key<T> {}
+
+impl<T: Copy + Send + Sync + 'static> KeyKind for Key<T> {
+    type Value = T;
+    type Out = T;
+    const HEAP: bool = false;
+
+    #[inline]
+    unsafe fn store(value: T, dst: *mut u8) {
+        const {
+            assert!(
+                core::mem::size_of::<T>() <= 16 && core::mem::align_of::<T>() <= 8,
+                "ctxtree: a Key<T> value must fit 16 bytes (use HeapKey<T> with alloc)"
+            )
+        };
+        // SAFETY: per the contract `dst` is 16 bytes, 8-aligned; T fits (asserted above).
+        unsafe { dst.cast::<T>().write(value) }
+    }
+
+    #[inline]
+    unsafe fn load(src: *const u8) -> T {
+        // SAFETY: per the contract a T is stored there; T is Copy.
+        unsafe { src.cast::<T>().read() }
+    }
+}

@@ -1,0 +1,320 @@
+//! Waiting for a context to be done: a canceller node's list of waiters.
+//!
+//! A waiter is a [`Waiter`] pinned inside a `done()` future (or on the stack of a blocking
+//! `wait`): waiting costs no arena node and no allocation. The list is intrusive and doubly
+//! linked, guarded by a two-bit lock in the node (`wlock`).
+//!
+//! # Registering
+//! A registrant takes the lock, announces itself by setting `WAITERS` in the node's `head` word
+//! (a compare-and-swap that fails if `DONE` is there), links its waiter and stores its `Waker`,
+//! and unlocks. On `no_std` targets it does so inside a critical section, so a task can never
+//! be preempted while holding the lock by another task that would then spin on it. Registrants
+//! may wait (briefly) for each other; the canceller never waits for anyone.
+//!
+//! # Waking
+//! `publish` sets `DONE` with a compare-and-swap on `head`; if the old word had `WAITERS`, it
+//! drains: it takes the lock if it is free, or, if a registrant holds it (possibly the very task
+//! an interrupt handler preempted), sets `PENDING` and returns at once — the holder drains when it
+//! unlocks. Draining moves up to 8 wakers out of the list under the lock, marks their waiters
+//! `NOTIFIED`, unlocks, and wakes them outside the lock, until the list is empty.
+//!
+//! # A potential race
+//! A registrant that checks `head`, finds it not done, and links itself, while a canceller
+//! publishes `DONE` at the same moment: whichever compare-and-swap on `head` comes second sees
+//! the other's bit. If the registrant's `WAITERS` comes first, the canceller sees it and drains
+//! (under the lock, so after the registrant's unlock, or delegated to it): the new waiter is in
+//! the list. If `DONE` comes first, the registrant's compare-and-swap fails on it and it returns
+//! ready. When `WAITERS` was already set, the registrant only loads `head`; then a canceller
+//! that published `DONE` before must drain under the lock, and the registrant's lock acquisition
+//! (Acquire) orders it after that drain's unlock — so the load sees `DONE`. No wake-up is lost.
+//!
+//! # Memory ordering
+//! The lock is Acquire/Release. The drainer's last access to a waiter is the Release store of
+//! `NOTIFIED`; a waiter's owner frees it only after an Acquire load that sees `NOTIFIED` (or
+//! after unlinking it under the lock).
+
+use core::marker::PhantomPinned;
+use core::ptr;
+use core::task::{Poll, Waker};
+
+use crate::node::Node;
+use crate::state::{DONE, WAITERS};
+use crate::sync::{self, AtomicU8, Ordering, UnsafeCell};
+
+const IDLE: u8 = 0;
+const LINKED: u8 = 1;
+const NOTIFIED: u8 = 2;
+
+/// `wlock`: the list is locked.
+const LOCKED: u8 = 1;
+/// `wlock`: a canceller found the list locked and left the drain to the holder.
+const PENDING: u8 = 2;
+
+/// Waking is done in batches of this many wakers, outside the lock.
+const BATCH: usize = 8;
+
+/// One waiter: an intrusive list entry, pinned where it lives.
+pub(crate) struct Waiter {
+    prev: UnsafeCell<*const Waiter>,
+    next: UnsafeCell<*const Waiter>,
+    waker: UnsafeCell<Option<Waker>>,
+    /// `IDLE`, `LINKED` or `NOTIFIED`; changed only under the lock.
+    state: AtomicU8,
+    _pin: PhantomPinned,
+}
+
+// SAFETY: the raw pointers are list links whose every access is serialised by the owning node's
+// lock; the waker is `Send + Sync`.
+unsafe impl Send for Waiter {}
+// SAFETY: as above.
+unsafe impl Sync for Waiter {}
+
+impl Waiter {
+    pub(crate) fn new() -> Self {
+        Waiter {
+            prev: UnsafeCell::new(ptr::null()),
+            next: UnsafeCell::new(ptr::null()),
+            waker: UnsafeCell::new(None),
+            state: AtomicU8::new(IDLE),
+            _pin: PhantomPinned,
+        }
+    }
+}
+
+fn lock(node: &Node) {
+    loop {
+        // ORDERING: Relaxed: seeds the CAS.
+        let w = node.wlock.load(Ordering::Relaxed);
+        if w & LOCKED == 0 {
+            // ORDERING: Acquire pairs with the previous holder's Release unlock.
+            if node
+                .wlock
+                .compare_exchange_weak(w, w | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        } else {
+            // Held by another registrant or a drain: a short, bounded section (see module docs).
+            sync::spin_wait();
+        }
+    }
+}
+
+/// Unlocks; returns whether a canceller left a drain to us.
+fn unlock(node: &Node) -> bool {
+    // ORDERING: AcqRel: Release hands our list writes to the next holder; Acquire makes the
+    // delegating canceller's `DONE` visible to the drain we may now run.
+    node.wlock.swap(0, Ordering::AcqRel) & PENDING != 0
+}
+
+/// Takes the lock if free (true), or asks its holder to drain (false). Never waits.
+fn try_lock_or_delegate(node: &Node) -> bool {
+    // ORDERING: Relaxed: seeds the CAS.
+    let mut w = node.wlock.load(Ordering::Relaxed);
+    loop {
+        let (new, locks) = if w & LOCKED == 0 {
+            (LOCKED, true)
+        } else if w & PENDING != 0 {
+            return false;
+        } else {
+            (w | PENDING, false)
+        };
+        // ORDERING: AcqRel: taking the lock acquires the last holder's writes; setting PENDING
+        // releases our `DONE` to the holder's unlock.
+        match node
+            .wlock
+            .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => return locks,
+            Err(x) => w = x,
+        }
+    }
+}
+
+/// Registers `waiter` to be woken through `waker` when `node` is done. `Ready` if it already is.
+///
+/// # Safety
+/// `waiter` must stay where it is until [`deregister`] returns for it (it is pinned), and must
+/// only ever be registered on this `node`.
+pub(crate) unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
+    // ORDERING: Acquire: a done context's publication (see `tree::publish`).
+    if node.head.load(Ordering::Acquire) & DONE != 0 {
+        return Poll::Ready(());
+    }
+    // ORDERING: Acquire pairs with the drainer's Release store of NOTIFIED.
+    if waiter.state.load(Ordering::Acquire) == NOTIFIED {
+        return Poll::Ready(());
+    }
+    let (poll, must_drain) = sync::no_preempt(|| {
+        lock(node);
+        // SAFETY: we hold the lock; `waiter` is pinned per the caller's contract.
+        let poll = unsafe { register_locked(node, waiter, waker) };
+        (poll, unlock(node))
+    });
+    if must_drain {
+        drain(node);
+    }
+    poll
+}
+
+/// # Safety
+/// The caller holds `node`'s lock; `waiter` is pinned.
+unsafe fn register_locked(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
+    // ORDERING: Relaxed: the state changes only under the lock we hold.
+    let st = waiter.state.load(Ordering::Relaxed);
+    if st == NOTIFIED {
+        return Poll::Ready(());
+    }
+    // ORDERING: Acquire, as in `register`.
+    let mut h = node.head.load(Ordering::Acquire);
+    loop {
+        if h & DONE != 0 {
+            if st == LINKED {
+                // SAFETY: we hold the lock and the waiter is in this node's list.
+                unsafe { remove(node, waiter) };
+            }
+            return Poll::Ready(());
+        }
+        if h & WAITERS != 0 {
+            break;
+        }
+        // ORDERING: AcqRel: ordered with the canceller's CAS on the same word: whichever is
+        // second sees the other's bit (module docs, "A potential race").
+        match node
+            .head
+            .compare_exchange_weak(h, h | WAITERS, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => break,
+            Err(x) => h = x,
+        }
+    }
+    if st == IDLE {
+        // SAFETY: we hold the lock; every entry of the list is a pinned, registered waiter.
+        unsafe { push_front(node, waiter) };
+        // ORDERING: Relaxed: read under the lock, or with Acquire after a Release of NOTIFIED.
+        waiter.state.store(LINKED, Ordering::Relaxed);
+    }
+    // SAFETY: the waker slot is accessed only under the lock.
+    waiter.waker.with_mut(|p| unsafe {
+        match &mut *p {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+    });
+    Poll::Pending
+}
+
+/// Unregisters `waiter` if it is still in `node`'s list. After this returns, nothing else
+/// touches `waiter`.
+pub(crate) fn deregister(node: &Node, waiter: &Waiter) {
+    // ORDERING: Acquire pairs with the drainer's Release store of NOTIFIED (its last access).
+    if waiter.state.load(Ordering::Acquire) != LINKED {
+        return;
+    }
+    let must_drain = sync::no_preempt(|| {
+        lock(node);
+        // ORDERING: Relaxed: under the lock.
+        if waiter.state.load(Ordering::Relaxed) == LINKED {
+            // SAFETY: we hold the lock and the waiter is in the list.
+            unsafe { remove(node, waiter) };
+        }
+        unlock(node)
+    });
+    if must_drain {
+        drain(node);
+    }
+}
+
+/// Wakes every waiter of `node`, which is done. Never waits: if the lock is held, its holder
+/// drains on unlock.
+pub(crate) fn drain(node: &Node) {
+    loop {
+        let mut batch: heapless::Vec<Waker, BATCH> = heapless::Vec::new();
+        let again = sync::no_preempt(|| {
+            if !try_lock_or_delegate(node) {
+                return false;
+            }
+            // SAFETY: we hold the lock.
+            let more = unsafe { take_batch(node, &mut batch) };
+            let pending = unlock(node);
+            more || pending
+        });
+        for w in batch {
+            w.wake();
+        }
+        if !again {
+            return;
+        }
+    }
+}
+
+/// Moves up to `BATCH` wakers out of the list, marking their waiters `NOTIFIED`. Returns
+/// whether waiters remain.
+///
+/// # Safety
+/// The caller holds the lock.
+unsafe fn take_batch(node: &Node, batch: &mut heapless::Vec<Waker, BATCH>) -> bool {
+    // SAFETY: the list and its entries are accessed only under the lock we hold; every entry is a
+    // pinned waiter that stays valid until it is unlinked and marked.
+    node.waiters.with_mut(|head| unsafe {
+        while !batch.is_full() {
+            let w = *head;
+            if w.is_null() {
+                return false;
+            }
+            let wr = &*w;
+            let nx = wr.next.with(|p| *p);
+            *head = nx;
+            if !nx.is_null() {
+                (*nx).prev.with_mut(|p| *p = ptr::null());
+            }
+            wr.next.with_mut(|p| *p = ptr::null());
+            if let Some(k) = wr.waker.with_mut(|p| (*p).take()) {
+                let _ = batch.push(k);
+            }
+            // ORDERING: Release: our last access to this waiter; its owner may free it after
+            // an Acquire load that sees NOTIFIED.
+            wr.state.store(NOTIFIED, Ordering::Release);
+        }
+        !(*head).is_null()
+    })
+}
+
+/// # Safety
+/// The caller holds the lock; `waiter` is pinned and in no list.
+unsafe fn push_front(node: &Node, waiter: &Waiter) {
+    let me: *const Waiter = waiter;
+    // SAFETY: under the lock; entries are pinned waiters.
+    node.waiters.with_mut(|head| unsafe {
+        let old = *head;
+        waiter.prev.with_mut(|p| *p = ptr::null());
+        waiter.next.with_mut(|p| *p = old);
+        if !old.is_null() {
+            (*old).prev.with_mut(|p| *p = me);
+        }
+        *head = me;
+    });
+}
+
+/// # Safety
+/// The caller holds the lock; `waiter` is in `node`'s list.
+unsafe fn remove(node: &Node, waiter: &Waiter) {
+    // SAFETY: under the lock; entries are pinned waiters.
+    unsafe {
+        let prev = waiter.prev.with(|p| *p);
+        let next = waiter.next.with(|p| *p);
+        if prev.is_null() {
+            node.waiters.with_mut(|h| *h = next);
+        } else {
+            (*prev).next.with_mut(|p| *p = next);
+        }
+        if !next.is_null() {
+            (*next).prev.with_mut(|p| *p = prev);
+        }
+        waiter.prev.with_mut(|p| *p = ptr::null());
+        waiter.next.with_mut(|p| *p = ptr::null());
+    }
+    // ORDERING: Relaxed: under the lock.
+    waiter.state.store(IDLE, Ordering::Relaxed);
+}
