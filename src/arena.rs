@@ -565,7 +565,7 @@ impl Header {
     }
 
     /// Same, in a `const` context (the `std` global arena).
-    #[cfg(all(feature = "alloc", not(ctxtree_loom)))]
+    #[cfg(all(feature = "std", not(ctxtree_loom)))]
     pub(crate) const fn paged_const(base: usize, count: usize) -> Self {
         let full = Pages::limit(base, count);
         let limit = if full < MAX_SLOTS { full } else { MAX_SLOTS };
