@@ -545,12 +545,6 @@ impl<'a> Context<'a> {
         }
         Ok(AfterFunc::new(self.arena, slot))
     }
-
-    /// The slot of this context's node, for tests and `dump`.
-    #[cfg(test)]
-    pub(crate) fn slot(&self) -> u32 {
-        self.slot
-    }
 }
 
 /// Runs (`run`) or drops the `F` stored in `env`.

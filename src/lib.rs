@@ -122,8 +122,10 @@ pub use value::{Key, KeyKind};
 
 #[cfg(feature = "alloc")]
 pub use layers::alloc::{HeapArena, HeapKey};
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
 pub use layers::std::{StdClock, background, global_arena, todo};
+#[cfg(all(feature = "tokio", not(ctxtree_loom)))]
+pub use layers::tokio::*;
 
 #[cfg(all(test, ctxtree_loom))]
 #[path = "../loom-tests/mod.rs"]

@@ -516,5 +516,5 @@ impl RawArena {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(ctxtree_loom)))]
 mod tests;

@@ -3,5 +3,8 @@
 
 #[cfg(feature = "alloc")]
 pub(crate) mod alloc;
-#[cfg(feature = "std")]
+// The std layer's global arena is a `static`, which needs `const` atomics: not under loom.
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
 pub(crate) mod std;
+#[cfg(all(feature = "tokio", not(ctxtree_loom)))]
+pub(crate) mod tokio;

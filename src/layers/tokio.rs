@@ -1,0 +1,1 @@
+//! Interop with tokio-util's `CancellationToken` (feature `tokio`).
