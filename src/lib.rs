@@ -130,3 +130,8 @@ pub use layers::tokio::*;
 #[cfg(all(test, ctxtree_loom))]
 #[path = "../loom-tests/mod.rs"]
 mod loom_tests;
+
+/// The README's examples, compiled and run as doctests so that the README stays true.
+#[cfg(all(doctest, feature = "std"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
