@@ -136,6 +136,12 @@ impl<const N: usize> Arena<N> {
     /// [`expire`](RawArena::expire); timeouts return [`CreateError::NoClock`]).
     #[cfg(not(ctxtree_loom))]
     pub const fn new() -> Self {
+        const {
+            assert!(
+                N >= 1 && N <= MAX_SLOTS,
+                "ctxtree: an Arena needs 1 ..= 2^27 - 2 nodes"
+            )
+        };
         Arena(RawArena {
             hdr: Header::new(N, N),
             slots: [const { Node::new() }; N],
