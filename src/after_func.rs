@@ -11,9 +11,10 @@ use crate::sync::{AtomicU8, Ordering};
 /// Dropping the handle does **not** stop the callback (as in Go, where ignoring `stop` leaves
 /// the callback registered); it only gives up the ability to stop it.
 pub struct AfterFunc<'a> {
-    /// `None` for a registration on a context that can never be done.
+    /// `None` for a registration that needs no node: on a context that can never be done, or a
+    /// callback that already ran because its context was done.
     node: Option<(&'a RawArena, u32)>,
-    /// For the `None` case: whether `stop` was called.
+    /// For the `None` case: whether `stop` was called (or the callback ran).
     stopped: AtomicU8,
 }
 
@@ -29,6 +30,14 @@ impl<'a> AfterFunc<'a> {
         AfterFunc {
             node: None,
             stopped: AtomicU8::new(0),
+        }
+    }
+
+    /// A handle for a callback that already ran without a node (its context was done).
+    pub(crate) fn finished() -> Self {
+        AfterFunc {
+            node: None,
+            stopped: AtomicU8::new(1),
         }
     }
 

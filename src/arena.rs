@@ -219,7 +219,10 @@ pub struct ArenaStats {
     pub max_capacity: usize,
     /// Nodes in use at the moment of the scan.
     pub live: usize,
-    /// The most nodes ever in use at once.
+    /// Slots ever taken from the never-used tail. Single-threaded, this is exactly the most
+    /// nodes ever in use at once; under contention it can exceed that peak by up to the number
+    /// of threads allocating at once (a slot freed between one's empty pop and its bump is not
+    /// reused by it). Size a fixed arena from it with that margin.
     pub high_water: usize,
     /// Allocations refused with [`CreateError::ArenaFull`].
     pub failed_allocs: usize,

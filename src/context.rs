@@ -176,13 +176,11 @@ impl<'a> Context<'a> {
     /// deadline (so that a timer fires it on time rather than on the next observation).
     pub(crate) fn watch(&self) {
         let dl = self.deadline_ticks();
-        if dl != u64::MAX {
-            if let Some(hook) = self.arena.hdr.hook {
-                hook(crate::DeadlineWatch {
-                    at: Instant::from_ticks(dl),
-                    slot: self.src,
-                });
-            }
+        if let (true, Some(hook)) = (dl != u64::MAX, self.arena.hdr.hook) {
+            hook(crate::DeadlineWatch {
+                at: Instant::from_ticks(dl),
+                slot: self.src,
+            });
         }
     }
 
@@ -351,6 +349,9 @@ impl<'a> Context<'a> {
         at: u64,
         cause: *mut u8,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+        // `u64::MAX` means "no deadline" inside a node: a deadline that far out (a saturated
+        // `with_timeout(Duration::MAX)`) is still a deadline, one tick earlier.
+        let at = at.min(u64::MAX - 1);
         if self.deadline_ticks() < at {
             // The parent's deadline is sooner: Go returns WithCancel(parent).
             // SAFETY: `cause` came from `into_raw` just now and was never stored.
@@ -366,12 +367,10 @@ impl<'a> Context<'a> {
             }
         };
         let (ctx, canceler) = self.pair(slot);
-        if let Some(clock) = self.arena.hdr.clock {
-            if clock.now().ticks() >= at {
-                // Already past: done at once, as Go does.
-                let rec = self.arena.deadline_rec(slot);
-                let _ = self.arena.cancel_tree(slot, rec);
-            }
+        if self.arena.hdr.clock.is_some_and(|c| c.now().ticks() >= at) {
+            // Already past: done at once, as Go does.
+            let rec = self.arena.deadline_rec(slot);
+            let _ = self.arena.cancel_tree(slot, rec);
         }
         Ok((ctx, canceler))
     }
@@ -524,9 +523,16 @@ impl<'a> Context<'a> {
         let slot = match self.new_node(Kind::AfterFunc, self.src, payload, 2, 0) {
             Ok(s) => s,
             Err(e) => {
+                // No node, but a context that is already done needs none: run `f` now, as Go
+                // does, and hand back a handle whose `stop()` reports it already ran.
+                let run = self.is_done();
                 // SAFETY: `env` holds the F written above, not yet moved out.
-                unsafe { call_inline::<F>(&mut env, false) };
-                return Err(e);
+                unsafe { call_inline::<F>(&mut env, run) };
+                return if run {
+                    Ok(AfterFunc::finished())
+                } else {
+                    Err(e)
+                };
             }
         };
         if self.arena.link(self.src, slot).is_err() {

@@ -3,9 +3,10 @@
 use ::std::collections::BTreeSet;
 use ::std::pin::pin;
 use ::std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
-use ::std::task::{Wake, Waker};
+use ::std::task::Wake;
 use ::std::thread;
 use ::std::vec::Vec;
+use core::task::Waker;
 use core::time::Duration;
 
 use crate::arena::{Header, RawArena};
@@ -203,14 +204,18 @@ impl<'a> Context<'a> {
             let spawned = thread::Builder::new()
                 .name("ctxtree-after-func".into())
                 .spawn(move || {
-                    if let Some(f) = lock(&theirs).take() {
+                    let f = lock(&theirs).take();
+                    if let Some(f) = f {
                         f();
                     }
                 });
-            if spawned.is_err() {
-                if let Some(f) = lock(&slot).take() {
-                    f();
-                }
+            let unspawned = if spawned.is_err() {
+                lock(&slot).take()
+            } else {
+                None
+            };
+            if let Some(f) = unspawned {
+                f();
             }
         })
     }
