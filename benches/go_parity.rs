@@ -1,1 +1,377 @@
-fn main() {}
+//! Go's own `context` benchmarks (`go/src/context/benchmark_test.go`), one for one, under the same
+//! names, so that `cargo bench --bench go_parity -- --output-format bencher` lines up with
+//! `../shared/tools/go-bench` line by line (`BenchmarkCancelTree/depth=1/Root=OpenCanceler-2` ↔
+//! `CancelTree/depth=1/Root=OpenCanceler`).
+//!
+//! Every benchmark does the work its Go counterpart does, translated to ctxtree's API:
+//! `WithCancel` → [`Context::with_cancel`], `cancel()` → dropping (or calling) the [`Canceler`],
+//! `Err()` → [`Context::err`], `select { case <-Done(): default: }` → [`Context::is_done`],
+//! `Value(k)` → [`Context::value`], `WithTimeout` → [`Context::with_timeout`].
+//!
+//! The core benches use a `static` [`Arena`] (no clock: nothing here reads one); `WithTimeout` uses
+//! the `std` global arena behind [`ctxtree::background`], whose clock is the OS monotonic clock,
+//! as Go's `Background()` + `time.Hour` timers are.
+//!
+//! Go's `b.RunParallel` runs `GOMAXPROCS` goroutines that share `b.N` iterations and reports
+//! wall time / `b.N`. [`run_parallel`] does the same with one OS thread per available core: each
+//! thread does its share of the iterations, and the figure is the wall time from the moment all
+//! threads are released until the last one finishes, divided by the total iteration count.
+//! Parallel benchmarks take few, long samples so that the thread start-up skew (microseconds)
+//! is negligible against each sample.
+//!
+//! Sub-nanosecond results print as `0 ns/iter` in criterion's `bencher` format (it prints whole
+//! nanoseconds); the default format, or `target/criterion/<id>/new/estimates.json`, has the
+//! fractions.
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
+use ctxtree::{Arena, Canceler, Context, Key};
+
+/// Nodes enough for the deepest tree (`CancelTree/depth=1000` plus its root) and every other
+/// benchmark's setup, with room to spare.
+static ARENA: Arena<2048> = Arena::new();
+
+/// Go: `WithValue(Background(), "key", "value")` in `CommonParentCancel`.
+static KEY: Key<&'static str> = Key::new("key");
+
+/// Go's `DeepValue*` keys are the ints `0..depth`; a ctxtree key is a `static` (its address is
+/// its identity), so the chain uses one distinct key per level.
+static DEEP_KEYS: [Key<i64>; 100] = [const { Key::new("deep") }; 100];
+/// Go looks up `-1`, a key no level binds.
+static MISSING: Key<i64> = Key::new("missing");
+
+/// Samples per parallel benchmark (criterion's default is 100): see the module docs.
+const PARALLEL_SAMPLES: usize = 20;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Go's `runtime.GOMAXPROCS(0)`: one worker per available core.
+fn procs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Go's `b.RunParallel`: splits `iters` over one thread per core, runs `body(n)` on each (it
+/// performs `n` iterations), and returns the wall time from the release of all
+/// threads to the end of the last one. Thread creation is not timed.
+fn run_parallel<F>(iters: u64, body: F) -> Duration
+where
+    F: Fn(u64) + Sync,
+{
+    let threads = procs();
+    let start = Barrier::new(threads);
+    let per = iters / threads as u64;
+    let extra = iters % threads as u64;
+    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (start, body) = (&start, &body);
+                let n = per + u64::from((t as u64) < extra);
+                s.spawn(move || {
+                    start.wait();
+                    let t0 = Instant::now();
+                    body(n);
+                    (t0, Instant::now())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .collect()
+    });
+    let first = spans
+        .iter()
+        .map(|s| s.0)
+        .min()
+        .expect("at least one thread");
+    let last = spans
+        .iter()
+        .map(|s| s.1)
+        .max()
+        .expect("at least one thread");
+    last - first
+}
+
+/// Go's busy work, `for i := 0; i < 100; i++ { x /= x + 1 }`, as Go actually runs it: `x`
+/// starts at 0, Go's compiler proves it stays 0 and folds the division away, leaving an *empty*
+/// counting loop of 100 iterations (check with `go test -c` and
+/// `go tool objdump -s BenchmarkCommonParentCancel.func1`: `INCQ AX; CMPQ AX, $0x64; JL`).
+/// Doing 100 real divisions instead would add ~300 ns of work Go does not do and bury the
+/// context operations under it. LLVM would delete an empty loop outright, so the counter goes
+/// through `black_box`: one store per iteration, about Go's one cycle.
+#[inline(always)]
+fn busy() {
+    for i in 0..100u32 {
+        black_box(i);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ErrOK, ErrCanceled, CheckCanceled
+// ---------------------------------------------------------------------------------------------
+
+/// Go: `ctx, cancel := WithCancel(Background()); defer cancel(); for b.Loop() { if ctx.Err() != nil { b.Fatal } }`.
+fn err_ok(c: &mut Criterion) {
+    let (ctx, _cancel) = ARENA.background().with_cancel().expect("arena");
+    c.bench_function("ErrOK", |b| {
+        b.iter(|| {
+            if black_box(&ctx).err().is_some() {
+                panic!("ctx.err() = {:?}", ctx.err());
+            }
+        })
+    });
+}
+
+/// Go: `ctx, cancel := WithCancel(Background()); cancel(); for b.Loop() { if ctx.Err() == nil { b.Fatal } }`.
+fn err_canceled(c: &mut Criterion) {
+    let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+    cancel.cancel();
+    c.bench_function("ErrCanceled", |b| {
+        b.iter(|| {
+            if black_box(&ctx).err().is_none() {
+                panic!("ctx.err() = None");
+            }
+        })
+    });
+}
+
+/// Go: on a cancelled context, `Err` runs `ctx.Err()`, `Done` runs a non-blocking receive
+/// from `ctx.Done()` (here `is_done()`). Go discards the results; `black_box` keeps them.
+fn check_canceled(c: &mut Criterion) {
+    let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+    cancel.cancel();
+    let mut g = c.benchmark_group("CheckCanceled");
+    g.bench_function("Err", |b| b.iter(|| black_box(black_box(&ctx).err())));
+    g.bench_function("Done", |b| b.iter(|| black_box(black_box(&ctx).is_done())));
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// CancelTree
+// ---------------------------------------------------------------------------------------------
+
+/// Go's `buildContextTree`: `for d := 0; d < depth; d++ { root, _ = WithCancel(root) }`.
+///
+/// The Rust trap: Go *discards* each cancel func and the tree stays `depth` deep until the
+/// garbage collector finds it (the children stay registered in their parents' `children`
+/// maps, so a later `cancel()` of the root still walks all of them). A dropped ctxtree
+/// `Canceler` cancels at once, which would leave a tree of depth 1. So the cancelers are kept
+/// in `keep` (capacity reserved outside the timed loop: no allocation) until the end of the
+/// iteration, and the caller drops them *inside* the timed loop: their release is the work Go's
+/// collector does later, and Go's figure includes that collector's cost too. The intermediate
+/// `Context` handles can go at once, as in Go (a child pins its parent).
+#[inline(always)]
+fn build_context_tree<'a>(root: Context<'a>, depth: usize, keep: &mut Vec<Canceler<'a>>) {
+    let mut root = root;
+    for _ in 0..depth {
+        let (child, cancel) = root
+            .with_cancel()
+            .expect("arena sized for the deepest tree");
+        keep.push(cancel);
+        root = child;
+    }
+}
+
+/// Releases the cancelers kept by [`build_context_tree`], innermost first (the order of nested
+/// `defer cancel()`s; each drop is then a leaf cancel plus the release of one node).
+#[inline(always)]
+fn release(keep: &mut Vec<Canceler<'_>>) {
+    while let Some(c) = keep.pop() {
+        drop(c);
+    }
+}
+
+fn cancel_tree(c: &mut Criterion) {
+    let mut keep: Vec<Canceler<'static>> = Vec::with_capacity(1000);
+    let mut g = c.benchmark_group("CancelTree");
+    for depth in [1usize, 10, 100, 1000] {
+        // Go: `for i := 0; i < b.N; i++ { buildContextTree(Background(), d) }`.
+        g.bench_function(format!("depth={depth}/Root=Background"), |b| {
+            b.iter(|| {
+                build_context_tree(ARENA.background(), depth, &mut keep);
+                release(&mut keep);
+            })
+        });
+        // Go: `ctx, cancel := WithCancel(Background()); buildContextTree(ctx, d); cancel()`.
+        // Dropping the root's canceler is Rust's `cancel()`: it cancels the whole
+        // `depth`-deep tree before returning (and releases the root's handle).
+        g.bench_function(format!("depth={depth}/Root=OpenCanceler"), |b| {
+            b.iter(|| {
+                let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+                build_context_tree(ctx, depth, &mut keep);
+                drop(cancel);
+                release(&mut keep);
+            })
+        });
+        // Go: `ctx, cancel := WithCancel(Background()); cancel(); buildContextTree(ctx, d)`:
+        // every child is born cancelled.
+        g.bench_function(format!("depth={depth}/Root=ClosedCanceler"), |b| {
+            b.iter(|| {
+                let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+                cancel.cancel();
+                build_context_tree(ctx, depth, &mut keep);
+                release(&mut keep);
+                drop(cancel);
+            })
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// CommonParentCancel (parallel)
+// ---------------------------------------------------------------------------------------------
+
+/// Go:
+/// ```go
+/// root := WithValue(Background(), "key", "value")
+/// shared, sharedcancel := WithCancel(root)
+/// b.RunParallel(func(pb *testing.PB) {
+///     x := 0
+///     for pb.Next() {
+///         ctx, cancel := WithCancel(shared)
+///         if ctx.Value("key").(string) != "value" { b.Fatal() }
+///         for i := 0; i < 100; i++ { x /= x + 1 }
+///         cancel()
+///         for i := 0; i < 100; i++ { x /= x + 1 }
+///     }
+/// })
+/// ```
+/// All cores create and cancel children of one shared parent: the contended path is the
+/// parent's child list. The busy loops are what Go's compiler makes of them: see [`busy`]. Dropping the `Canceler` is `cancel()`; the child's `Context` handle is
+/// dropped at the end of the iteration (Go leaves it to the collector).
+fn common_parent_cancel(c: &mut Criterion) {
+    let root = ARENA.background().with_value(&KEY, "value").expect("arena");
+    let (shared, _shared_cancel) = root.with_cancel().expect("arena");
+    c.bench_function("CommonParentCancel", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                for _ in 0..n {
+                    let (ctx, cancel) = shared.with_cancel().expect("arena");
+                    if ctx.value(&KEY) != Some("value") {
+                        panic!("should not be reached");
+                    }
+                    busy();
+                    drop(cancel);
+                    busy();
+                    drop(ctx);
+                }
+            })
+        })
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// WithTimeout (parallel, global arena)
+// ---------------------------------------------------------------------------------------------
+
+/// Go's `benchmarkWithTimeout(b, concurrency)`: first, spread over `GOMAXPROCS` goroutines,
+/// `concurrency` contexts with a one-hour timeout are made on `Background()` and kept (their
+/// cancel funcs are kept; the contexts are not needed). Then, in parallel on all cores, each
+/// iteration makes 10 one-hour timeouts and cancels them. Afterwards (untimed) everything is
+/// cancelled.
+///
+/// ctxtree: the same on the `std` global arena (`ctxtree::background()`, real clock). The
+/// returned `Context`s are dropped at once, as Go discards them; the `Canceler`s are kept, and
+/// dropping one is Go's `f()`.
+fn with_timeout(c: &mut Criterion) {
+    let mut g = c.benchmark_group("WithTimeout");
+    g.sampling_mode(SamplingMode::Flat);
+    for concurrency in [40usize, 4_000, 400_000] {
+        let per_p = concurrency / procs();
+        let pre: Vec<Vec<Canceler<'static>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..procs())
+                .map(|_| {
+                    s.spawn(move || {
+                        (0..per_p)
+                            .map(|_| {
+                                let (_ctx, cancel) = ctxtree::background()
+                                    .with_timeout(HOUR)
+                                    .expect("global arena");
+                                cancel
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().expect("setup")).collect()
+        });
+        g.bench_function(format!("concurrency={concurrency}"), |b| {
+            b.iter_custom(|iters| {
+                run_parallel(iters, |n| {
+                    let bg = ctxtree::background();
+                    let mut wcf: [Option<Canceler<'static>>; 10] = [const { None }; 10];
+                    for _ in 0..n {
+                        for f in wcf.iter_mut() {
+                            let (_ctx, cancel) = bg.with_timeout(HOUR).expect("global arena");
+                            *f = Some(cancel);
+                        }
+                        for f in wcf.iter_mut() {
+                            drop(f.take());
+                        }
+                    }
+                })
+            })
+        });
+        drop(pre);
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// DeepValueSameGoRoutine
+// ---------------------------------------------------------------------------------------------
+
+/// Go: `ctx := Background(); for i := 0; i < depth; i++ { ctx = WithValue(ctx, i, i) }`, then
+/// `for i := 0; i < b.N; i++ { ctx.Value(-1) }`: a lookup that walks the whole chain and misses.
+fn deep_value_same_goroutine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("DeepValueSameGoRoutine");
+    for depth in [10usize, 20, 30, 50, 100] {
+        let mut ctx = ARENA.background();
+        for (i, key) in DEEP_KEYS.iter().enumerate().take(depth) {
+            ctx = ctx.with_value(key, i as i64).expect("arena");
+        }
+        g.bench_function(format!("depth={depth}"), |b| {
+            b.iter(|| black_box(black_box(&ctx).value(&MISSING)))
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
+// ContextCancelDone (parallel)
+// ---------------------------------------------------------------------------------------------
+
+/// Go: `ctx, cancel := WithCancel(Background()); defer cancel()`, then in parallel
+/// `select { case <-ctx.Done(): default: }` on the live context.
+fn context_cancel_done(c: &mut Criterion) {
+    let (ctx, _cancel) = ARENA.background().with_cancel().expect("arena");
+    c.bench_function("ContextCancelDone", |b| {
+        b.iter_custom(|iters| {
+            run_parallel(iters, |n| {
+                for _ in 0..n {
+                    black_box(black_box(&ctx).is_done());
+                }
+            })
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    cancel_tree,
+    check_canceled,
+    deep_value_same_goroutine,
+    err_ok,
+    err_canceled,
+);
+criterion_group! {
+    name = parallel;
+    // Few, long samples: the start-up skew of the threads (microseconds) stays negligible.
+    config = Criterion::default().sample_size(PARALLEL_SAMPLES);
+    targets = common_parent_cancel, with_timeout, context_cancel_done
+}
+criterion_main!(benches, parallel);
