@@ -47,6 +47,7 @@
 //! | `<-ctx.Done()` | [`Context::is_done`], [`Context::done`]`.await`, `std`: [`Context::wait`] |
 //! | `ctx.Err()`, `ctx.Deadline()` | [`Context::err`], [`Context::deadline`] |
 //! | `Canceled`, `DeadlineExceeded` | [`Error::Canceled`], [`Error::DeadlineExceeded`] |
+//! | (tokio-util) `CancellationToken` | `tokio` feature: `Context::to_cancellation_token`, `context_from_token` |
 //!
 //! # Design
 //! * **Nodes and handles.** Each node has a reference count; handles, children (on their
