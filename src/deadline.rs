@@ -9,7 +9,7 @@
 
 use crate::arena::RawArena;
 use crate::node::Kind;
-use crate::state::{DONE, HAS_DEADLINE};
+use crate::state::{self, DONE, HAS_DEADLINE, NIL};
 use crate::sync::Ordering;
 use crate::time::Instant;
 
@@ -51,18 +51,27 @@ impl RawArena {
         let mut next = u64::MAX;
         for s in 0..self.used() {
             let n = self.node(s);
-            // ORDERING: Relaxed: a hint; everything is re-checked under a reference.
-            if n.head.load(Ordering::Relaxed) & (HAS_DEADLINE | DONE) != HAS_DEADLINE {
+            // ORDERING: Acquire: a done node whose list is empty is skipped, and its subtree is
+            // then done for this thread too: the unlink that emptied the list (Release, after
+            // the children were published done) happens-before what the caller reads next.
+            let h = n.head.load(Ordering::Acquire);
+            // Skip nodes without a deadline, and done ones whose cancel has finished. A done
+            // node whose list is not empty is being cancelled right now (by a thread this
+            // interrupt may have preempted): if it is due, we help finish its subtree (tree
+            // invariant #6), so that everything due is done when `expire` returns (loom:
+            // loom-tests/concurrent_cancel_causes.rs, `expiry_vs_cancel_with_cause_never_mix`).
+            if h & HAS_DEADLINE == 0 || (h & DONE != 0 && state::link_of(h) == NIL) {
                 continue;
             }
             if !self.try_acquire(s) {
                 continue;
             }
-            if let Some(dl) = self.pending_deadline(s) {
+            if let Some((dl, done)) = self.own_deadline(s) {
                 if dl <= now.ticks() {
+                    // Expires it, or, if it is already done, helps its cancel finish.
                     let rec = self.deadline_rec(s);
                     let _ = self.cancel_tree(s, rec);
-                } else {
+                } else if !done {
                     next = next.min(dl);
                 }
             }
@@ -71,19 +80,17 @@ impl RawArena {
         (next != u64::MAX).then_some(Instant::from_ticks(next))
     }
 
-    /// The own deadline of a live `Deadline` node the caller holds, if it is not done.
-    fn pending_deadline(&self, s: u32) -> Option<u64> {
+    /// The own deadline of a `Deadline` node the caller holds, and whether it is done.
+    fn own_deadline(&self, s: u32) -> Option<(u64, bool)> {
         let n = self.node(s);
         // SAFETY: the caller holds a reference.
         if unsafe { n.kind() } != Kind::Deadline {
             return None;
         }
         // ORDERING: Acquire: see `Context::done_word`.
-        if n.head.load(Ordering::Acquire) & DONE != 0 {
-            return None;
-        }
+        let done = n.head.load(Ordering::Acquire) & DONE != 0;
         // SAFETY: a held `Deadline` node.
-        Some(unsafe { n.deadline() })
+        Some((unsafe { n.deadline() }, done))
     }
 
     /// Expires the context behind `watch` if its deadline is at or before `now` (O(1); for a
@@ -106,7 +113,9 @@ impl RawArena {
             done = n.head.load(Ordering::Acquire) & DONE != 0;
             // SAFETY: a held canceller node.
             let dl = unsafe { n.deadline() };
-            if !done && dl <= now.ticks() {
+            if dl <= now.ticks() {
+                // Expires it, or, if it is already done, helps a cancel still in flight finish
+                // the subtree (as in `expire`).
                 self.expire_from(s, dl);
                 done = true;
             }
