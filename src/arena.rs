@@ -59,6 +59,9 @@ pub(crate) struct Header {
     failed: AtomicUsize,
     /// Width of the link field of `free`.
     link_bits: u32,
+    /// Number of inline slots (the length of `slots`), so that a thin [`ArenaRef`] can rebuild
+    /// the arena's fat pointer.
+    slots_len: usize,
     /// The most slots this arena can ever have.
     limit: u32,
     pub(crate) clock: Option<&'static dyn Clock>,
@@ -85,6 +88,7 @@ impl Header {
             bump: AtomicU32::new(0),
             failed: AtomicUsize::new(0),
             link_bits: link_bits_for(limit),
+            slots_len: inline,
             limit: limit as u32,
             clock: None,
             hook: None,
@@ -101,6 +105,7 @@ impl Header {
             bump: AtomicU32::new(0),
             failed: AtomicUsize::new(0),
             link_bits: link_bits_for(limit),
+            slots_len: inline,
             limit: limit as u32,
             clock: None,
             hook: None,
@@ -109,6 +114,51 @@ impl Header {
         }
     }
 }
+
+/// A thin pointer to a [`RawArena`]: what handles keep, so that a [`Context`] is two words
+/// (pointer, slot + done-source) and moves in registers. The slot count, which a `&RawArena`
+/// carries in its fat pointer, is read from the header instead.
+#[derive(Clone, Copy)]
+pub(crate) struct ArenaRef<'a> {
+    ptr: core::ptr::NonNull<RawArena<[Node; 0]>>,
+    _arena: core::marker::PhantomData<&'a RawArena>,
+}
+
+impl<'a> ArenaRef<'a> {
+    #[inline(always)]
+    pub(crate) fn new(arena: &'a RawArena) -> Self {
+        ArenaRef {
+            // Casting the fat pointer to a thin one keeps its address and provenance.
+            ptr: core::ptr::NonNull::from(arena).cast(),
+            _arena: core::marker::PhantomData,
+        }
+    }
+
+    /// The arena, with its lifetime.
+    #[inline(always)]
+    pub(crate) fn get(self) -> &'a RawArena {
+        let thin = self.ptr.as_ptr();
+        // SAFETY: `thin` came from a `&'a RawArena`, so its header is live and shared for 'a.
+        let len = unsafe { (*thin).hdr.slots_len };
+        let fat = core::ptr::slice_from_raw_parts(thin.cast::<Node>(), len) as *const RawArena;
+        // SAFETY: the same address, provenance and slot count as the `&'a RawArena` that `new`
+        // was given (`slots_len` is the length of `slots`, fixed at construction).
+        unsafe { &*fat }
+    }
+}
+
+impl core::ops::Deref for ArenaRef<'_> {
+    type Target = RawArena;
+    #[inline(always)]
+    fn deref(&self) -> &RawArena {
+        self.get()
+    }
+}
+
+// SAFETY: an `ArenaRef<'a>` is a `&'a RawArena`, and `RawArena` is `Sync`.
+unsafe impl Send for ArenaRef<'_> {}
+// SAFETY: as above.
+unsafe impl Sync for ArenaRef<'_> {}
 
 /// A fixed-capacity arena of `N` context nodes, usable in a `static`.
 ///
@@ -287,8 +337,11 @@ impl RawArena {
     /// Slots ever handed out (all slots below this index have been initialised once).
     #[inline]
     pub(crate) fn used(&self) -> u32 {
-        // ORDERING: Relaxed: scans re-validate every slot they act on.
-        self.hdr.bump.load(Ordering::Relaxed)
+        // ORDERING: Acquire pairs with the Release of `bump`'s compare-and-swap: every slot
+        // below the value read lives in a page this thread can see (`Pages::get` would find a
+        // null page otherwise — loom: loom-tests/paged_growth_vs_scan.rs). The scans re-validate
+        // every slot they act on; this only makes its memory reachable.
+        self.hdr.bump.load(Ordering::Acquire)
     }
 
     /// The node in `slot`.
@@ -300,11 +353,24 @@ impl RawArena {
         }
     }
 
+    /// A paged slot: the first page inline (the common case of a heap or global arena), the
+    /// others out of line.
     #[cfg(feature = "alloc")]
-    #[cold]
-    #[inline(never)]
+    #[inline(always)]
     fn paged(&self, j: usize) -> &Node {
-        self.hdr.pages.get(j)
+        let pages = &self.hdr.pages;
+        if j < pages.base {
+            // ORDERING: Acquire pairs with the Release in `Pages::ensure`: the page's nodes are
+            // initialised (free on x86 and cheap elsewhere; a slot index below `bump` implies
+            // the page exists).
+            let p = pages.ptrs[0].load(Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: `p` points to page 0, `base` live nodes (pages are freed only when the
+                // arena is dropped, which the `&self` borrow excludes), and `j < base`.
+                return unsafe { &*p.add(j) };
+            }
+        }
+        pages.get(j)
     }
 
     #[cfg(not(feature = "alloc"))]
@@ -332,16 +398,26 @@ impl RawArena {
         Err(CreateError::ArenaFull)
     }
 
-    #[inline]
+    /// Width of the free stack's link field: a constant on 64-bit targets.
+    #[inline(always)]
+    fn link_bits(&self) -> u32 {
+        if usize::BITS >= 64 {
+            32
+        } else {
+            self.hdr.link_bits
+        }
+    }
+
+    #[inline(always)]
     fn link_mask(&self) -> usize {
-        (1usize << self.hdr.link_bits) - 1
+        (1usize << self.link_bits()) - 1
     }
 
     /// The next tag over `h`, with link `l`.
-    #[inline]
+    #[inline(always)]
     fn retag(&self, h: usize, l: u32) -> usize {
-        let tag = (h >> self.hdr.link_bits).wrapping_add(1);
-        (tag << self.hdr.link_bits) | l as usize
+        let tag = (h >> self.link_bits()).wrapping_add(1);
+        (tag << self.link_bits()) | l as usize
     }
 
     fn pop(&self) -> Option<u32> {
@@ -394,8 +470,8 @@ impl RawArena {
     }
 
     fn bump(&self) -> Option<u32> {
-        // ORDERING: Relaxed: the slot's memory was initialised when the arena (or its page,
-        // published by `Pages::grow`) was made; the counter itself orders nothing.
+        // ORDERING: Relaxed: only seeds the compare-and-swap; the slot's page is made visible
+        // to this thread by `Pages::ensure` itself.
         let mut b = self.hdr.bump.load(Ordering::Relaxed);
         loop {
             if b >= self.hdr.limit {
@@ -407,10 +483,14 @@ impl RawArena {
             {
                 return None;
             }
+            // ORDERING: Release on success publishes the page `ensure` just made visible to
+            // this thread, to scans that read `bump` with Acquire (`used`); every change of
+            // `bump` is this read-modify-write, so one Acquire load that reads `n` synchronises
+            // with the bumps of all slots below `n`. Relaxed on failure: the retry re-checks.
             match self.hdr.bump.compare_exchange_weak(
                 b,
                 b + 1,
-                Ordering::Relaxed,
+                Ordering::Release,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => return Some(b),
@@ -494,7 +574,8 @@ impl Pages {
             .sum()
     }
 
-    #[inline]
+    #[cold]
+    #[inline(never)]
     pub(crate) fn get(&self, j: usize) -> &Node {
         let (k, off) = self.locate(j);
         // ORDERING: Acquire pairs with the Release in `ensure`: the page's nodes are initialised.

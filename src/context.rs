@@ -5,10 +5,10 @@ use core::mem::MaybeUninit;
 use core::ptr;
 use core::time::Duration;
 
-use crate::arena::RawArena;
+use crate::arena::{ArenaRef, RawArena};
 use crate::cause::{self, CancelCause, Cause};
-use crate::node::{FuncPart, Inline, Kind, NOT_LINKED, Payload, TimerPart, ValuePart};
-use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, NO_OWNER};
+use crate::node::{FuncPart, Inline, Kind, NOT_LINKED, Node, Payload, TimerPart, ValuePart};
+use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, NO_OWNER, UNLINKED};
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
@@ -35,7 +35,7 @@ use crate::{AfterFunc, CreateError, Error};
 /// # Ok::<(), ctxtree::CreateError>(())
 /// ```
 pub struct Context<'a> {
-    pub(crate) arena: &'a RawArena,
+    pub(crate) arena: ArenaRef<'a>,
     /// The node, or the `BACKGROUND` / `TODO` sentinel.
     pub(crate) slot: u32,
     /// The canceller node that decides whether this context is done (itself for cancel and
@@ -49,7 +49,7 @@ pub struct Context<'a> {
 /// returns the node to the arena. Keep it alive as long as the work should run.
 #[must_use = "dropping a Canceler cancels its context at once"]
 pub struct Canceler<'a> {
-    arena: &'a RawArena,
+    arena: ArenaRef<'a>,
     slot: u32,
 }
 
@@ -66,7 +66,7 @@ impl<'a> Context<'a> {
     #[inline]
     pub(crate) fn root(arena: &'a RawArena, slot: u32) -> Self {
         Context {
-            arena,
+            arena: ArenaRef::new(arena),
             slot,
             src: NEVER,
         }
@@ -163,7 +163,7 @@ impl<'a> Context<'a> {
 
     /// The arena this context lives in.
     pub fn arena(&self) -> &'a RawArena {
-        self.arena
+        self.arena.get()
     }
 
     /// Whether this context can ever be done (false for `Background`, `TODO`, `without_cancel`
@@ -213,8 +213,8 @@ impl<'a> Context<'a> {
         payload: Payload,
         refs: u32,
         head: u32,
-    ) {
-        let n = self.arena.node(slot);
+    ) -> &'a Node {
+        let n = self.arena.get().node(slot);
         // SAFETY: a freshly allocated slot is exclusively ours until `refs` is published.
         unsafe { n.init(kind, self.slot, owner, payload) };
         // ORDERING: Relaxed: published by the Release store of `refs` below.
@@ -227,6 +227,7 @@ impl<'a> Context<'a> {
         // ORDERING: Release publishes the plain fields to any thread that takes a reference
         // with `try_acquire` (a stale traversal, the expiry scan, `dump`).
         n.refs.store(refs, Ordering::Release);
+        n
     }
 
     /// A new canceller child (`Cancel` or `Deadline`), linked under `src`, or born done if `src`
@@ -234,11 +235,13 @@ impl<'a> Context<'a> {
     fn new_canceller(
         &self,
         kind: Kind,
-        deadline: u64,
+        own_deadline: Option<u64>,
         dl_cause: *mut u8,
     ) -> Result<u32, CreateError> {
-        let linked = self.src != NEVER;
-        let owner = if linked { self.src } else { NO_OWNER };
+        let src = (self.src != NEVER).then(|| self.arena.node(self.src));
+        // SAFETY: this handle pins `src`, a canceller node.
+        let deadline =
+            own_deadline.unwrap_or_else(|| src.map_or(u64::MAX, |n| unsafe { n.deadline() }));
         let payload = Payload {
             timer: TimerPart {
                 deadline,
@@ -250,22 +253,24 @@ impl<'a> Context<'a> {
         } else {
             0
         };
-        let slot = self.new_node(kind, owner, payload, 2 + linked as u32, head)?;
-        if linked && self.arena.link(self.src, slot).is_err() {
-            // Born done: no list reference after all.
+        let slot = self.arena.alloc_slot()?;
+        let Some(sn) = src else {
+            self.init_taken(slot, kind, NO_OWNER, payload, 2, head);
+            return Ok(slot);
+        };
+        let n = self.init_taken(slot, kind, self.src, payload, 3, head);
+        if let Err(h) = self.arena.link_node(sn, slot, n) {
+            // Born done (tree invariant #3): no list reference after all.
             // ORDERING: Relaxed: the count stays above 0 (our two handles).
-            self.arena.node(slot).refs.fetch_sub(1, Ordering::Relaxed);
+            n.refs.fetch_sub(1, Ordering::Relaxed);
             // ORDERING: Relaxed: `link` wrote a sibling link; restore "never linked".
-            self.arena
-                .node(slot)
-                .next
-                .store(NOT_LINKED, Ordering::Relaxed);
-            let rec = self.arena.child_rec(self.src);
-            let _ = self.arena.publish(slot, rec);
+            n.next.store(NOT_LINKED, Ordering::Relaxed);
+            let _ = n.publish(sn.rec_of(h));
         }
         Ok(slot)
     }
 
+    #[inline]
     fn pair(&self, slot: u32) -> (Context<'a>, Canceler<'a>) {
         (
             Context {
@@ -284,13 +289,15 @@ impl<'a> Context<'a> {
     /// `WithCancel`). A child of a done context is born done, with the parent's error and cause.
     ///
     /// Errors: [`CreateError::ArenaFull`].
+    #[inline]
     pub fn with_cancel(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        let slot = self.new_canceller(Kind::Cancel, self.deadline_ticks(), ptr::null_mut())?;
+        let slot = self.new_canceller(Kind::Cancel, None, ptr::null_mut())?;
         Ok(self.pair(slot))
     }
 
     /// Go's `WithCancelCause`: the same as [`with_cancel`](Context::with_cancel) — every
     /// [`Canceler`] can give a cause with [`cancel_with`](Canceler::cancel_with).
+    #[inline]
     pub fn with_cancel_cause(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
         self.with_cancel()
     }
@@ -304,7 +311,7 @@ impl<'a> Context<'a> {
     ///
     /// Errors: [`CreateError::ArenaFull`].
     pub fn with_deadline(&self, at: Instant) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        self.deadline_child(at.ticks(), ptr::null_mut())
+        self.deadline_child(at.ticks(), ptr::null_mut(), None)
     }
 
     /// [`with_deadline`](Context::with_deadline) whose expiry reports `cause` (Go:
@@ -314,18 +321,19 @@ impl<'a> Context<'a> {
         at: Instant,
         cause: impl Into<CancelCause>,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        self.deadline_child(at.ticks(), cause.into().into_raw())
+        self.deadline_child(at.ticks(), cause.into().into_raw(), None)
     }
 
     /// A child with a deadline `timeout` from now by the arena's clock (Go: `WithTimeout`).
     ///
     /// Errors: [`CreateError::NoClock`] if the arena has no clock, [`CreateError::ArenaFull`].
+    #[inline]
     pub fn with_timeout(
         &self,
         timeout: Duration,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        let at = self.timeout_to_deadline(timeout)?;
-        self.deadline_child(at, ptr::null_mut())
+        let (at, past) = self.timeout_to_deadline(timeout)?;
+        self.deadline_child(at, ptr::null_mut(), past)
     }
 
     /// [`with_timeout`](Context::with_timeout) whose expiry reports `cause` (Go:
@@ -335,19 +343,23 @@ impl<'a> Context<'a> {
         timeout: Duration,
         cause: impl Into<CancelCause>,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        let at = self.timeout_to_deadline(timeout)?;
-        self.deadline_child(at, cause.into().into_raw())
+        let (at, past) = self.timeout_to_deadline(timeout)?;
+        self.deadline_child(at, cause.into().into_raw(), past)
     }
 
-    fn timeout_to_deadline(&self, timeout: Duration) -> Result<u64, CreateError> {
+    /// The deadline `timeout` from now, and whether it is already due (a zero timeout): one
+    /// clock read, where `with_deadline` needs a second one to compare.
+    fn timeout_to_deadline(&self, timeout: Duration) -> Result<(u64, Option<bool>), CreateError> {
         let clock = self.arena.hdr.clock.ok_or(CreateError::NoClock)?;
-        Ok(clock.now().add_ticks(clock.ticks_for(timeout)).ticks())
+        let ticks = clock.ticks_for(timeout);
+        Ok((clock.now().add_ticks(ticks).ticks(), Some(ticks == 0)))
     }
 
     fn deadline_child(
         &self,
         at: u64,
         cause: *mut u8,
+        past: Option<bool>,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
         // `u64::MAX` means "no deadline" inside a node: a deadline that far out (a saturated
         // `with_timeout(Duration::MAX)`) is still a deadline, one tick earlier.
@@ -358,7 +370,7 @@ impl<'a> Context<'a> {
             unsafe { cause::drop_owned(cause) };
             return self.with_cancel();
         }
-        let slot = match self.new_canceller(Kind::Deadline, at, cause) {
+        let slot = match self.new_canceller(Kind::Deadline, Some(at), cause) {
             Ok(s) => s,
             Err(e) => {
                 // SAFETY: as above.
@@ -367,7 +379,10 @@ impl<'a> Context<'a> {
             }
         };
         let (ctx, canceler) = self.pair(slot);
-        if self.arena.hdr.clock.is_some_and(|c| c.now().ticks() >= at) {
+        // `past`: known by the caller (a timeout), or read from the clock (a deadline).
+        let past =
+            past.unwrap_or_else(|| self.arena.hdr.clock.is_some_and(|c| c.now().ticks() >= at));
+        if past {
             // Already past: done at once, as Go does.
             let rec = self.arena.deadline_rec(slot);
             let _ = self.arena.cancel_tree(slot, rec);
@@ -535,21 +550,23 @@ impl<'a> Context<'a> {
                 };
             }
         };
-        if self.arena.link(self.src, slot).is_err() {
+        let n = self.arena.node(slot);
+        if self
+            .arena
+            .link_node(self.arena.node(self.src), slot, n)
+            .is_err()
+        {
             // Already done: run now (Go: "calls f immediately").
             // ORDERING: Relaxed: the count stays above 0 (our handle).
-            self.arena.node(slot).refs.fetch_sub(1, Ordering::Relaxed);
+            n.refs.fetch_sub(1, Ordering::Relaxed);
             // ORDERING: Relaxed: restore "never linked".
-            self.arena
-                .node(slot)
-                .next
-                .store(NOT_LINKED, Ordering::Relaxed);
-            self.arena.fire(slot);
+            n.next.store(NOT_LINKED, Ordering::Relaxed);
+            n.fire();
         } else if !self.is_done() {
             // (`is_done` above expired a passed deadline, which fired `f`.)
             self.watch();
         }
-        Ok(AfterFunc::new(self.arena, slot))
+        Ok(AfterFunc::new(self.arena.get(), slot))
     }
 }
 
@@ -593,7 +610,24 @@ impl<'a> Canceler<'a> {
     /// cancellation (by anyone) sets the error. When it returns, the context and every context
     /// derived from it are done, and the context is out of its parent's child list.
     pub fn cancel(&self) {
-        let _ = self.arena.cancel_tree(self.slot, Rec::CANCELED);
+        if !self.finished() {
+            let _ = self.arena.cancel_tree(self.slot, Rec::CANCELED);
+        }
+    }
+
+    /// Whether cancelling would do nothing: done, no child left in its list (so every
+    /// descendant is done: tree invariant #6), and out of its parent's list. The common case
+    /// when a canceler is dropped after its parent was cancelled.
+    #[inline]
+    fn finished(&self) -> bool {
+        let n = self.arena.node(self.slot);
+        // ORDERING: Acquire: pairs with the Release publishing `DONE` and with the unlinks
+        // (Release) that emptied the list, so the subtree's being done is visible to our caller.
+        let h = n.head.load(Ordering::Acquire);
+        // ORDERING: Acquire: pairs with the Release store of `UNLINKED`.
+        h & DONE != 0
+            && state::link_of(h) == state::NIL
+            && n.next.load(Ordering::Acquire) & UNLINKED != 0
     }
 
     /// Cancels with [`Error::Canceled`] and `cause` (Go: `CancelCauseFunc(cause)`). If the context
@@ -625,8 +659,10 @@ impl<'a> Canceler<'a> {
 
 impl Drop for Canceler<'_> {
     fn drop(&mut self) {
-        self.cancel();
-        self.arena.release(self.slot, 1);
+        // Cancel, then drop our reference — together with the list's, if the cancel unlinked
+        // the node: one atomic step instead of two.
+        let unlinked = !self.finished() && self.arena.cancel_tree_keep(self.slot, Rec::CANCELED).1;
+        self.arena.release(self.slot, 1 + unlinked as u32);
     }
 }
 
@@ -653,6 +689,6 @@ impl fmt::Debug for Context<'_> {
 /// root, the number of elided links, and its last 32 links (the walk is iterative: no recursion).
 impl fmt::Display for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        crate::dump::write_chain(self.arena, self.slot, f)
+        crate::dump::write_chain(self.arena.get(), self.slot, f)
     }
 }

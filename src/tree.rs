@@ -8,9 +8,9 @@
 //! retries only because another thread's atomic step succeeded.
 //!
 //! # Invariants
-//! 1. **Reference counts.** `refs(n)` = handles on `n` (contexts, cancelers, stop handles)
-//!    + children of `n` (each child holds one on its parent) + 1 while `n` is linked in a list
-//!    + traversals currently standing on `n`. The thread that brings it to 0 owns `n`
+//! 1. **Reference counts.** `refs(n)` = handles on `n` (contexts, cancelers, stop handles),
+//!    plus children of `n` (each child holds one on its parent), plus 1 while `n` is linked in a
+//!    list, plus traversals currently standing on `n`. The thread that brings it to 0 owns `n`
 //!    exclusively: it tears it down, pushes it on the free list, and releases `n`'s parent —
 //!    iteratively, so releasing a 100 000-deep chain uses constant stack.
 //! 2. **One list.** A node is linked in at most one list, its `owner`'s, from `link` until the
@@ -46,7 +46,7 @@ use core::ptr;
 use crate::Error;
 use crate::arena::RawArena;
 use crate::cause::{self, TAG_BORROWED, TAG_DEADLINE};
-use crate::node::Kind;
+use crate::node::{Kind, Node};
 use crate::state::{
     self, DONE, HAS_CAUSE, Head, LINK_MASK, MARK, NIL, NO_OWNER, UNLINKED, WAITERS,
 };
@@ -70,20 +70,7 @@ impl RawArena {
     /// Takes a reference on `slot` unless it is free. See invariant #5.
     #[inline]
     pub(crate) fn try_acquire(&self, slot: u32) -> bool {
-        let refs = &self.node(slot).refs;
-        // ORDERING: Relaxed: only seeds the CAS.
-        let mut c = refs.load(Ordering::Relaxed);
-        loop {
-            if c == 0 {
-                return false;
-            }
-            // ORDERING: Acquire pairs with the Release that published the node's initial count
-            // (its plain fields are then visible) and with earlier holders' Release decrements.
-            match refs.compare_exchange_weak(c, c + 1, Ordering::Acquire, Ordering::Relaxed) {
-                Ok(_) => return true,
-                Err(x) => c = x,
-            }
-        }
+        self.node(slot).try_acquire()
     }
 
     /// Takes one more reference on a node the caller already holds one on.
@@ -95,20 +82,31 @@ impl RawArena {
 
     /// Drops `n` references on `slot`; on the last, tears the node down, frees it and releases
     /// its parent, and so on up (invariant #1).
-    pub(crate) fn release(&self, mut slot: u32, mut n: u32) {
+    #[inline]
+    pub(crate) fn release(&self, slot: u32, n: u32) {
+        self.release_node(slot, self.node(slot), n);
+    }
+
+    /// [`release`](RawArena::release) with the node already looked up.
+    #[inline]
+    pub(crate) fn release_node(&self, slot: u32, node: &Node, n: u32) {
+        // ORDERING: Release: this holder's accesses happen-before the teardown (the last
+        // releaser's Acquire fence in `release_last`).
+        let old = node.refs.fetch_sub(n, Ordering::Release);
+        debug_assert!(old >= n, "ctxtree: reference count underflow");
+        if old == n {
+            self.release_last(slot);
+        }
+    }
+
+    /// The count of `slot` just reached 0: free it, release its parent, and so on up.
+    #[inline(never)]
+    fn release_last(&self, mut slot: u32) {
         loop {
-            let node = self.node(slot);
-            // ORDERING: Release: this holder's accesses happen-before the teardown (the last
-            // releaser's Acquire fence below).
-            let old = node.refs.fetch_sub(n, Ordering::Release);
-            debug_assert!(old >= n, "ctxtree: reference count underflow");
-            if old != n {
-                return;
-            }
             // ORDERING: Acquire fence pairs with every earlier holder's Release decrement.
             fence(Ordering::Acquire);
             // SAFETY: the count reached 0: we own the node exclusively (invariant #1).
-            let parent = unsafe { node.parent() };
+            let parent = unsafe { self.node(slot).parent() };
             // SAFETY: as above.
             unsafe { self.teardown(slot) };
             self.push(slot);
@@ -116,7 +114,12 @@ impl RawArena {
                 return;
             }
             slot = parent;
-            n = 1;
+            // ORDERING: Release, as in `release`.
+            let old = self.node(slot).refs.fetch_sub(1, Ordering::Release);
+            debug_assert!(old >= 1, "ctxtree: reference count underflow");
+            if old != 1 {
+                return;
+            }
         }
     }
 
@@ -126,32 +129,37 @@ impl RawArena {
     /// The caller owns the node exclusively (its count just reached 0).
     unsafe fn teardown(&self, slot: u32) {
         let node = self.node(slot);
-        // ORDERING: Relaxed: exclusive ownership (the Acquire fence in `release` ordered all
-        // earlier accesses).
-        let c = node.cause.swap(ptr::null_mut(), Ordering::Relaxed);
-        // SAFETY: slot pointers come from `CancelCause::into_raw`; an owned one is ours now.
-        unsafe { cause::drop_owned(c) };
+        // ORDERING: Relaxed: exclusive ownership (the Acquire fence in `release_last` ordered
+        // all earlier accesses); a load and a store, not a swap: nobody else can write it.
+        let c = node.cause.load(Ordering::Relaxed);
+        if !c.is_null() {
+            // ORDERING: Relaxed, as above.
+            node.cause.store(ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: slot pointers come from `CancelCause::into_raw`; an owned one is ours now.
+            unsafe { cause::drop_owned(c) };
+        }
         // SAFETY: exclusive ownership.
-        let (kind, payload) = unsafe { (node.kind(), node.payload()) };
+        let kind = unsafe { node.kind() };
         match kind {
             // SAFETY: a deadline node's cause is owned by it.
-            Kind::Deadline => unsafe { cause::drop_owned(payload.timer.cause) },
+            Kind::Deadline => unsafe { cause::drop_owned(node.payload().timer.cause) },
             #[cfg(feature = "alloc")]
             // SAFETY: a heap value node holds a heap slot written by `HeapKey::store`.
-            Kind::HeapValue => unsafe { crate::layers::alloc::drop_heap_value(&payload.value.val) },
-            Kind::AfterFunc => {
-                // ORDERING: Relaxed: exclusive ownership.
-                if node.head.load(Ordering::Relaxed) & DONE == 0 {
-                    // Neither fired nor stopped (its context was released while never done):
-                    // drop the closure unrun.
-                    // SAFETY: the closure is still in place, and we own the node.
-                    node.payload
-                        .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
-                }
+            Kind::HeapValue => unsafe {
+                crate::layers::alloc::drop_heap_value(&node.payload().value.val)
+            },
+            // ORDERING: Relaxed: exclusive ownership.
+            Kind::AfterFunc if node.head.load(Ordering::Relaxed) & DONE == 0 => {
+                // Neither fired nor stopped (its context was released while never done): drop
+                // the closure unrun.
+                // SAFETY: the closure is still in place, and we own the node.
+                node.payload
+                    .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
             }
             _ => {}
         }
         debug_assert!(
+            // SAFETY: exclusive ownership: nothing else touches the waiter list.
             node.waiters.with(|p| unsafe { (*p).is_null() }),
             "waiter left on a freed node"
         );
@@ -163,9 +171,13 @@ impl RawArena {
 
     /// Links `child` (refs already published) at the front of `owner`'s list. `Err` carries the
     /// owner's done word if the list is closed (invariant #3).
+    #[cfg(all(test, not(ctxtree_loom)))]
     pub(crate) fn link(&self, owner: u32, child: u32) -> Result<(), Head> {
-        let on = self.node(owner);
-        let cn = self.node(child);
+        self.link_node(self.node(owner), child, self.node(child))
+    }
+
+    /// [`link`](RawArena::link) with both nodes already looked up.
+    pub(crate) fn link_node(&self, on: &Node, child: u32, cn: &Node) -> Result<(), Head> {
         // ORDERING: Acquire: if done, the caller reads the owner's cause slot next.
         let mut h = on.head.load(Ordering::Acquire);
         loop {
@@ -190,7 +202,11 @@ impl RawArena {
     /// Unlinks `c` from `owner`'s list (invariant #4). The caller holds a reference on `c`.
     /// Returns true if this call unlinked it, and so now holds the list's reference on `c`.
     pub(crate) fn unlink(&self, owner: u32, c: u32) -> bool {
-        let cn = self.node(c);
+        self.unlink_node(self.node(owner), c, self.node(c))
+    }
+
+    /// [`unlink`](RawArena::unlink) with both nodes already looked up.
+    pub(crate) fn unlink_node(&self, on: &Node, c: u32, cn: &Node) -> bool {
         // ORDERING: Acquire: pairs with the Release store of UNLINKED (the list reference has
         // moved on).
         let mut nx = cn.next.load(Ordering::Acquire);
@@ -215,7 +231,18 @@ impl RawArena {
         }
         let target = state::link(c);
         let succ = state::link_of(nx);
-        let on = self.node(owner);
+        // Fast path: `c` is its owner's first child (always so for a post-order cancel of a
+        // chain, and for the newest child).
+        // ORDERING: Acquire: the linked node's publication (see `link`).
+        let h = on.head.load(Ordering::Acquire);
+        if state::link_of(h) == target
+            // ORDERING: as for the unlink CAS in the loop below.
+            && on.head.compare_exchange(h, Head(h).with_first(succ), Ordering::AcqRel, Ordering::Acquire).is_ok()
+        {
+            // ORDERING: Release pairs with the Acquire at the top of `unlink`.
+            cn.next.store(nx | UNLINKED, Ordering::Release);
+            return true;
+        }
         'search: loop {
             // `pred` is the link of the held predecessor, or NIL for the owner's `head`.
             let mut pred = NIL;
@@ -306,12 +333,40 @@ impl RawArena {
             self.release(l - 1, 1);
         }
     }
+}
 
-    /// Marks `slot` done with `rec` unless it already is (first error and first cause win;
+impl Node {
+    /// Takes a reference on this node unless it is free. See invariant #5.
+    #[inline]
+    pub(crate) fn try_acquire(&self) -> bool {
+        let refs = &self.refs;
+        // ORDERING: Acquire, also on the failure path below: a count read as 0 was written by
+        // the Release decrement that freed the node, and that release came after the unlink that
+        // took the node out of the list we reached it through. Acquiring it makes the caller's
+        // re-read of that link see the unlink, so a traversal that retries on a free slot
+        // ("the link has moved on") really finds it moved on; with Relaxed, nothing but the
+        // hardware's eventual visibility would end the retry (loom: a livelock of `cancel_tree`
+        // vs `AfterFunc::stop` in loom-tests/after_func_stop_vs_cancel.rs).
+        let mut c = refs.load(Ordering::Acquire);
+        loop {
+            if c == 0 {
+                return false;
+            }
+            // ORDERING: Acquire pairs with the Release that published the node's initial count
+            // (its plain fields are then visible) and with earlier holders' Release decrements.
+            match refs.compare_exchange_weak(c, c + 1, Ordering::Acquire, Ordering::Acquire) {
+                Ok(_) => return true,
+                Err(x) => c = x,
+            }
+        }
+    }
+
+    /// Marks this node done with `rec` unless it already is (first error and first cause win;
     /// invariant #7), and wakes its waiters. Returns whether `rec.cause` was stored in the slot
     /// (if it was an owned heap cause and was not, the caller must drop it).
-    pub(crate) fn publish(&self, slot: u32, rec: Rec) -> bool {
-        let n = self.node(slot);
+    #[inline]
+    pub(crate) fn publish(&self, rec: Rec) -> bool {
+        let n = self;
         // ORDERING: Acquire: a done word is followed by reading its cause.
         let mut w = n.head.load(Ordering::Acquire);
         if w & DONE != 0 {
@@ -366,16 +421,14 @@ impl RawArena {
         }
     }
 
-    /// The record a child inherits from its done canceller `parent`: the same error, and the
-    /// parent's cause, borrowed.
-    pub(crate) fn child_rec(&self, parent: u32) -> Rec {
-        let n = self.node(parent);
-        // ORDERING: Acquire pairs with `publish`'s Release: the cause slot is set if HAS_CAUSE.
-        let h = Head(n.head.load(Ordering::Acquire));
+    /// The record a child inherits from this done canceller, whose done word (loaded with
+    /// Acquire) is `h`: the same error, and the cause, borrowed.
+    #[inline]
+    pub(crate) fn rec_of(&self, h: Head) -> Rec {
         debug_assert!(h.is_done());
         let cause = if h.has_cause() {
             // ORDERING: Acquire: the cause's referent (see `publish`).
-            let p = n.cause.load(Ordering::Acquire);
+            let p = self.cause.load(Ordering::Acquire);
             cause::with_tags(cause::strip_err(p), TAG_BORROWED)
         } else {
             ptr::null_mut()
@@ -384,6 +437,54 @@ impl RawArena {
             err: h.err(),
             cause,
         }
+    }
+
+    /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
+    /// The caller holds a reference on it.
+    pub(crate) fn fire(&self) {
+        let n = self;
+        // ORDERING: Relaxed: seeds the CAS.
+        let mut w = n.head.load(Ordering::Relaxed);
+        loop {
+            if w & DONE != 0 {
+                return;
+            }
+            // ORDERING: AcqRel: the claim orders this thread's use of the closure after its
+            // writing (already ordered by our reference) and against a racing `stop`.
+            match n
+                .head
+                .compare_exchange_weak(w, w | DONE, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(x) => w = x,
+            }
+        }
+        // SAFETY: we won the claim, so the closure is ours to consume exactly once, and our
+        // reference keeps the node alive while it runs.
+        n.payload
+            .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) });
+    }
+}
+
+impl RawArena {
+    /// [`Node::publish`] on `slot` (for the unit tests).
+    #[cfg(all(test, not(ctxtree_loom)))]
+    pub(crate) fn publish(&self, slot: u32, rec: Rec) -> bool {
+        self.node(slot).publish(rec)
+    }
+
+    /// The record a child inherits from its done canceller `parent` (for the unit tests).
+    #[cfg(all(test, not(ctxtree_loom)))]
+    pub(crate) fn child_rec(&self, parent: u32) -> Rec {
+        let n = self.node(parent);
+        // ORDERING: Acquire pairs with `publish`'s Release: the cause slot is set if HAS_CAUSE.
+        n.rec_of(Head(n.head.load(Ordering::Acquire)))
+    }
+
+    /// [`Node::fire`] on `slot` (for the unit tests).
+    #[cfg(all(test, not(ctxtree_loom)))]
+    pub(crate) fn fire(&self, slot: u32) {
+        self.node(slot).fire();
     }
 
     /// The record of `slot`'s own deadline expiring (a `Deadline` node the caller holds).
@@ -409,76 +510,63 @@ impl RawArena {
     /// whatever the depth; the walk holds one reference on each node of its current path, so
     /// it can climb back through `owner` links.
     pub(crate) fn cancel_tree(&self, root: u32, rec: Rec) -> bool {
-        let taken = self.publish(root, rec);
+        let (taken, unlinked) = self.cancel_tree_keep(root, rec);
+        if unlinked {
+            self.release(root, 1);
+        }
+        taken
+    }
+
+    /// [`cancel_tree`](RawArena::cancel_tree), except that if this call unlinked `root`, the
+    /// list's reference on it is handed to the caller (second result) instead of released, so
+    /// that a caller about to drop its own reference releases both in one step.
+    pub(crate) fn cancel_tree_keep(&self, root: u32, rec: Rec) -> (bool, bool) {
         let mut cur = root;
+        let mut cn = self.node(root);
+        let taken = cn.publish(rec);
         loop {
-            let cn = self.node(cur);
             // ORDERING: Acquire: children's publication (see `link`).
             let first = Head(cn.head.load(Ordering::Acquire)).first();
             if first != NIL {
                 let c = first - 1;
-                if !self.try_acquire(c) {
+                let ch = self.node(c);
+                if !ch.try_acquire() {
                     // Free: it was unlinked meanwhile, so the head has moved on.
                     continue;
                 }
-                // ORDERING: Acquire, as above.
-                if Head(cn.head.load(Ordering::Acquire)).first() != first {
-                    self.release(c, 1);
+                // ORDERING: Acquire, as above (and it is the done word the child inherits).
+                let h = Head(cn.head.load(Ordering::Acquire));
+                if h.first() != first {
+                    self.release_node(c, ch, 1);
                     continue;
                 }
                 // SAFETY: we hold a reference on c.
-                if unsafe { self.node(c).kind() } == Kind::AfterFunc {
-                    self.fire(c);
-                    let mine = self.unlink(cur, c);
-                    self.release(c, 1 + mine as u32);
+                if unsafe { ch.kind() } == Kind::AfterFunc {
+                    ch.fire();
+                    let mine = self.unlink_node(cn, c, ch);
+                    self.release_node(c, ch, 1 + mine as u32);
                     continue;
                 }
-                let crec = self.child_rec(cur);
                 // A borrowed cause is never owned: nothing to drop whatever the outcome.
-                let _ = self.publish(c, crec);
+                let _ = ch.publish(cn.rec_of(h));
                 cur = c;
+                cn = ch;
                 continue;
             }
             // cur's list is empty and closed: its whole subtree is done (invariant #6).
             // SAFETY: we hold a reference on cur (the caller's, for root).
             let owner = unsafe { cn.owner() };
-            let mine = owner != NO_OWNER && self.unlink(owner, cur);
             if cur == root {
-                if mine {
-                    self.release(root, 1);
-                }
-                return taken;
+                let unlinked = owner != NO_OWNER && self.unlink_node(self.node(owner), cur, cn);
+                return (taken, unlinked);
             }
-            self.release(cur, 1 + mine as u32);
             // We descended into cur from its owner, on which we still hold a reference.
+            let on = self.node(owner);
+            let mine = self.unlink_node(on, cur, cn);
+            self.release_node(cur, cn, 1 + mine as u32);
             cur = owner;
+            cn = on;
         }
-    }
-
-    /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
-    /// The caller holds a reference on it.
-    pub(crate) fn fire(&self, slot: u32) {
-        let n = self.node(slot);
-        // ORDERING: Relaxed: seeds the CAS.
-        let mut w = n.head.load(Ordering::Relaxed);
-        loop {
-            if w & DONE != 0 {
-                return;
-            }
-            // ORDERING: AcqRel: the claim orders this thread's use of the closure after its
-            // writing (already ordered by our reference) and against a racing `stop`.
-            match n
-                .head
-                .compare_exchange_weak(w, w | DONE, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(x) => w = x,
-            }
-        }
-        // SAFETY: we won the claim, so the closure is ours to consume exactly once, and our
-        // reference keeps the node alive while it runs.
-        n.payload
-            .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) });
     }
 
     /// Expires the deadline `dl` seen through canceller `src` (which the caller pins): cancels,
