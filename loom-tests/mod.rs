@@ -1,2 +1,45 @@
-//! loom models: one file per race. Compiled into the library's unit tests under
-//! `--cfg ctxtree_loom` (see `ci/loom.sh`).
+//! loom models of the lock-free core: one file per race, each named after it.
+//!
+//! Compiled into the library's own unit tests under `--cfg ctxtree_loom` (see `src/lib.rs` and
+//! `ci/loom.sh`), so the models drive the crate's internals — the very code that ships, its
+//! atomics swapped for loom's by `src/sync.rs` — and can assert on private state (reference
+//! counts, child lists, the free list). Every model runs on an arena of 1–4 nodes with 2–3
+//! threads, asserts its invariant (not merely "no crash"), and ends with the arena back at its
+//! baseline (`support::assert_quiescent`: nothing live, every slot on the free stack exactly
+//! once). loom itself checks every plain-field access against the atomics' happens-before (data
+//! races), every loom `Arc` for leaks (wakers, after_func closures), and deadlock (a lost wake-up
+//! leaves a `block_on` thread blocked forever).
+//!
+//! # Models that cannot pass vacuously
+//! loom's partial-order reduction can miss interleavings (it remembers only the last access to
+//! each atomic: tokio-rs/loom#166, #392). So read-only observers run on spawned threads, and
+//! most models record an outcome per execution and assert afterwards that every outcome they
+//! are about occurred (`support::Outcomes`: the child was linked *and* born done; each of two
+//! causes won; the future waited *and* found it done; ...). Each core mechanism was also checked
+//! to be load-bearing by breaking it and watching a model fail: the free-stack tag
+//! (`free_list_aba`), Harris helping and the marked-predecessor restart (`unlink_helping`), the
+//! re-validation of a link after `try_acquire` (`cancel_vs_release`), the winner's error on a
+//! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
+//! Release of `link` (`create_vs_cancel`), and the waiter drain's hand-off to the lock holder
+//! (`waiter_wakeup`: deadlock).
+
+extern crate std;
+
+mod support;
+
+mod after_func_stop_vs_cancel;
+mod cancel_vs_release;
+mod chain_cancel_two_levels;
+mod clone_drop_vs_release;
+mod concurrent_cancel_causes;
+mod create_vs_cancel;
+mod dump_vs_cancel;
+mod err_implies_done;
+mod exhaustion;
+mod expire_vs_cancel_vs_lazy;
+mod free_list_aba;
+mod paged_growth_vs_scan;
+mod unlink_helping;
+mod value_publication;
+mod waiter_wakeup;
+mod without_cancel_vs_cancel;
