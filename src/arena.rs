@@ -99,7 +99,7 @@ impl Header {
 
     #[cfg(ctxtree_loom)]
     pub(crate) fn new(inline: usize, limit: usize) -> Self {
-        assert!(limit >= 1 && limit <= MAX_SLOTS && inline <= limit);
+        assert!((1..=MAX_SLOTS).contains(&limit) && inline <= limit);
         Header {
             free: AtomicUsize::new(0),
             bump: AtomicU32::new(0),
@@ -233,7 +233,6 @@ impl<const N: usize> Arena<N> {
     }
 }
 
-#[cfg(not(ctxtree_loom))]
 impl<const N: usize> Default for Arena<N> {
     fn default() -> Self {
         Self::new()

@@ -1,14 +1,18 @@
 //! Arena behaviour: exhaustion and recovery, statistics, node recycling at scale, the expiry
 //! driver, lazy deadline checks, the tree dump, deep chains on a small stack, and the elided
 //! `Display` of deep chains. One `static` arena per test (tests run in parallel).
+// Without `alloc` the heap-arena tests are compiled out; what only they use is then unused.
+#![cfg_attr(not(feature = "alloc"), allow(unused_imports, dead_code))]
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
 use std::sync::Mutex;
 
+#[cfg(feature = "alloc")]
+use ctxtree::HeapArena;
 use ctxtree::{
-    Arena, ArenaStats, Canceler, Context, CreateError, DeadlineWatch, Error, HeapArena, Instant,
-    Key, ManualClock, RawArena, StaticCause,
+    Arena, ArenaStats, Canceler, Context, CreateError, DeadlineWatch, Error, Instant, Key,
+    ManualClock, RawArena, StaticCause,
 };
 
 fn stats(capacity: usize, live: usize, high_water: usize, failed_allocs: usize) -> ArenaStats {
@@ -180,6 +184,7 @@ fn after_func_on_done_context_runs_even_when_full() {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a heap arena sized at run time
 fn heap_arena_with_capacity_exhausts_and_recovers() {
     let a = HeapArena::with_capacity(2);
     let (x, cx) = a.background().with_cancel().unwrap();
@@ -702,6 +707,7 @@ fn dump_of_a_todo_rooted_tree_only() {
 const DEEP: usize = 100_000;
 
 #[test]
+#[cfg(feature = "alloc")] // a heap arena sized at run time
 fn deep_chain_cancel_and_release_on_a_small_stack() {
     let arena = HeapArena::with_capacity(DEEP + 1);
     let a: &RawArena = &arena;
@@ -739,6 +745,7 @@ fn deep_chain_cancel_and_release_on_a_small_stack() {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a heap arena sized at run time
 fn deep_value_chain_display_and_release_on_a_small_stack() {
     static K: Key<u32> = Key::new("k");
     let arena = HeapArena::with_capacity(DEEP);

@@ -15,7 +15,10 @@ use crate::time::{Clock, Instant};
 use crate::waiters::{self, Waiter};
 use crate::{AfterFunc, Context, CreateError, DeadlineWatch, Error};
 
-/// The operating system's monotonic clock, in nanoseconds since the first time it was read.
+/// The operating system's monotonic clock, in nanoseconds since an epoch one day before the
+/// first time it is used, so that `std` instants taken a little before the first use (a program
+/// that reads the clock, then creates its first context) still convert exactly. Earlier
+/// instants map to tick 0.
 ///
 /// ```
 /// use ctxtree::{Clock, StdClock};
@@ -30,7 +33,14 @@ pub struct StdClock;
 
 fn epoch() -> ::std::time::Instant {
     static EPOCH: OnceLock<::std::time::Instant> = OnceLock::new();
-    *EPOCH.get_or_init(::std::time::Instant::now)
+    *EPOCH.get_or_init(|| {
+        let now = ::std::time::Instant::now();
+        // A day of headroom where the platform's clock can go that far back; less otherwise.
+        [86_400, 3_600, 60, 1]
+            .into_iter()
+            .find_map(|s| now.checked_sub(Duration::from_secs(s)))
+            .unwrap_or(now)
+    })
 }
 
 impl StdClock {
