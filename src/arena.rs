@@ -16,6 +16,23 @@
 //! is also the high-water mark: the stack is empty whenever `bump` advances, so every bumped slot
 //! is live at that moment). Running out is [`CreateError::ArenaFull`] at once.
 //!
+//! # Handles and recycled slots
+//! A recycled slot is never confused with its previous owner, and that is enforced by
+//! ownership rather than detected by a generation number. Every *strong* index — a
+//! [`Context`], a `Canceler`, an `AfterFunc` stop handle, a child's link to its parent, a list
+//! membership, a traversal's current node — holds a reference on its node, so the slot cannot
+//! be recycled while the index exists (tree invariant #1). A generation check could only find the
+//! reuse after the fact, at a cost on every access.
+//!
+//! The few *weak* indices are re-validated instead:
+//! - links read from a list: a reference is taken, then the link re-read (tree invariant #5);
+//! - the expiry scan: it acts only on what a fresh reference shows;
+//! - a `DeadlineWatch` held by a timer: it expires the slot only if the context now in it has
+//!   a deadline that is itself due, which is right whoever owns the slot.
+//!
+//! The one place where a stale index could do harm without a reference is the free stack, and
+//! that is where the generation lives: the ABA tag below.
+//!
 //! # The ABA problem, and the tag
 //! The free stack is a Treiber stack whose head word carries a tag that every successful push
 //! and pop increments. Without it, this interleaving would hand slot A to two owners:
