@@ -5,9 +5,10 @@
 //!
 //! A deadline wakes a waiting task on time only if someone fires it: with `std`, the timer
 //! thread of the global arena; on firmware, the arena's [`expire`](crate::RawArena::expire),
-//! called from a timer (the arena's deadline hook says when the next one is due):
+//! called from a timer (the arena's deadline hook says when the next one is due). A sketch in
+//! embassy's terms (embassy is not a dependency, so it is not compiled here):
 //!
-//! ```ignore
+//! ```text
 //! // An embassy-style expiry task: sleep until the next deadline, expire, repeat.
 //! #[embassy_executor::task]
 //! async fn expiry() {
