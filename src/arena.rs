@@ -222,7 +222,7 @@ impl<const N: usize> Arena<N> {
         const {
             assert!(
                 N >= 1 && N <= MAX_SLOTS,
-                "ctxtree: an Arena needs 1 ..= 2^27 - 2 nodes"
+                "ctxtree: an Arena needs 1 ..= 2^26 - 2 nodes"
             )
         };
         Arena(RawArena {

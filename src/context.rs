@@ -8,7 +8,7 @@ use core::time::Duration;
 use crate::arena::{ArenaRef, RawArena};
 use crate::cause::{self, CancelCause, Cause};
 use crate::node::{FuncPart, Inline, Kind, NOT_LINKED, Node, Payload, TimerPart, ValuePart};
-use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, NO_OWNER, UNLINKED};
+use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, NO_OWNER, TIMED, UNLINKED};
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
@@ -97,12 +97,11 @@ impl<'a> Context<'a> {
         if w & DONE != 0 {
             return Some(Head(w));
         }
-        // SAFETY: this handle pins `src` (itself or an ancestor), a canceller node.
-        let dl = unsafe { n.deadline() };
-        if dl == u64::MAX {
+        if w & TIMED == 0 {
             return None;
         }
-        self.check_deadline(dl)
+        // SAFETY: this handle pins `src` (itself or an ancestor), a canceller node.
+        self.check_deadline(unsafe { n.deadline() })
     }
 
     #[cold]
@@ -260,7 +259,7 @@ impl<'a> Context<'a> {
             HAS_DEADLINE
         } else {
             0
-        };
+        } | if deadline != u64::MAX { TIMED } else { 0 };
         let slot = self.arena.alloc_slot()?;
         let Some(sn) = src else {
             self.init_taken(slot, kind, NO_OWNER, payload, 2, head);

@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! head (one per node):  31 DONE | 30 ERR_DEADLINE | 29 HAS_CAUSE/STOPPED | 28 WAITERS
-//!                       | 27 HAS_DEADLINE | 26..0 link to the first child
-//! next (one per node):  31 MARK | 30 FREE | 29 UNLINKED | 26..0 link to the next sibling
+//!                       | 27 HAS_DEADLINE | 26 TIMED | 25..0 link to the first child
+//! next (one per node):  31 MARK | 30 FREE | 29 UNLINKED | 25..0 link to the next sibling
 //! refs (one per node):  reference count (handles + children + list membership + traversals)
 //! ```
 //!
@@ -19,7 +19,7 @@
 use crate::Error;
 
 /// Number of bits of a link.
-pub(crate) const LINK_BITS: u32 = 27;
+pub(crate) const LINK_BITS: u32 = 26;
 /// Mask of the link field of `head` and `next`.
 pub(crate) const LINK_MASK: u32 = (1 << LINK_BITS) - 1;
 /// The largest number of slots any arena can have.
@@ -27,6 +27,10 @@ pub(crate) const MAX_SLOTS: usize = LINK_MASK as usize - 1;
 /// The "no node" link.
 pub(crate) const NIL: u32 = 0;
 
+/// `head`: the node has a deadline, its own or inherited (immutable per incarnation): lets
+/// `is_done`/`err` answer "live, no deadline" from the one `head` load, without reading the
+/// deadline field.
+pub(crate) const TIMED: u32 = 1 << 26;
 /// `head`: the node has an own deadline (a hint for `expire`'s scan; immutable per incarnation).
 pub(crate) const HAS_DEADLINE: u32 = 1 << 27;
 /// `head`: a waiter may be registered; the canceller must drain the waiter list.

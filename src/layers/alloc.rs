@@ -149,13 +149,13 @@ impl HeapArena {
         HeapArena(Box::new(RawArena { hdr, slots: [] }))
     }
 
-    /// An arena of exactly `capacity` nodes (clamped to 1 ..= 2²⁷ − 2), allocated on first use.
+    /// An arena of exactly `capacity` nodes (clamped to 1 ..= 2²⁶ − 2), allocated on first use.
     pub fn with_capacity(capacity: usize) -> Self {
         let n = capacity.clamp(1, crate::state::MAX_SLOTS);
         Self::paged(Header::paged(n, 1))
     }
 
-    /// An arena that grows by pages (256 nodes, then doubling) as needed, up to 2²⁷ − 2 nodes;
+    /// An arena that grows by pages (256 nodes, then doubling) as needed, up to 2²⁶ − 2 nodes;
     /// existing nodes never move. Only a failed page allocation, or that limit, is `ArenaFull`.
     pub fn growable() -> Self {
         Self::paged(Header::paged(GROW_BASE, 20))

@@ -68,7 +68,7 @@ impl Clock for StdClock {
 
 static STD_CLOCK: StdClock = StdClock;
 
-/// Page 0 of the global arena; later pages double, up to the link limit (2²⁷ − 2 nodes).
+/// Page 0 of the global arena; later pages double, up to the link limit (2²⁶ − 2 nodes).
 const GLOBAL_BASE: usize = 1024;
 
 static GLOBAL: RawArena<[Node; 0]> = RawArena {

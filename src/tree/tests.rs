@@ -20,8 +20,8 @@ use super::Rec;
 use crate::arena::RawArena;
 use crate::node::{Kind, NOT_LINKED};
 use crate::state::{
-    self, BACKGROUND, DONE, ERR_DEADLINE, FREE, HAS_CAUSE, HAS_DEADLINE, Head, MARK, NIL, UNLINKED,
-    WAITERS,
+    self, BACKGROUND, DONE, ERR_DEADLINE, FREE, HAS_CAUSE, HAS_DEADLINE, Head, MARK, NIL, TIMED,
+    UNLINKED, WAITERS,
 };
 use crate::sync::Ordering;
 use crate::waiters::{self, Waiter};
@@ -479,6 +479,10 @@ fn expire_from_cancels_the_deadline_owner_with_its_cause() {
     assert!(c.cause().unwrap().is_static(&WHY));
     assert_eq!(head(&a, d.slot) & ERR_DEADLINE, ERR_DEADLINE);
     assert!(head(&a, d.slot) & HAS_DEADLINE != 0);
+    // TIMED marks an effective deadline, own (D) or inherited (C); HAS_DEADLINE only an own.
+    assert!(head(&a, d.slot) & TIMED != 0);
+    assert!(head(&a, c.slot) & TIMED != 0);
+    assert!(head(&a, c.slot) & HAS_DEADLINE == 0);
     drop((c, ck, v, d, dk));
     assert_all_free(&a);
 }
@@ -868,5 +872,25 @@ fn roots_need_no_node() {
     );
     assert_eq!(a.todo().to_string(), "context.TODO");
     drop(w);
+    assert_all_free(&a);
+}
+
+#[test]
+fn timed_bit_only_where_a_deadline_is_in_effect() {
+    let a = Arena::<5>::new();
+    let (c, ck) = a.background().with_cancel().unwrap();
+    assert_eq!(head(&a, c.slot) & (TIMED | HAS_DEADLINE), 0);
+    let (d, dk) = c.with_deadline(Instant::from_ticks(u64::MAX - 1)).unwrap();
+    assert_eq!(
+        head(&a, d.slot) & (TIMED | HAS_DEADLINE),
+        TIMED | HAS_DEADLINE
+    );
+    // Cut off from D's deadline: no TIMED, so `err()` reads no deadline field.
+    let w = d.without_cancel().unwrap();
+    let (e, ek) = w.with_cancel().unwrap();
+    assert_eq!(head(&a, e.slot) & (TIMED | HAS_DEADLINE), 0);
+    assert_eq!(e.deadline(), None);
+    assert_eq!(e.err(), None);
+    drop((e, ek, w, d, dk, c, ck));
     assert_all_free(&a);
 }
