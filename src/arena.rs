@@ -569,10 +569,14 @@ impl Pages {
         }
     }
 
-    /// Configures `count` pages, the first of `base` slots (must be a power of two when
-    /// `count > 1`).
-    pub(crate) const fn configure(mut self, base: usize, count: usize) -> Self {
+    /// Configures up to `count` pages, the first of `base` slots (must be a power of two when
+    /// `count > 1`). Pages that would reach past `MAX_SLOTS` are left out, so that no page is
+    /// allocated for slots that the link width cannot name.
+    pub(crate) const fn configure(mut self, base: usize, mut count: usize) -> Self {
         assert!(count <= MAX_PAGES && (count <= 1 || base.is_power_of_two()));
+        while count > 1 && Self::limit(base, count) > MAX_SLOTS {
+            count -= 1;
+        }
         self.base = base;
         self.count = count;
         self
@@ -678,22 +682,21 @@ impl Header {
     /// Configures a header for an arena whose slots are all in pages.
     #[cfg(feature = "alloc")]
     pub(crate) fn paged(base: usize, count: usize) -> Self {
-        let limit = Pages::limit(base, count).min(MAX_SLOTS);
-        #[cfg(not(ctxtree_loom))]
+        let pages = Pages::new().configure(base, count);
+        let limit = Pages::limit(pages.base, pages.count).min(MAX_SLOTS);
         let mut h = Header::new(0, limit);
-        #[cfg(ctxtree_loom)]
-        let mut h = Header::new(0, limit);
-        h.pages = Pages::new().configure(base, count);
+        h.pages = pages;
         h
     }
 
     /// Same, in a `const` context (the `std` global arena).
     #[cfg(all(feature = "std", not(ctxtree_loom)))]
     pub(crate) const fn paged_const(base: usize, count: usize) -> Self {
-        let full = Pages::limit(base, count);
+        let pages = Pages::new().configure(base, count);
+        let full = Pages::limit(pages.base, pages.count);
         let limit = if full < MAX_SLOTS { full } else { MAX_SLOTS };
         let mut h = Header::new(0, limit);
-        h.pages = Pages::new().configure(base, count);
+        h.pages = pages;
         h
     }
 
@@ -712,5 +715,29 @@ impl Header {
         self.clock = Some(clock);
         self.hook = Some(hook);
         self
+    }
+}
+
+#[cfg(all(test, feature = "alloc", not(ctxtree_loom)))]
+mod tests {
+    use super::{Header, MAX_SLOTS, Pages};
+
+    #[test]
+    fn pages_never_reach_past_the_link_limit() {
+        // Doubling pages from 256: 18 fit under 2^26 - 2 slots, the 19th would start inside
+        // the limit and end far past it (a 4 GiB page for a few hundred nameable slots).
+        let p = Pages::new().configure(256, 20);
+        assert_eq!(p.count, 18);
+        assert_eq!(Pages::limit(p.base, p.count), 256 * ((1 << 18) - 1));
+        assert!(Pages::limit(p.base, p.count) <= MAX_SLOTS);
+        let h = Header::paged(1024, 17);
+        assert_eq!(h.pages.count, 16);
+        assert_eq!(h.limit as usize, 1024 * ((1 << 16) - 1));
+        // Configurations that fit are kept as given.
+        let p = Pages::new().configure(256, 3);
+        assert_eq!((p.base, p.count), (256, 3));
+        // A single page is clamped by the limit instead.
+        let h = Header::paged(usize::MAX / 2, 1);
+        assert_eq!(h.limit as usize, MAX_SLOTS);
     }
 }

@@ -155,10 +155,11 @@ impl HeapArena {
         Self::paged(Header::paged(n, 1))
     }
 
-    /// An arena that grows by pages (256 nodes, then doubling) as needed, up to 2²⁶ − 2 nodes;
+    /// An arena that grows by pages (256 nodes, then doubling) as needed, up to 18 pages:
+    /// 256 × (2¹⁸ − 1) nodes, just under the link limit (2²⁶ − 2);
     /// existing nodes never move. Only a failed page allocation, or that limit, is `ArenaFull`.
     pub fn growable() -> Self {
-        Self::paged(Header::paged(GROW_BASE, 20))
+        Self::paged(Header::paged(GROW_BASE, 18))
     }
 
     /// Gives the arena a clock (see [`Arena::with_clock`](crate::Arena::with_clock)).

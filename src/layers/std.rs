@@ -68,11 +68,12 @@ impl Clock for StdClock {
 
 static STD_CLOCK: StdClock = StdClock;
 
-/// Page 0 of the global arena; later pages double, up to the link limit (2²⁶ − 2 nodes).
+/// Page 0 of the global arena; later pages double, up to 16 pages: 1024 × (2¹⁶ − 1) nodes, just
+/// under the link limit (2²⁶ − 2).
 const GLOBAL_BASE: usize = 1024;
 
 static GLOBAL: RawArena<[Node; 0]> = RawArena {
-    hdr: Header::paged_const(GLOBAL_BASE, 17).with_clock_and_hook(&STD_CLOCK, timer_hook),
+    hdr: Header::paged_const(GLOBAL_BASE, 16).with_clock_and_hook(&STD_CLOCK, timer_hook),
     slots: [],
 };
 
