@@ -23,10 +23,12 @@
 //! nanoseconds); the default format, or `target/criterion/<id>/new/estimates.json`, has the
 //! fractions.
 
-use std::hint::black_box;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::hint::black_box;
+use std::time::Duration;
+
+use common::{busy, procs, run_parallel};
 use criterion::{Criterion, SamplingMode, criterion_group, criterion_main};
 use ctxtree::{Arena, Canceler, Context, Key};
 
@@ -47,67 +49,6 @@ static MISSING: Key<i64> = Key::new("missing");
 const PARALLEL_SAMPLES: usize = 20;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// Go's `runtime.GOMAXPROCS(0)`: one worker per available core.
-fn procs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Go's `b.RunParallel`: splits `iters` over one thread per core, runs `body(n)` on each (it
-/// performs `n` iterations), and returns the wall time from the release of all
-/// threads to the end of the last one. Thread creation is not timed.
-fn run_parallel<F>(iters: u64, body: F) -> Duration
-where
-    F: Fn(u64) + Sync,
-{
-    let threads = procs();
-    let start = Barrier::new(threads);
-    let per = iters / threads as u64;
-    let extra = iters % threads as u64;
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (start, body) = (&start, &body);
-                let n = per + u64::from((t as u64) < extra);
-                s.spawn(move || {
-                    start.wait();
-                    let t0 = Instant::now();
-                    body(n);
-                    (t0, Instant::now())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("benchmark thread panicked"))
-            .collect()
-    });
-    let first = spans
-        .iter()
-        .map(|s| s.0)
-        .min()
-        .expect("at least one thread");
-    let last = spans
-        .iter()
-        .map(|s| s.1)
-        .max()
-        .expect("at least one thread");
-    last - first
-}
-
-/// Go's busy work, `for i := 0; i < 100; i++ { x /= x + 1 }`, as Go actually runs it: `x`
-/// starts at 0, Go's compiler proves it stays 0 and folds the division away, leaving an *empty*
-/// counting loop of 100 iterations (check with `go test -c` and
-/// `go tool objdump -s BenchmarkCommonParentCancel.func1`: `INCQ AX; CMPQ AX, $0x64; JL`).
-/// Doing 100 real divisions instead would add ~300 ns of work Go does not do and bury the
-/// context operations under it. LLVM would delete an empty loop outright, so the counter goes
-/// through `black_box`: one store per iteration, about Go's one cycle.
-#[inline(always)]
-fn busy() {
-    for i in 0..100u32 {
-        black_box(i);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // ErrOK, ErrCanceled, CheckCanceled

@@ -21,65 +21,13 @@
 //! `<impl>/CommonParentCancel/no-busy-work` drops it, so that the contended create + cancel
 //! under one parent is measured on its own.
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::{busy, procs, run_parallel};
 use criterion::{Criterion, criterion_group, criterion_main};
-
-/// Go's `runtime.GOMAXPROCS(0)`.
-fn procs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Go's `b.RunParallel`, as in `go_parity.rs`: one thread per core, each doing its share of
-/// `iters`; wall time from the release of all threads to the end of the last one.
-fn run_parallel<F>(iters: u64, body: F) -> Duration
-where
-    F: Fn(u64) + Sync,
-{
-    let threads = procs();
-    let start = Barrier::new(threads);
-    let per = iters / threads as u64;
-    let extra = iters % threads as u64;
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let (start, body) = (&start, &body);
-                let n = per + u64::from((t as u64) < extra);
-                s.spawn(move || {
-                    start.wait();
-                    let t0 = Instant::now();
-                    body(n);
-                    (t0, Instant::now())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("benchmark thread panicked"))
-            .collect()
-    });
-    let first = spans
-        .iter()
-        .map(|s| s.0)
-        .min()
-        .expect("at least one thread");
-    let last = spans
-        .iter()
-        .map(|s| s.1)
-        .max()
-        .expect("at least one thread");
-    last - first
-}
-
-/// Go's busy work as Go runs it: an empty 100-iteration loop (see `go_parity.rs`).
-#[inline(always)]
-fn busy() {
-    for i in 0..100u32 {
-        black_box(i);
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The common interface

@@ -13,8 +13,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 
-use super::support::{Outcomes, assert_quiescent, run_model};
-use crate::{Arena, Context, Error, Instant, Key, ManualClock, StaticCause};
+use super::support::{Outcomes, assert_quiescent, clocked_arena, run_model};
+use crate::{Arena, Context, Error, Instant, Key, StaticCause};
 
 static WHY: StaticCause = StaticCause::with_code(3, "why");
 static LATE: StaticCause = StaticCause::with_code(4, "late");
@@ -73,12 +73,7 @@ fn observer_vs_clock_advance() {
     let outcomes = Outcomes::new();
     let record = outcomes.clone();
     run_model("observer_vs_clock_advance", move || {
-        loom::lazy_static! {
-            static ref CLOCK: ManualClock = ManualClock::new(1_000);
-            static ref ARENA: Arena<2> = Arena::new().with_clock(&*CLOCK);
-        }
-        let clock: &'static ManualClock = &CLOCK;
-        let arena: &'static Arena<2> = &ARENA;
+        let (clock, arena) = clocked_arena();
         let (d, cancel) = arena
             .background()
             .with_deadline_cause(Instant::from_ticks(1), &LATE)

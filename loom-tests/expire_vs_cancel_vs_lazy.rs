@@ -10,8 +10,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 
-use super::support::{Outcomes, assert_quiescent, run_model};
-use crate::{Arena, Context, Error, Instant, ManualClock, StaticCause};
+use super::support::{Outcomes, assert_quiescent, clocked_arena, run_model};
+use crate::{Context, Error, Instant, StaticCause};
 
 static LATE: StaticCause = StaticCause::with_code(9, "too late");
 
@@ -36,12 +36,7 @@ fn expire_vs_cancel_vs_lazy_check() {
     let outcomes = Outcomes::new();
     let record = outcomes.clone();
     run_model("expire_vs_cancel_vs_lazy_check", move || {
-        loom::lazy_static! {
-            static ref CLOCK: ManualClock = ManualClock::new(1_000);
-            static ref ARENA: Arena<2> = Arena::new().with_clock(&*CLOCK);
-        }
-        let clock: &'static ManualClock = &CLOCK;
-        let arena: &'static Arena<2> = &ARENA;
+        let (clock, arena) = clocked_arena();
         let (d, cancel) = arena
             .background()
             .with_deadline_cause(Instant::from_ticks(10), &LATE)
@@ -87,12 +82,7 @@ fn expire_vs_cancel_vs_lazy_check() {
 #[test]
 fn expire_vs_lazy_check_fires_once() {
     run_model("expire_vs_lazy_check_fires_once", || {
-        loom::lazy_static! {
-            static ref CLOCK: ManualClock = ManualClock::new(1_000);
-            static ref ARENA: Arena<2> = Arena::new().with_clock(&*CLOCK);
-        }
-        let clock: &'static ManualClock = &CLOCK;
-        let arena: &'static Arena<2> = &ARENA;
+        let (clock, arena) = clocked_arena();
         let runs = Arc::new(AtomicUsize::new(0));
         let (d, cancel) = arena
             .background()

@@ -9,6 +9,7 @@ use std::vec::Vec;
 
 use crate::arena::RawArena;
 use crate::state::{self, DONE, Head, MARK, NIL, UNLINKED};
+use crate::{Arena, ManualClock};
 
 /// Runs `f` under loom, every interleaving up to `LOOM_MAX_PREEMPTIONS` preemptions (2 if
 /// unset; see `ci/loom.sh`), and prints how many it explored and how long that took (`--nocapture`).
@@ -166,4 +167,14 @@ impl<T: Ord + Clone + core::fmt::Debug> Outcomes<T> {
     pub(super) fn all(&self) -> Vec<T> {
         self.0.lock().unwrap().iter().cloned().collect()
     }
+}
+
+/// A two-slot arena with a manual clock at tick 1000, both fresh in each loom execution (they are
+/// `loom::lazy_static!`s; see [`run_model`]). For the models where a deadline meets a clock.
+pub(super) fn clocked_arena() -> (&'static ManualClock, &'static Arena<2>) {
+    loom::lazy_static! {
+        static ref CLOCK: ManualClock = ManualClock::new(1_000);
+        static ref ARENA: Arena<2> = Arena::new().with_clock(&*CLOCK);
+    }
+    (&CLOCK, &ARENA)
 }
