@@ -1,6 +1,6 @@
 //! The only module that names an atomics implementation.
 //!
-//! Everything else in the crate imports atomics, fences, cells and the spin hint from here, so
+//! Everything else in the crate imports atomics, cells and the spin hint from here, so
 //! that the very same code is shipped (on `portable-atomic`, which supplies compare-and-swap on
 //! targets without it) and model-checked (on `loom`, under `--cfg ctxtree_loom`).
 //!
@@ -8,10 +8,10 @@
 //! loom every plain-field access is checked for data races against the atomics' happens-before.
 
 #[cfg(not(ctxtree_loom))]
-pub(crate) use portable_atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
+pub(crate) use portable_atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize};
 
 #[cfg(ctxtree_loom)]
-pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
+pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize};
 
 pub(crate) use core::sync::atomic::Ordering;
 
