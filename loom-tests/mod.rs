@@ -39,6 +39,7 @@ mod exhaustion;
 mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
 mod paged_growth_vs_scan;
+mod unlink_by_hint;
 mod unlink_helping;
 mod value_publication;
 mod waiter_wakeup;

@@ -82,8 +82,8 @@ impl<'a> AfterFunc<'a> {
         n.payload
             .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
         // SAFETY: our handle pins the node.
-        let owner = unsafe { n.owner() };
-        if arena.unlink(owner, slot) {
+        let owner = unsafe { arena.list_owner(n) };
+        if owner.is_some_and(|o| arena.unlink(o, slot)) {
             arena.release(slot, 1);
         }
         true

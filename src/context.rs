@@ -7,8 +7,10 @@ use core::time::Duration;
 
 use crate::arena::{ArenaRef, RawArena};
 use crate::cause::{self, CancelCause, Cause};
-use crate::node::{FuncPart, Inline, Kind, NOT_LINKED, Node, Payload, TimerPart, ValuePart};
-use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, NO_OWNER, TIMED, UNLINKED};
+use crate::node::{
+    FuncPart, Inline, Kind, NOT_LINKED, Node, PREV_PENDING, Payload, TimerPart, ValuePart,
+};
+use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, TIMED, UNLINKED};
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
@@ -199,13 +201,12 @@ impl<'a> Context<'a> {
     fn new_node(
         &self,
         kind: Kind,
-        owner: u32,
         payload: Payload,
         refs: u32,
         head: u32,
     ) -> Result<u32, CreateError> {
         let slot = self.arena.alloc_slot()?;
-        self.init_taken(slot, kind, owner, payload, refs, head);
+        self.init_taken(slot, kind, payload, refs, head);
         Ok(slot)
     }
 
@@ -216,16 +217,18 @@ impl<'a> Context<'a> {
         &self,
         slot: u32,
         kind: Kind,
-        owner: u32,
         payload: Payload,
         refs: u32,
         head: u32,
     ) -> &'a Node {
         let n = self.arena.get().node(slot);
         // SAFETY: a freshly allocated slot is exclusively ours until `refs` is published.
-        unsafe { n.init(kind, self.slot, owner, payload) };
+        unsafe { n.init(kind, self.slot, payload) };
         // ORDERING: Relaxed: published by the Release store of `refs` below.
         n.head.store(head, Ordering::Relaxed);
+        // ORDERING: Relaxed: published by the Release store of `refs` below; a thread that
+        // pins the node and then reads `prev` sees this value or a later one (tree invariant #8).
+        n.prev.store(PREV_PENDING, Ordering::Relaxed);
         // ORDERING: Relaxed: as above (`link` overwrites it before linking).
         n.next.store(NOT_LINKED, Ordering::Relaxed);
         if state::is_node(self.slot) {
@@ -262,10 +265,10 @@ impl<'a> Context<'a> {
         } | if deadline != u64::MAX { TIMED } else { 0 };
         let slot = self.arena.alloc_slot()?;
         let Some(sn) = src else {
-            self.init_taken(slot, kind, NO_OWNER, payload, 2, head);
+            self.init_taken(slot, kind, payload, 2, head);
             return Ok(slot);
         };
-        let n = self.init_taken(slot, kind, self.src, payload, 3, head);
+        let n = self.init_taken(slot, kind, payload, 3, head);
         if let Err(h) = self.arena.link_node(sn, slot, n) {
             // Born done (tree invariant #3): no list reference after all.
             // ORDERING: Relaxed: the count stays above 0 (our two handles).
@@ -435,7 +438,7 @@ impl<'a> Context<'a> {
         } else {
             Kind::Value
         };
-        self.init_taken(slot, kind, self.src, payload, 1, 0);
+        self.init_taken(slot, kind, payload, 1, 0);
         Ok(Context {
             arena: self.arena,
             slot,
@@ -477,14 +480,7 @@ impl<'a> Context<'a> {
     /// Errors: [`CreateError::ArenaFull`].
     pub fn without_cancel(&self) -> Result<Context<'a>, CreateError> {
         let slot = self.arena.alloc_slot()?;
-        self.init_taken(
-            slot,
-            Kind::WithoutCancel,
-            NEVER,
-            Payload { empty: () },
-            1,
-            0,
-        );
+        self.init_taken(slot, Kind::WithoutCancel, Payload { empty: () }, 1, 0);
         Ok(Context {
             arena: self.arena,
             slot,
@@ -542,7 +538,7 @@ impl<'a> Context<'a> {
                 env,
             },
         };
-        let slot = match self.new_node(Kind::AfterFunc, self.src, payload, 2, 0) {
+        let slot = match self.new_node(Kind::AfterFunc, payload, 2, 0) {
             Ok(s) => s,
             Err(e) => {
                 // No node, but a context that is already done needs none: run `f` now, as Go

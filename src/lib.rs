@@ -99,6 +99,7 @@ mod deadline;
 mod dump;
 mod error;
 mod future;
+mod list;
 mod node;
 mod state;
 mod sync;

@@ -1,10 +1,10 @@
 //! One arena slot: a context node, one cache line.
 //!
-//! The atomic words (`head`, `next`, `refs`, `wlock`, `cause`) may be read by any thread at any
+//! The atomic words (`head`, `next`, `refs`, `prev`, `wlock`, `cause`) may be read by any thread at any
 //! time, including after the slot was freed and reused: memory is type-stable, so such reads are
 //! merely stale, and every protocol that acts on them re-validates (tree invariants #4, #5).
 //!
-//! The plain fields (`kind`, `parent`, `owner`, `payload`) are written only while the slot is
+//! The plain fields (`kind`, `parent`, `payload`) are written only while the slot is
 //! exclusively owned (just popped from the free list, reference count 0, unreachable through any
 //! valid link) and read only by a holder of a reference: the initial `refs` store is a Release
 //! and every reference is taken by an Acquire, so readers see the writes.
@@ -12,7 +12,6 @@
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use crate::state::NO_OWNER;
 use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, UnsafeCell};
 use crate::waiters::Waiter;
 
@@ -93,14 +92,15 @@ pub struct Node {
     pub(crate) next: AtomicU32,
     /// Reference count; 0 = free.
     pub(crate) refs: AtomicU32,
+    /// For a node in a child list: a *hint* naming its predecessor (a link; `NIL` = the owner's
+    /// `head`), or `PREV_PENDING` while the node is not yet published in a list. Only a hint:
+    /// every use re-validates it (tree invariant #8).
+    pub(crate) prev: AtomicU32,
     /// Waiter-list lock bits; see [`crate::waiters`].
     pub(crate) wlock: AtomicU8,
     pub(crate) kind: UnsafeCell<Kind>,
     /// The parent slot, or the `BACKGROUND` / `TODO` sentinel.
     pub(crate) parent: UnsafeCell<u32>,
-    /// The node whose child list this node is in (`NO_OWNER` if none); for value and
-    /// without-cancel nodes, the node that decides their done-ness (`NEVER` if none).
-    pub(crate) owner: UnsafeCell<u32>,
     /// The cause slot; see [`crate::cause`].
     pub(crate) cause: AtomicPtr<u8>,
     /// Head of the intrusive waiter list; guarded by `wlock`.
@@ -137,10 +137,10 @@ impl Node {
             head: AtomicU32::new(0),
             next: AtomicU32::new(crate::state::FREE),
             refs: AtomicU32::new(0),
+            prev: AtomicU32::new(0),
             wlock: AtomicU8::new(0),
             kind: UnsafeCell::new(Kind::Free),
             parent: UnsafeCell::new(0),
-            owner: UnsafeCell::new(NO_OWNER),
             cause: AtomicPtr::new(ptr::null_mut()),
             waiters: UnsafeCell::new(ptr::null()),
             payload: UnsafeCell::new(Payload { empty: () }),
@@ -154,10 +154,10 @@ impl Node {
             head: AtomicU32::new(0),
             next: AtomicU32::new(crate::state::FREE),
             refs: AtomicU32::new(0),
+            prev: AtomicU32::new(0),
             wlock: AtomicU8::new(0),
             kind: UnsafeCell::new(Kind::Free),
             parent: UnsafeCell::new(0),
-            owner: UnsafeCell::new(NO_OWNER),
             cause: AtomicPtr::new(ptr::null_mut()),
             waiters: UnsafeCell::new(ptr::null()),
             payload: UnsafeCell::new(Payload { empty: () }),
@@ -184,16 +184,6 @@ impl Node {
         self.parent.with(|p| unsafe { *p })
     }
 
-    /// The owner slot (see the field docs).
-    ///
-    /// # Safety
-    /// As for [`Node::kind`].
-    #[inline(always)]
-    pub(crate) unsafe fn owner(&self) -> u32 {
-        // SAFETY: as in `kind`.
-        self.owner.with(|p| unsafe { *p })
-    }
-
     /// A copy of the payload.
     ///
     /// # Safety
@@ -218,12 +208,11 @@ impl Node {
     ///
     /// # Safety
     /// The caller owns the node exclusively (popped from the free list, `refs == 0`).
-    pub(crate) unsafe fn init(&self, kind: Kind, parent: u32, owner: u32, payload: Payload) {
+    pub(crate) unsafe fn init(&self, kind: Kind, parent: u32, payload: Payload) {
         // SAFETY: exclusive ownership per the caller's contract.
         unsafe {
             self.kind.with_mut(|p| *p = kind);
             self.parent.with_mut(|p| *p = parent);
-            self.owner.with_mut(|p| *p = owner);
             self.payload.with_mut(|p| *p = payload);
         }
     }
@@ -240,3 +229,7 @@ impl Node {
 
 /// A never-linked node's `next` word: `UNLINKED` so that `unlink` returns at once.
 pub(crate) const NOT_LINKED: u32 = crate::state::UNLINKED | crate::state::MARK;
+
+/// A node's `prev` while it is not published in a list (tree invariant #8): set before the node
+/// is published to other threads, replaced by `link` once the node is in its owner's list.
+pub(crate) const PREV_PENDING: u32 = u32::MAX;

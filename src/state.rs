@@ -60,8 +60,6 @@ pub(crate) const BACKGROUND: u32 = u32::MAX;
 pub(crate) const TODO: u32 = u32::MAX - 1;
 /// Sentinel `src`: the context can never be cancelled.
 pub(crate) const NEVER: u32 = u32::MAX;
-/// Sentinel owner: the node is in no child list.
-pub(crate) const NO_OWNER: u32 = u32::MAX;
 
 /// Whether `slot` names a real node (not a root sentinel).
 #[inline(always)]

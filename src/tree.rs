@@ -40,6 +40,13 @@
 //!    first cause wins) before `DONE | HAS_CAUSE` is published with Release, so an observer that
 //!    sees `DONE` never misses the cause; a canceller that loses the slot publishes the winner's
 //!    error and cause, so error and cause always agree.
+//! 8. **Predecessor hints.** A list member's `prev` names the node believed to precede it
+//!    (`NIL`: the owner's `head`); it is only a hint, re-validated before use, kept exact by
+//!    unlinks and searches so that unlinking from anywhere is O(1) expected (see
+//!    [`crate::list`]). It is `PREV_PENDING` from the node's initialisation until its link
+//!    succeeds, and no thread but the linker ever overwrites `PREV_PENDING`; so a pinned node
+//!    whose `prev` is not `PREV_PENDING` and whose `next` names `c` without a flag is `c`'s
+//!    predecessor, never a node whose link is still being attempted.
 
 use core::ptr;
 
@@ -47,9 +54,7 @@ use crate::Error;
 use crate::arena::RawArena;
 use crate::cause::{self, TAG_BORROWED, TAG_DEADLINE};
 use crate::node::{Kind, Node};
-use crate::state::{
-    self, DONE, HAS_CAUSE, Head, LINK_MASK, MARK, NIL, NO_OWNER, UNLINKED, WAITERS,
-};
+use crate::state::{self, DONE, HAS_CAUSE, Head, NIL, WAITERS};
 use crate::sync::Ordering;
 
 /// How a node is being cancelled: the error and a tagged cause pointer (null = none).
@@ -171,171 +176,6 @@ impl RawArena {
         node.head.store(0, Ordering::Relaxed);
         // SAFETY: exclusive ownership.
         unsafe { node.clear() };
-    }
-
-    /// Links `child` (refs already published) at the front of `owner`'s list. `Err` carries the
-    /// owner's done word if the list is closed (invariant #3).
-    #[cfg(all(test, not(ctxtree_loom)))]
-    pub(crate) fn link(&self, owner: u32, child: u32) -> Result<(), Head> {
-        self.link_node(self.node(owner), child, self.node(child))
-    }
-
-    /// [`link`](RawArena::link) with both nodes already looked up.
-    pub(crate) fn link_node(&self, on: &Node, child: u32, cn: &Node) -> Result<(), Head> {
-        // ORDERING: Acquire: if done, the caller reads the owner's cause slot next.
-        let mut h = on.head.load(Ordering::Acquire);
-        loop {
-            if h & DONE != 0 {
-                return Err(Head(h));
-            }
-            // ORDERING: Relaxed: published by the Release CAS below.
-            cn.next.store(state::link_of(h), Ordering::Relaxed);
-            let new = Head(h).with_first(state::link(child));
-            // ORDERING: Release publishes the child (its fields, `next`) to traversers that read
-            // `head` with Acquire; Acquire on failure, as for the load.
-            match on
-                .head
-                .compare_exchange_weak(h, new, Ordering::Release, Ordering::Acquire)
-            {
-                Ok(_) => return Ok(()),
-                Err(x) => h = x,
-            }
-        }
-    }
-
-    /// Unlinks `c` from `owner`'s list (invariant #4). The caller holds a reference on `c`.
-    /// Returns true if this call unlinked it, and so now holds the list's reference on `c`.
-    pub(crate) fn unlink(&self, owner: u32, c: u32) -> bool {
-        self.unlink_node(self.node(owner), c, self.node(c))
-    }
-
-    /// [`unlink`](RawArena::unlink) with both nodes already looked up.
-    pub(crate) fn unlink_node(&self, on: &Node, c: u32, cn: &Node) -> bool {
-        // ORDERING: Acquire: pairs with the Release store of UNLINKED (the list reference has
-        // moved on).
-        let mut nx = cn.next.load(Ordering::Acquire);
-        loop {
-            if nx & UNLINKED != 0 {
-                return false;
-            }
-            if nx & MARK != 0 {
-                break;
-            }
-            // ORDERING: AcqRel: the mark is ordered with the searchers' CASes on the same word.
-            match cn
-                .next
-                .compare_exchange_weak(nx, nx | MARK, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    nx |= MARK;
-                    break;
-                }
-                Err(x) => nx = x,
-            }
-        }
-        let target = state::link(c);
-        let succ = state::link_of(nx);
-        // Fast path: `c` is its owner's first child (always so for a post-order cancel of a
-        // chain, and for the newest child).
-        // ORDERING: Acquire: the linked node's publication (see `link`).
-        let h = on.head.load(Ordering::Acquire);
-        if state::link_of(h) == target
-            // ORDERING: as for the unlink CAS in the loop below.
-            && on.head.compare_exchange(h, Head(h).with_first(succ), Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            // ORDERING: Release pairs with the Acquire at the top of `unlink`.
-            cn.next.store(nx | UNLINKED, Ordering::Release);
-            return true;
-        }
-        'search: loop {
-            // `pred` is the link of the held predecessor, or NIL for the owner's `head`.
-            let mut pred = NIL;
-            loop {
-                // The predecessor's outgoing word.
-                let cell = if pred == NIL {
-                    &on.head
-                } else {
-                    &self.node(pred - 1).next
-                };
-                // ORDERING: Acquire: the linked node's publication (see `link`).
-                let pw = cell.load(Ordering::Acquire);
-                if pred != NIL && pw & MARK != 0 {
-                    // The predecessor is being removed: start over (we will help it from its
-                    // own predecessor).
-                    self.release_link(pred);
-                    continue 'search;
-                }
-                let x = state::link_of(pw);
-                if x == NIL {
-                    // `c` is in no list: another thread unlinked it and owns the reference.
-                    self.release_link(pred);
-                    return false;
-                }
-                if x == target {
-                    let new = (pw & !LINK_MASK) | succ;
-                    // ORDERING: AcqRel: Release publishes the new link to traversers; the
-                    // predecessor is pinned (held, or the owner) and `c` is pinned by the caller.
-                    let done = cell
-                        .compare_exchange(pw, new, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok();
-                    self.release_link(pred);
-                    if done {
-                        // ORDERING: Release pairs with the Acquire at the top of `unlink`.
-                        cn.next.store(nx | UNLINKED, Ordering::Release);
-                        return true;
-                    }
-                    continue 'search;
-                }
-                // Step onto x: take a reference, then check it is still linked after `pred`.
-                let xs = x - 1;
-                if !self.try_acquire(xs) {
-                    self.release_link(pred);
-                    continue 'search;
-                }
-                // ORDERING: Acquire, as above.
-                let again = cell.load(Ordering::Acquire);
-                let still = if pred == NIL {
-                    state::link_of(again) == x
-                } else {
-                    again == pw
-                };
-                if !still {
-                    self.release(xs, 1);
-                    self.release_link(pred);
-                    continue 'search;
-                }
-                let xn = &self.node(xs).next;
-                // ORDERING: Acquire, as above.
-                let xw = xn.load(Ordering::Acquire);
-                if xw & MARK != 0 {
-                    // x is being removed by someone else: help (invariant #4).
-                    let new = (again & !LINK_MASK) | state::link_of(xw);
-                    // ORDERING: as for the unlink CAS above.
-                    if cell
-                        .compare_exchange(again, new, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        // ORDERING: Release, as above.
-                        xn.store(xw | UNLINKED, Ordering::Release);
-                        // Our reference and the list's, which our CAS made ours.
-                        self.release(xs, 2);
-                        continue;
-                    }
-                    self.release(xs, 1);
-                    self.release_link(pred);
-                    continue 'search;
-                }
-                self.release_link(pred);
-                pred = x;
-            }
-        }
-    }
-
-    #[inline]
-    fn release_link(&self, l: u32) {
-        if l != NIL {
-            self.release(l - 1, 1);
-        }
     }
 }
 
@@ -559,12 +399,15 @@ impl RawArena {
             }
             // cur's list is empty and closed: its whole subtree is done (invariant #6).
             // SAFETY: we hold a reference on cur (the caller's, for root).
-            let owner = unsafe { cn.owner() };
+            let owner = unsafe { self.list_owner(cn) };
             if cur == root {
-                let unlinked = owner != NO_OWNER && self.unlink_node(self.node(owner), cur, cn);
+                let unlinked = owner.is_some_and(|o| self.unlink_node(self.node(o), cur, cn));
                 return (taken, unlinked);
             }
             // We descended into cur from its owner, on which we still hold a reference.
+            let Some(owner) = owner else {
+                unreachable!("ctxtree: a descendant reached through a list has an owner")
+            };
             let on = self.node(owner);
             let mine = self.unlink_node(on, cur, cn);
             self.release_node(cur, cn, 1 + mine as u32);

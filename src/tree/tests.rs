@@ -146,7 +146,7 @@ fn link_pushes_in_front_and_counts_the_list_reference() {
         // Context + Canceler + the list.
         assert_eq!(refs(&a, s), 3);
         // SAFETY: a live node we hold.
-        assert_eq!(unsafe { a.node(s).owner() }, p.slot);
+        assert_eq!(unsafe { a.list_owner(a.node(s)) }, Some(p.slot));
     }
     // P: its context, its canceler, and one reference per child.
     assert_eq!(refs(&a, p.slot), 2 + 3);
@@ -863,7 +863,9 @@ fn roots_need_no_node() {
     assert!(!b.can_be_done() && b.err().is_none() && b.deadline().is_none());
     let w = b.without_cancel().unwrap();
     // SAFETY: we hold `w`.
-    assert_eq!(unsafe { a.node(w.slot).owner() }, state::NEVER);
+    assert_eq!(w.src, state::NEVER);
+    // SAFETY: we hold `w`.
+    assert_eq!(unsafe { a.list_owner(a.node(w.slot)) }, None);
     assert_eq!(a.stats().live, 1);
     // The one node is taken: the roots still work, constructors report `ArenaFull`.
     assert_eq!(
@@ -893,4 +895,171 @@ fn timed_bit_only_where_a_deadline_is_in_effect() {
     assert_eq!(e.err(), None);
     drop((e, ek, w, d, dk, c, ck));
     assert_all_free(&a);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Release order (src/list.rs): the list stays exact whatever the order, and unlinking costs
+// O(1) amortized search steps, counted (not timed) on this thread.
+// ---------------------------------------------------------------------------------------------
+
+/// A small deterministic generator (xorshift), so that "random" orders are reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+    }
+}
+
+/// Every permutation of `0..n` (Heap's algorithm).
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    fn go(k: usize, v: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        if k <= 1 {
+            out.push(v.clone());
+            return;
+        }
+        for i in 0..k {
+            go(k - 1, v, out);
+            let j = if k.is_multiple_of(2) { i } else { 0 };
+            v.swap(j, k - 1);
+        }
+    }
+    let mut out = Vec::new();
+    go(n, &mut (0..n).collect(), &mut out);
+    out
+}
+
+#[test]
+fn release_in_every_order_keeps_the_list_exact() {
+    let n = if cfg!(miri) { 4 } else { 6 };
+    let a = Arena::<8>::new();
+    for order in permutations(n) {
+        let (p, pk) = a.background().with_cancel().unwrap();
+        let mut kids: Vec<Option<_>> = (0..n).map(|_| Some(cancel_pair(&p))).collect();
+        let slots: Vec<u32> = kids.iter().map(|k| k.as_ref().unwrap().0.slot).collect();
+        for (done, &i) in order.iter().enumerate() {
+            kids[i] = None; // drops the context and its canceler: cancel, unlink, free
+            let want: Vec<u32> = (0..n)
+                .rev()
+                .filter(|j| !order[..=done].contains(j))
+                .map(|j| slots[j])
+                .collect();
+            assert_eq!(children(&a, p.slot), want, "order {order:?} after {done}");
+            assert_eq!(refs(&a, p.slot), 2 + want.len() as u32);
+        }
+        drop((p, pk));
+        assert_all_free(&a);
+    }
+}
+
+#[test]
+fn interleaved_creates_and_releases_keep_the_list_exact() {
+    let a = Arena::<64>::new();
+    let (p, pk) = a.background().with_cancel().unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    // The model: live children, newest first (the list's order).
+    let mut live: Vec<(Context<'_>, crate::Canceler<'_>)> = Vec::new();
+    for _ in 0..(20 * SCALE) {
+        if live.len() < 48 && (live.is_empty() || rng.below(3) != 0) {
+            live.insert(0, cancel_pair(&p));
+        } else {
+            let i = rng.below(live.len());
+            let (ctx, cancel) = live.remove(i);
+            // Release both orders of handle drop.
+            if rng.below(2) == 0 {
+                drop(cancel);
+                drop(ctx);
+            } else {
+                drop(ctx);
+                drop(cancel);
+            }
+        }
+        let want: Vec<u32> = live.iter().map(|(c, _)| c.slot).collect();
+        assert_eq!(children(&a, p.slot), want);
+    }
+    drop(live);
+    drop((p, pk));
+    assert_all_free(&a);
+}
+
+/// Releases `n` children of one parent in `order` (indices in creation order) and returns the
+/// search steps it took and the releases done through a hint.
+fn release_steps(a: &RawArena, n: usize, order: &[usize]) -> (usize, usize) {
+    let (p, pk) = a.background().with_cancel().unwrap();
+    let mut kids: Vec<Option<_>> = (0..n).map(|_| Some(cancel_pair(&p))).collect();
+    crate::list::probe::take();
+    crate::list::probe::take_hinted();
+    for &i in order {
+        kids[i] = None;
+    }
+    let steps = crate::list::probe::take();
+    let hinted = crate::list::probe::take_hinted();
+    assert!(children(a, p.slot).is_empty());
+    drop((p, pk));
+    (steps, hinted)
+}
+
+#[test]
+fn release_costs_o1_amortized_search_steps_in_any_order() {
+    let n = if cfg!(miri) { 200 } else { 10_000 };
+    let a = crate::HeapArena::with_capacity(n + 1);
+    let fifo: Vec<usize> = (0..n).collect();
+    let lifo: Vec<usize> = (0..n).rev().collect();
+    let mut random = fifo.clone();
+    Rng(42).shuffle(&mut random);
+    let (lifo_steps, lifo_hinted) = release_steps(&a, n, &lifo);
+    let (fifo_steps, fifo_hinted) = release_steps(&a, n, &fifo);
+    let (random_steps, _) = release_steps(&a, n, &random);
+    std::eprintln!(
+        "search steps for {n} releases: lifo {lifo_steps}, fifo {fifo_steps}, random {random_steps}"
+    );
+    // Newest-first: always the first child, never a search.
+    assert_eq!((lifo_steps, lifo_hinted), (0, 0));
+    // Oldest-first: the first release walks; every later one but the last (by then the first
+    // child) goes through its hint.
+    assert_eq!(fifo_hinted, n - 2);
+    // Oldest-first: one walk of the list, then every release goes through its hint. Before
+    // hints this took n(n-1)/2 steps (50 million for 10 000).
+    assert!(fifo_steps <= 2 * n, "fifo: {fifo_steps} steps for {n}");
+    // Random: walks reach only nodes whose hint is unset; bounded by a few walks of the list.
+    assert!(
+        random_steps <= 20 * n,
+        "random: {random_steps} steps for {n}"
+    );
+    assert_eq!(a.stats().live, 0);
+}
+
+#[test]
+fn a_queue_of_live_requests_costs_o1_amortized_steps() {
+    // A server's shape: `live` requests in flight under one context, each new one created
+    // while the oldest finishes (FIFO), for many generations of the queue.
+    let live = if cfg!(miri) { 50 } else { 1_000 };
+    let ops = 20 * live;
+    let a = crate::HeapArena::with_capacity(live + 2);
+    let (p, pk) = a.background().with_cancel().unwrap();
+    let mut queue: std::collections::VecDeque<_> = (0..live).map(|_| cancel_pair(&p)).collect();
+    crate::list::probe::take();
+    for _ in 0..ops {
+        queue.push_back(cancel_pair(&p));
+        drop(queue.pop_front());
+    }
+    let steps = crate::list::probe::take();
+    std::eprintln!("search steps for {ops} FIFO releases with {live} live: {steps}");
+    assert!(steps <= 3 * ops, "{steps} steps for {ops} releases");
+    drop(queue);
+    drop((p, pk));
+    assert_eq!(a.stats().live, 0);
 }
