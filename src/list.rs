@@ -16,12 +16,14 @@
 //!    to be a published list member whose `next` names the victim unmarked, and swung past it;
 //!    the victim's successor then inherits the hint.
 //! 3. [`unlink_by_search`](RawArena::unlink_by_search): the walk from the head, helping marked
-//!    nodes on the way, as before; every node it passes gets an exact hint, so one walk serves
-//!    the releases of everything it passed.
+//!    nodes on the way, as before; every node it passes gets an exact hint, and after the
+//!    unlink [`mend_hints`](RawArena::mend_hints) walks on through the rest of the run of stale
+//!    hints, so one walk serves the releases of everything it passed.
 //!
-//! Hints go stale only through insertion at the front (the old first child keeps the hint
-//! "first") and through helping. Oldest-first release therefore walks the list once per
-//! generation of children — O(1) amortized — and newest-first never walks.
+//! Hints go stale through insertion at the front (the old first child keeps the hint "first")
+//! and, rarely, through contention (helping, a lost hint hand-over). The stale ones from
+//! insertion form a run at the front of the list, which a search walks and mends once: O(1)
+//! amortized per insertion, whatever the release order. Newest-first release never walks.
 //!
 //! # Why a hint is safe to use (invariant #8)
 //! `prev` is `PREV_PENDING` from a node's initialisation until its `link` has succeeded; only
@@ -259,15 +261,15 @@ impl RawArena {
                     let new = (pred_word & !LINK_MASK) | succ;
                     // ORDERING: AcqRel: Release publishes the new link to traversers; the
                     // predecessor is pinned (held, or the owner) and `c` is pinned by the caller.
-                    let won = cell
+                    if cell
                         .compare_exchange(pred_word, new, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok();
-                    self.release_link(pred);
-                    if won {
+                        .is_ok()
+                    {
                         Self::unlinked(cn, marked);
-                        self.pass_hint(succ, target, pred);
+                        self.mend_hints(on, pred);
                         return true;
                     }
+                    self.release_link(pred);
                     continue 'search;
                 }
                 match self.step_onto(cell, pred, pred_word, x) {
@@ -275,6 +277,42 @@ impl RawArena {
                     Step::Helped => {}
                     Step::Restart => continue 'search,
                 }
+            }
+        }
+    }
+
+    /// After a search unlinked a node behind the held `pred` (a link, or `NIL` for the head):
+    /// walks on while the hints met are stale, fixing each, and stops at the first exact one
+    /// (or the end of the list, or any contention), releasing what it holds.
+    ///
+    /// Stale hints come from insertion at the front (the old first child keeps "first"), so
+    /// they form a run at the front of the list; a search only happens for a node in that run,
+    /// and mending fixes the whole run at once. Each stale hint is walked over once: the walks
+    /// cost O(1) amortized per insertion, whatever the release order (a shuffled release of
+    /// 100,000 children walks the list once, not once per release).
+    fn mend_hints(&self, on: &Node, mut pred: u32) {
+        loop {
+            let cell = if pred == NIL {
+                &on.head
+            } else {
+                &self.node(pred - 1).next
+            };
+            // ORDERING: Acquire: the linked node's publication (see `link_node`).
+            let pred_word = cell.load(Ordering::Acquire);
+            let x = state::link_of(pred_word);
+            if (pred != NIL && pred_word & MARK != 0) || x == NIL {
+                self.release_link(pred);
+                return;
+            }
+            // ORDERING: Relaxed: only decides whether to walk on; `step_onto` re-validates.
+            if self.node(x - 1).prev.load(Ordering::Relaxed) == pred {
+                self.release_link(pred);
+                return;
+            }
+            match self.step_onto(cell, pred, pred_word, x) {
+                Step::Onto => pred = x,
+                Step::Helped => {}
+                Step::Restart => return,
             }
         }
     }
