@@ -100,6 +100,8 @@ mod dump;
 mod error;
 mod future;
 mod node;
+#[cfg(feature = "alloc")]
+mod pages;
 mod state;
 mod sync;
 mod time;
