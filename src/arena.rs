@@ -14,7 +14,9 @@
 //! # Allocation
 //! A slot comes from the free stack if it has one, else from the never-used tail (`bump`, which
 //! is also the high-water mark: the stack is empty whenever `bump` advances, so every bumped slot
-//! is live at that moment). Running out is [`CreateError::ArenaFull`] at once.
+//! is live at that moment). Running out is [`CreateError::ArenaFull`] at once. In a paged arena
+//! (`alloc`), `bump` also allocates a slot's page on its first use; a page that the allocator
+//! refuses is `ArenaFull` too, and the next allocation asks for it again (`crate::pages`).
 //!
 //! # Handles and recycled slots
 //! A recycled slot is never confused with its previous owner, and that is enforced by
@@ -499,6 +501,7 @@ impl RawArena {
             if b >= self.hdr.limit {
                 return None;
             }
+            // Out of memory for the page is `None` here, `ArenaFull` to the caller.
             #[cfg(feature = "alloc")]
             if b as usize >= self.slots.len()
                 && !self.hdr.pages.ensure(b as usize - self.slots.len())

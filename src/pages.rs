@@ -7,6 +7,16 @@
 //! the first time one of its slots is bumped ([`Pages::ensure`]), published with a
 //! compare-and-swap, and freed only with the arena ([`Pages::free_all`]): a slot index stays
 //! valid for the arena's whole life.
+//!
+//! # Out of memory
+//! A page comes from the global allocator directly, never through `Box` or `Vec` (whose failure
+//! path, `handle_alloc_error`, aborts the process). A page the allocator refuses makes `ensure`
+//! false, so the arena's `bump` finds no slot and the constructor returns
+//! [`CreateError::ArenaFull`](crate::CreateError::ArenaFull), counted in `failed_allocs`. Nothing
+//! is remembered of the failure: the next allocation that needs the page asks for it again.
+
+use core::alloc::Layout;
+use core::ptr;
 
 use crate::arena::Header;
 use crate::node::Node;
@@ -30,7 +40,7 @@ impl Pages {
         Pages {
             base: 0,
             count: 0,
-            ptrs: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_PAGES],
+            ptrs: [const { AtomicPtr::new(ptr::null_mut()) }; MAX_PAGES],
         }
     }
 
@@ -39,7 +49,7 @@ impl Pages {
         Pages {
             base: 0,
             count: 0,
-            ptrs: core::array::from_fn(|_| AtomicPtr::new(core::ptr::null_mut())),
+            ptrs: core::array::from_fn(|_| AtomicPtr::new(ptr::null_mut())),
         }
     }
 
@@ -118,7 +128,9 @@ impl Pages {
         unsafe { &*p.add(off) }
     }
 
-    /// Makes sure the page holding paged index `j` exists. False if `j` is past the last page.
+    /// Makes sure the page holding paged index `j` exists. False if `j` is past the last page,
+    /// or if the allocator refuses the page: nothing is recorded then, so the next call that
+    /// reaches this page asks again (the arena recovers once memory frees).
     pub(crate) fn ensure(&self, j: usize) -> bool {
         if self.count == 0 || j >= Self::limit(self.base, self.count) {
             return false;
@@ -129,23 +141,18 @@ impl Pages {
             return true;
         }
         let len = self.base << k;
-        let page: ::alloc::boxed::Box<[Node]> = (0..len).map(|_| Node::new()).collect();
-        let p = ::alloc::boxed::Box::into_raw(page).cast::<Node>();
+        let Some(p) = alloc_page(len) else {
+            return false;
+        };
         // ORDERING: Release publishes the initialised page to `get`'s Acquire; AcqRel/Acquire on
         // failure so the winner's page is visible to us too.
-        match self.ptrs[k].compare_exchange(
-            core::ptr::null_mut(),
-            p,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
+        match self.ptrs[k].compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+        {
             Ok(_) => true,
             Err(_) => {
-                // SAFETY: `p` came from `Box::into_raw` of a `len`-node slice just above and was
-                // never shared (the CAS failed).
-                drop(unsafe {
-                    ::alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, len))
-                });
+                // SAFETY: `p` came from `alloc_page(len)` just above and was never shared (the
+                // CAS failed).
+                unsafe { free_page(p, len) };
                 true
             }
         }
@@ -158,16 +165,48 @@ impl Pages {
     pub(crate) unsafe fn free_all(&mut self) {
         for k in 0..self.count {
             // ORDERING: Relaxed: `&mut self` excludes concurrent access.
-            let p = self.ptrs[k].swap(core::ptr::null_mut(), Ordering::Relaxed);
+            let p = self.ptrs[k].swap(ptr::null_mut(), Ordering::Relaxed);
             if !p.is_null() {
-                let len = self.base << k;
-                // SAFETY: each non-null page pointer came from `Box::into_raw` of `len` nodes.
-                drop(unsafe {
-                    ::alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, len))
-                });
+                // SAFETY: each non-null page pointer came from `alloc_page(base << k)` (`ensure`),
+                // and the caller guarantees no node of it is referenced again.
+                unsafe { free_page(p, self.base << k) };
             }
         }
     }
+}
+
+/// Allocates a page of `len` free nodes. `None` if its size overflows `isize` or the allocator
+/// returns null: never `handle_alloc_error`, which aborts (as `Box<[Node]>` and `Vec` would).
+fn alloc_page(len: usize) -> Option<*mut Node> {
+    let layout = Layout::array::<Node>(len).ok().filter(|l| l.size() != 0)?;
+    // SAFETY: `layout` has a non-zero size (filtered above).
+    let p = unsafe { ::alloc::alloc::alloc(layout) }.cast::<Node>();
+    if p.is_null() {
+        return None;
+    }
+    for i in 0..len {
+        // SAFETY: `p` is valid for writes of `len` nodes and aligned for `Node` (its layout), and
+        // slot `i < len` is still uninitialised: nothing is overwritten.
+        unsafe { ptr::write(p.add(i), Node::new()) };
+    }
+    Some(p)
+}
+
+/// Drops and frees a page.
+///
+/// # Safety
+/// `p` came from `alloc_page(len)` with this `len`, is not freed yet, and no node of it is
+/// referenced again.
+unsafe fn free_page(p: *mut Node, len: usize) {
+    let Ok(layout) = Layout::array::<Node>(len) else {
+        unreachable!("ctxtree: a page's layout was valid when it was allocated")
+    };
+    // SAFETY: the page holds `len` nodes initialised by `alloc_page`, none referenced again (the
+    // contract): they may be dropped in place.
+    unsafe { ptr::drop_in_place(ptr::slice_from_raw_parts_mut(p, len)) };
+    // SAFETY: `p` was allocated by the global allocator with this same layout (`alloc_page`
+    // computed it from the same `len`), and is freed once (the contract).
+    unsafe { ::alloc::alloc::dealloc(p.cast(), layout) };
 }
 
 impl Header {
@@ -195,7 +234,9 @@ impl Header {
 #[cfg(all(test, not(ctxtree_loom)))]
 mod tests {
     use super::{Header, MAX_SLOTS, Pages};
+    use crate::CreateError;
     use crate::arena::RawArena;
+    use crate::node::Node;
 
     #[test]
     fn pages_never_reach_past_the_link_limit() {
@@ -220,5 +261,28 @@ mod tests {
             slots: [],
         };
         assert_eq!(a.stats().max_capacity, MAX_SLOTS);
+    }
+
+    #[test]
+    fn a_page_the_allocator_cannot_give_is_arena_full_every_time_it_is_asked_for() {
+        // One page of more than `isize::MAX` bytes: `Layout::array` refuses it, as the allocator
+        // refuses a page when memory runs out (tests/oom.rs fails real allocations). The page is
+        // out of reach of the link limit too, but `Header::paged` clamps only the slot limit.
+        let huge = usize::MAX / core::mem::size_of::<Node>();
+        let p = Pages::new().configure(huge, 1);
+        assert!(!p.ensure(0));
+        assert!(!p.ensure(0));
+        assert_eq!(p.capacity(), 0);
+
+        let a: &RawArena = &RawArena {
+            hdr: Header::paged(huge, 1),
+            slots: [],
+        };
+        let root = a.background();
+        assert_eq!(root.with_cancel().err(), Some(CreateError::ArenaFull));
+        assert_eq!(root.with_cancel().err(), Some(CreateError::ArenaFull));
+        let stats = a.stats();
+        assert_eq!((stats.capacity, stats.live, stats.high_water), (0, 0, 0));
+        assert_eq!(stats.failed_allocs, 2);
     }
 }
