@@ -14,7 +14,9 @@
 //! # Allocation
 //! A slot comes from the free stack if it has one, else from the never-used tail (`bump`, which
 //! is also the high-water mark: the stack is empty whenever `bump` advances, so every bumped slot
-//! is live at that moment). Running out is [`CreateError::ArenaFull`] at once.
+//! is live at that moment). Running out is [`CreateError::ArenaFull`] at once. In a paged arena
+//! (`alloc`), `bump` also allocates a slot's page on its first use; a page that the allocator
+//! refuses is `ArenaFull` too, and the next allocation asks for it again (`crate::pages`).
 //!
 //! # Handles and recycled slots
 //! A recycled slot is never confused with its previous owner, and that is enforced by
@@ -51,6 +53,8 @@ use core::fmt;
 
 use crate::context::Context;
 use crate::node::Node;
+#[cfg(feature = "alloc")]
+use crate::pages::Pages;
 use crate::state::{self, BACKGROUND, FREE, MAX_SLOTS, NIL, TODO};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::{Clock, Instant};
@@ -385,24 +389,11 @@ impl RawArena {
         }
     }
 
-    /// A paged slot: the first page inline (the common case of a heap or global arena), the
-    /// others out of line.
+    /// A paged slot (see [`Pages::node`]).
     #[cfg(feature = "alloc")]
     #[inline(always)]
     fn paged(&self, j: usize) -> &Node {
-        let pages = &self.hdr.pages;
-        if j < pages.base {
-            // ORDERING: Acquire pairs with the Release in `Pages::ensure`: the page's nodes are
-            // initialised (free on x86 and cheap elsewhere; a slot index below `bump` implies
-            // the page exists).
-            let p = pages.ptrs[0].load(Ordering::Acquire);
-            if !p.is_null() {
-                // SAFETY: `p` points to page 0, `base` live nodes (pages are freed only when the
-                // arena is dropped, which the `&self` borrow excludes), and `j < base`.
-                return unsafe { &*p.add(j) };
-            }
-        }
-        pages.get(j)
+        self.hdr.pages.node(j)
     }
 
     #[cfg(not(feature = "alloc"))]
@@ -510,6 +501,7 @@ impl RawArena {
             if b >= self.hdr.limit {
                 return None;
             }
+            // Out of memory for the page is `None` here, `ArenaFull` to the caller.
             #[cfg(feature = "alloc")]
             if b as usize >= self.slots.len()
                 && !self.hdr.pages.ensure(b as usize - self.slots.len())
@@ -533,173 +525,7 @@ impl RawArena {
     }
 }
 
-// ----------------------------------------------------------------------------------------------
-// Pages (alloc): slots beyond the inline ones, in pages that double in size and never move.
-// ----------------------------------------------------------------------------------------------
-
-#[cfg(feature = "alloc")]
-pub(crate) const MAX_PAGES: usize = 28;
-
-#[cfg(feature = "alloc")]
-pub(crate) struct Pages {
-    /// Slots in page 0; page k has `base << k` (0 = no pages).
-    base: usize,
-    /// How many pages may exist.
-    count: usize,
-    ptrs: [crate::sync::AtomicPtr<Node>; MAX_PAGES],
-}
-
-#[cfg(feature = "alloc")]
-impl Pages {
-    #[cfg(not(ctxtree_loom))]
-    pub(crate) const fn new() -> Self {
-        Pages {
-            base: 0,
-            count: 0,
-            ptrs: [const { crate::sync::AtomicPtr::new(core::ptr::null_mut()) }; MAX_PAGES],
-        }
-    }
-
-    #[cfg(ctxtree_loom)]
-    pub(crate) fn new() -> Self {
-        Pages {
-            base: 0,
-            count: 0,
-            ptrs: core::array::from_fn(|_| crate::sync::AtomicPtr::new(core::ptr::null_mut())),
-        }
-    }
-
-    /// Configures up to `count` pages, the first of `base` slots (must be a power of two when
-    /// `count > 1`). Pages that would reach past `MAX_SLOTS` are left out, so that no page is
-    /// allocated for slots that the link width cannot name.
-    pub(crate) const fn configure(mut self, base: usize, mut count: usize) -> Self {
-        assert!(count <= MAX_PAGES && (count <= 1 || base.is_power_of_two()));
-        while count > 1 && Self::limit(base, count) > MAX_SLOTS {
-            count -= 1;
-        }
-        self.base = base;
-        self.count = count;
-        self
-    }
-
-    /// Slots in all pages that may ever exist.
-    pub(crate) const fn limit(base: usize, count: usize) -> usize {
-        if count == 0 {
-            0
-        } else {
-            base * ((1usize << count) - 1)
-        }
-    }
-
-    /// (page, offset) of paged index `j`.
-    #[inline]
-    fn locate(&self, j: usize) -> (usize, usize) {
-        if j < self.base {
-            return (0, j);
-        }
-        let q = j / self.base + 1; // base is a power of two here: a shift
-        let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
-        (k, j - self.base * ((1usize << k) - 1))
-    }
-
-    /// Slots in the pages allocated so far.
-    pub(crate) fn capacity(&self) -> usize {
-        (0..self.count)
-            // ORDERING: Relaxed: a statistic.
-            .take_while(|&k| !self.ptrs[k].load(Ordering::Relaxed).is_null())
-            .map(|k| self.base << k)
-            .sum()
-    }
-
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn get(&self, j: usize) -> &Node {
-        let (k, off) = self.locate(j);
-        // ORDERING: Acquire pairs with the Release in `ensure`: the page's nodes are initialised.
-        let p = self.ptrs[k].load(Ordering::Acquire);
-        assert!(
-            !p.is_null(),
-            "ctxtree: slot in an unallocated page (internal invariant)"
-        );
-        // SAFETY: `p` points to a live page of `base << k` nodes (pages are freed only when the
-        // arena is dropped, which the `&self` borrow excludes) and `off < base << k`.
-        unsafe { &*p.add(off) }
-    }
-
-    /// Makes sure the page holding paged index `j` exists. False if `j` is past the last page.
-    pub(crate) fn ensure(&self, j: usize) -> bool {
-        if self.count == 0 || j >= Self::limit(self.base, self.count) {
-            return false;
-        }
-        let (k, _) = self.locate(j);
-        // ORDERING: Acquire: see `get`.
-        if !self.ptrs[k].load(Ordering::Acquire).is_null() {
-            return true;
-        }
-        let len = self.base << k;
-        let page: ::alloc::boxed::Box<[Node]> = (0..len).map(|_| Node::new()).collect();
-        let p = ::alloc::boxed::Box::into_raw(page).cast::<Node>();
-        // ORDERING: Release publishes the initialised page to `get`'s Acquire; AcqRel/Acquire on
-        // failure so the winner's page is visible to us too.
-        match self.ptrs[k].compare_exchange(
-            core::ptr::null_mut(),
-            p,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => true,
-            Err(_) => {
-                // SAFETY: `p` came from `Box::into_raw` of a `len`-node slice just above and was
-                // never shared (the CAS failed).
-                drop(unsafe {
-                    ::alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, len))
-                });
-                true
-            }
-        }
-    }
-
-    /// Frees every page.
-    ///
-    /// # Safety
-    /// No node of any page may be referenced again.
-    pub(crate) unsafe fn free_all(&mut self) {
-        for k in 0..self.count {
-            // ORDERING: Relaxed: `&mut self` excludes concurrent access.
-            let p = self.ptrs[k].swap(core::ptr::null_mut(), Ordering::Relaxed);
-            if !p.is_null() {
-                let len = self.base << k;
-                // SAFETY: each non-null page pointer came from `Box::into_raw` of `len` nodes.
-                drop(unsafe {
-                    ::alloc::boxed::Box::from_raw(core::ptr::slice_from_raw_parts_mut(p, len))
-                });
-            }
-        }
-    }
-}
-
 impl Header {
-    /// Configures a header for an arena whose slots are all in pages.
-    #[cfg(feature = "alloc")]
-    pub(crate) fn paged(base: usize, count: usize) -> Self {
-        let pages = Pages::new().configure(base, count);
-        let limit = Pages::limit(pages.base, pages.count).min(MAX_SLOTS);
-        let mut h = Header::new(0, limit);
-        h.pages = pages;
-        h
-    }
-
-    /// Same, in a `const` context (the `std` global arena).
-    #[cfg(all(feature = "std", not(ctxtree_loom)))]
-    pub(crate) const fn paged_const(base: usize, count: usize) -> Self {
-        let pages = Pages::new().configure(base, count);
-        let full = Pages::limit(pages.base, pages.count);
-        let limit = if full < MAX_SLOTS { full } else { MAX_SLOTS };
-        let mut h = Header::new(0, limit);
-        h.pages = pages;
-        h
-    }
-
     #[cfg(feature = "alloc")]
     pub(crate) fn set_clock(&mut self, clock: Option<&'static dyn Clock>) {
         self.clock = clock;
@@ -715,29 +541,5 @@ impl Header {
         self.clock = Some(clock);
         self.hook = Some(hook);
         self
-    }
-}
-
-#[cfg(all(test, feature = "alloc", not(ctxtree_loom)))]
-mod tests {
-    use super::{Header, MAX_SLOTS, Pages};
-
-    #[test]
-    fn pages_never_reach_past_the_link_limit() {
-        // Doubling pages from 256: 18 fit under 2^26 - 2 slots, the 19th would start inside
-        // the limit and end far past it (a 4 GiB page for a few hundred nameable slots).
-        let p = Pages::new().configure(256, 20);
-        assert_eq!(p.count, 18);
-        assert_eq!(Pages::limit(p.base, p.count), 256 * ((1 << 18) - 1));
-        assert!(Pages::limit(p.base, p.count) <= MAX_SLOTS);
-        let h = Header::paged(1024, 17);
-        assert_eq!(h.pages.count, 16);
-        assert_eq!(h.limit as usize, 1024 * ((1 << 16) - 1));
-        // Configurations that fit are kept as given.
-        let p = Pages::new().configure(256, 3);
-        assert_eq!((p.base, p.count), (256, 3));
-        // A single page is clamped by the limit instead.
-        let h = Header::paged(usize::MAX / 2, 1);
-        assert_eq!(h.limit as usize, MAX_SLOTS);
     }
 }

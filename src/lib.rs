@@ -101,6 +101,8 @@ mod error;
 mod future;
 mod list;
 mod node;
+#[cfg(feature = "alloc")]
+mod pages;
 mod state;
 mod sync;
 mod time;

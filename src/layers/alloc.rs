@@ -139,25 +139,41 @@ impl<'a> Context<'a> {
 /// # drop(many);
 /// # Ok::<(), CreateError>(())
 /// ```
-pub struct HeapArena(Box<RawArena<[Node; 0]>>);
+///
+/// # Out of memory
+/// Making a `HeapArena` allocates nothing. Its nodes live in pages taken from the global
+/// allocator when a context first needs a slot in one, and a page the allocator refuses (or
+/// whose size overflows `isize`, as `with_capacity(2²⁶ − 2)` does on 32-bit targets) makes that
+/// constructor return [`CreateError::ArenaFull`], counted in
+/// [`ArenaStats::failed_allocs`](crate::ArenaStats::failed_allocs). Nothing panics or aborts,
+/// the contexts that exist are untouched, and slots freed meanwhile are still handed out; the
+/// next constructor that needs the page asks for it again, so the arena grows again once memory
+/// frees. (What a context owns beyond its node — a [`HeapKey`] value, an
+/// [`after_func_boxed`](Context::after_func_boxed) closure, a heap cause — is allocated by `Arc`
+/// or `Box`, which abort on failure as usual.)
+pub struct HeapArena(RawArena<[Node; 0]>);
 
 /// Page 0 of a growable arena; later pages double.
 const GROW_BASE: usize = 256;
 
 impl HeapArena {
+    /// The header is kept inline, not boxed, so that no constructor allocates (nor can abort).
     fn paged(hdr: Header) -> Self {
-        HeapArena(Box::new(RawArena { hdr, slots: [] }))
+        HeapArena(RawArena { hdr, slots: [] })
     }
 
-    /// An arena of exactly `capacity` nodes (clamped to 1 ..= 2²⁶ − 2), allocated on first use.
+    /// An arena of exactly `capacity` nodes (clamped to 1 ..= 2²⁶ − 2), in one page allocated
+    /// on first use: until that allocation succeeds, constructors return
+    /// [`CreateError::ArenaFull`] (see [Out of memory](HeapArena#out-of-memory)).
     pub fn with_capacity(capacity: usize) -> Self {
         let n = capacity.clamp(1, crate::state::MAX_SLOTS);
         Self::paged(Header::paged(n, 1))
     }
 
     /// An arena that grows by pages (256 nodes, then doubling) as needed, up to 18 pages:
-    /// 256 × (2¹⁸ − 1) nodes, just under the link limit (2²⁶ − 2);
-    /// existing nodes never move. Only a failed page allocation, or that limit, is `ArenaFull`.
+    /// 256 × (2¹⁸ − 1) nodes, just under the link limit (2²⁶ − 2); existing nodes never move.
+    /// [`CreateError::ArenaFull`] means that limit is reached, or that the next page could not
+    /// be allocated (see [Out of memory](HeapArena#out-of-memory)).
     pub fn growable() -> Self {
         Self::paged(Header::paged(GROW_BASE, 18))
     }
@@ -178,7 +194,7 @@ impl HeapArena {
 impl core::ops::Deref for HeapArena {
     type Target = RawArena;
     fn deref(&self) -> &RawArena {
-        &*self.0
+        &self.0
     }
 }
 

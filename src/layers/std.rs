@@ -79,6 +79,11 @@ static GLOBAL: RawArena<[Node; 0]> = RawArena {
 
 /// The global arena behind [`background()`] and [`todo()`]: grows by pages as needed, ticks by
 /// [`StdClock`], and has a timer thread that fires deadlines somebody waits on.
+///
+/// Its pages (1024 nodes, then doubling) are allocated when first needed, the first one by the
+/// first context created. When memory runs out, the constructor that needed the page returns
+/// [`CreateError::ArenaFull`] (counted in `stats().failed_allocs`) instead of aborting, and the
+/// next one asks for the page again — as for a [growable `HeapArena`](crate::HeapArena#out-of-memory).
 pub fn global_arena() -> &'static RawArena {
     GLOBAL_REF
 }
