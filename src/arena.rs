@@ -5,7 +5,7 @@
 //! in a `static`; with `alloc`, [`HeapArena`](crate::HeapArena) and the global arena of `std` keep
 //! theirs in pages that are allocated once and never move, so a slot index stays valid for the
 //! arena's whole life. All arena types dereference to the capacity-erased [`RawArena`], which is
-//! what a [`Context`] points to.
+//! what a [`Context`](crate::Context) points to.
 //!
 //! Memory is *type-stable*: a slot is never returned to the system while the arena lives, only
 //! recycled as another node. A thread holding a stale index can still read the slot's atomics
@@ -21,7 +21,7 @@
 //! # Handles and recycled slots
 //! A recycled slot is never confused with its previous owner, and that is enforced by
 //! ownership rather than detected by a generation number. Every *strong* index — a
-//! [`Context`], a `Canceler`, an `AfterFunc` stop handle, a child's link to its parent, a list
+//! [`Context`](crate::Context), a `Canceler`, an `AfterFunc` stop handle, a child's link to its parent, a list
 //! membership, a traversal's current node — holds a reference on its node, so the slot cannot
 //! be recycled while the index exists (tree invariant #1). A generation check could only find the
 //! reuse after the fact, at a cost on every access.
@@ -51,16 +51,15 @@
 
 use core::fmt;
 
-use crate::context::Context;
 use crate::node::Node;
 #[cfg(feature = "alloc")]
 use crate::pages::Pages;
-use crate::state::{self, BACKGROUND, FREE, MAX_SLOTS, NIL, TODO};
+use crate::state::{self, FREE, MAX_SLOTS, NIL};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::{Clock, Instant};
 use crate::{CreateError, DeadlineWatch};
 
-/// The capacity-erased arena every arena type dereferences to; [`Context`]s point here.
+/// The capacity-erased arena every arena type dereferences to; [`Context`](crate::Context)s point here.
 ///
 /// Its methods are the arena-wide operations: the roots, the expiry driver, statistics and the
 /// tree dump.
@@ -152,7 +151,7 @@ impl Header {
     }
 }
 
-/// A thin pointer to a [`RawArena`]: what handles keep, so that a [`Context`] is two words
+/// A thin pointer to a [`RawArena`]: what handles keep, so that a [`Context`](crate::Context) is two words
 /// (pointer, slot + done-source) and moves in registers. The slot count, which a `&RawArena`
 /// carries in its fat pointer, is read from the header instead.
 #[derive(Clone, Copy)]
@@ -315,21 +314,6 @@ pub struct ArenaStats {
 }
 
 impl RawArena {
-    /// The root of every tree: never done, no deadline, no values. Costs no node.
-    ///
-    /// `Display` prints `context.Background`.
-    #[inline]
-    pub fn background(&self) -> Context<'_> {
-        Context::root(self, BACKGROUND)
-    }
-
-    /// Like [`background`](RawArena::background), for code that has not decided which context
-    /// to use yet. `Display` prints `context.TODO`.
-    #[inline]
-    pub fn todo(&self) -> Context<'_> {
-        Context::root(self, TODO)
-    }
-
     /// The clock this arena was given, if any.
     pub fn clock(&self) -> Option<&'static dyn Clock> {
         self.hdr.clock

@@ -10,7 +10,7 @@ use crate::cause::{self, CancelCause, Cause};
 use crate::node::{
     FuncPart, Inline, Kind, NOT_LINKED, Node, PREV_PENDING, Payload, TimerPart, ValuePart,
 };
-use crate::state::{self, DONE, HAS_DEADLINE, Head, NEVER, TIMED, UNLINKED};
+use crate::state::{self, BACKGROUND, DONE, HAS_DEADLINE, Head, NEVER, TIMED, TODO, UNLINKED};
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
@@ -684,6 +684,23 @@ impl fmt::Debug for Context<'_> {
             .field("err", &self.err())
             .field("deadline", &self.deadline())
             .finish()
+    }
+}
+
+impl RawArena {
+    /// The root of every tree: never done, no deadline, no values. Costs no node.
+    ///
+    /// `Display` prints `context.Background`.
+    #[inline]
+    pub fn background(&self) -> Context<'_> {
+        Context::root(self, BACKGROUND)
+    }
+
+    /// Like [`background`](RawArena::background), for code that has not decided which context
+    /// to use yet. `Display` prints `context.TODO`.
+    #[inline]
+    pub fn todo(&self) -> Context<'_> {
+        Context::root(self, TODO)
     }
 }
 

@@ -47,8 +47,10 @@ impl core::error::Error for Error {}
 /// Constructors never panic and never wait: a full arena is reported here, at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CreateError {
-    /// Every node of the arena is in use. Release contexts (drop handles, cancel) and retry;
-    /// [`RawArena::stats`](crate::RawArena::stats) shows the high-water mark to size it by.
+    /// Every node of the arena is in use, or (heap and global arenas) the next page of nodes
+    /// could not be allocated. Release contexts (drop handles, cancel), or free memory, and
+    /// retry; [`RawArena::stats`](crate::RawArena::stats) shows the high-water mark to size an
+    /// arena by and counts these refusals.
     ArenaFull,
     /// A timeout needs the current time, and the arena was built without a [`Clock`](crate::Clock).
     NoClock,
