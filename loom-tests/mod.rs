@@ -38,6 +38,7 @@ mod err_implies_done;
 mod exhaustion;
 mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
+mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
 mod unlink_helping;
 mod value_publication;
