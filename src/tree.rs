@@ -80,7 +80,7 @@ impl Rec {
 enum When {
     /// A plain cancel, the clock not read yet.
     Unread,
-    /// Deadlines at or before this tick have passed.
+    /// The cancellation happens at this tick: deadlines before it have fired.
     At(u64),
     /// A plain cancel in an arena without a clock: only [`RawArena::expire`] says that a
     /// deadline has passed, and it expires that deadline itself.
@@ -88,8 +88,10 @@ enum When {
 }
 
 impl When {
-    /// Whether the deadline `dl` fired before this cancellation (equal counts as before: a
-    /// deadline is due at its tick, as the lazy check `now >= dl` has it).
+    /// Whether the deadline `dl` fired before this cancellation: strictly earlier. At the very
+    /// tick, Go's timer and the cancel race and either may come first; ctxtree lets the cancel
+    /// win (an observer that looked first, at that tick, would have let the deadline win: the
+    /// lazy check's `now >= dl`; the first `DONE` published decides).
     #[inline]
     fn passed(&mut self, arena: &RawArena, dl: u64) -> bool {
         if let When::Unread = *self {
@@ -99,7 +101,7 @@ impl When {
                 .map_or(When::NoClock, |c| When::At(c.now().ticks()));
         }
         match *self {
-            When::At(t) => dl <= t,
+            When::At(t) => dl < t,
             When::Unread | When::NoClock => false,
         }
     }

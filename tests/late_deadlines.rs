@@ -640,3 +640,43 @@ fn a_losing_owned_cause_is_dropped() {
     check(&d, expired(&A_CAUSE), "the deadline fired first");
     assert_eq!(Arc::strong_count(&cause), 1, "the losing cause was dropped");
 }
+
+/// At the very tick of a deadline, Go's timer and a cancel race: either may come first. ctxtree
+/// lets a cancel at that tick win (it reads the clock, finds the deadline not strictly past),
+/// unless someone observed the deadline first (the lazy check: due at its tick).
+#[test]
+fn a_cancel_at_the_deadline_tick_comes_first_unless_observed() {
+    for observe_first in [false, true] {
+        let what = if observe_first {
+            "observed at the tick, then cancelled"
+        } else {
+            "cancelled at the tick"
+        };
+        let clk = clock();
+        let arena = Arena::<8>::new().with_clock(clk);
+        let (root, kroot) = arena.background().with_cancel().unwrap();
+        let (d, kd) = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
+        let (e, _ke) = root.with_deadline_cause(at(10), &B_CAUSE).unwrap();
+        let (f, kf) = arena
+            .background()
+            .with_deadline_cause(at(10), &C_CAUSE)
+            .unwrap();
+        clk.set(at(10));
+        if observe_first {
+            check(&d, expired(&A_CAUSE), what);
+        }
+        kd.cancel();
+        kroot.cancel();
+        let want_d = if observe_first {
+            expired(&A_CAUSE)
+        } else {
+            Want::Done(Error::Canceled, None)
+        };
+        check(&d, want_d, what);
+        check(&e, Want::Done(Error::Canceled, None), what);
+        // One tick later, the same cancel (a dropped canceler) finds it expired.
+        clk.set(at(11));
+        drop(kf);
+        check(&f, expired(&C_CAUSE), what);
+    }
+}
