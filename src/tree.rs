@@ -682,6 +682,11 @@ impl RawArena {
     /// Expires the deadline `dl` seen through canceller `src` (which the caller pins): cancels,
     /// with `DeadlineExceeded` and its cause, the node that owns that deadline — `src` itself or
     /// the nearest ancestor whose own deadline it inherited.
+    ///
+    /// `dl` is `src`'s effective deadline, the earliest on its path, so this expires the
+    /// earliest due deadline first, as Go's timers would; of equal deadlines, the nearest (the
+    /// inner one fires first; [`fired_first`](RawArena::fired_first) agrees). Deadlines above it
+    /// that are due too are left to their own observers and to `expire`.
     pub(crate) fn expire_from(&self, src: u32, dl: u64) {
         let mut s = src;
         loop {
