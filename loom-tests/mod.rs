@@ -20,8 +20,9 @@
 //! (`free_list_aba`), Harris helping and the marked-predecessor restart (`unlink_helping`), the
 //! re-validation of a link after `try_acquire` (`cancel_vs_release`), the winner's error on a
 //! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
-//! Release of `link` (`create_vs_cancel`), and the waiter drain's hand-off to the lock holder
-//! (`waiter_wakeup`: deadlock).
+//! Release of `link` (`create_vs_cancel`), the waiter drain's hand-off to the lock holder
+//! (`waiter_wakeup`: deadlock), and a `Deadline` node's own record when a traversal reaches it
+//! after its deadline (`nested_deadlines_expire_vs_lazy`).
 
 extern crate std;
 
@@ -38,6 +39,7 @@ mod err_implies_done;
 mod exhaustion;
 mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
+mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
 mod unlink_by_hint;
 mod unlink_helping;

@@ -241,17 +241,23 @@ impl<'a> Context<'a> {
     }
 
     /// A new canceller child (`Cancel` or `Deadline`), linked under `src`, or born done if `src`
-    /// already is (tree invariant #3).
+    /// already is (tree invariant #3) — or if `src`'s deadline has passed, observed or not: Go's
+    /// timer fired then, so the child is born with the parent's error and cause. `now` is a clock
+    /// reading the caller already has; otherwise the clock is read only if `src` has a deadline.
     fn new_canceller(
         &self,
         kind: Kind,
         own_deadline: Option<u64>,
         dl_cause: *mut u8,
+        now: Option<u64>,
     ) -> Result<u32, CreateError> {
         let src = (self.src != NEVER).then(|| self.arena.node(self.src));
         // SAFETY: this handle pins `src`, a canceller node.
-        let deadline =
-            own_deadline.unwrap_or_else(|| src.map_or(u64::MAX, |n| unsafe { n.deadline() }));
+        let parent_dl = src.map_or(u64::MAX, |n| unsafe { n.deadline() });
+        if let (Some(sn), true) = (src, parent_dl != u64::MAX) {
+            self.expire_src_if_passed(sn, parent_dl, now);
+        }
+        let deadline = own_deadline.unwrap_or(parent_dl);
         let payload = Payload {
             timer: TimerPart {
                 deadline,
@@ -280,6 +286,22 @@ impl<'a> Context<'a> {
         Ok(slot)
     }
 
+    /// Records the expiry of `src`'s deadline `dl` if it has passed (by `now`, or by the clock)
+    /// and `src` is not done yet, so that a child created next is born done.
+    #[cold]
+    #[inline(never)]
+    fn expire_src_if_passed(&self, sn: &Node, dl: u64, now: Option<u64>) {
+        let Some(now) = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks())) else {
+            return;
+        };
+        // ORDERING: Relaxed: only saves an expiry of a node already done; the `link` that
+        // follows re-reads the word with Acquire.
+        if now >= dl && sn.head.load(Ordering::Relaxed) & DONE == 0 {
+            // As a lazy check would: cancels the node that owns the deadline, and with it `src`.
+            self.arena.expire_from(self.src, dl);
+        }
+    }
+
     #[inline]
     fn pair(&self, slot: u32) -> (Context<'a>, Canceler<'a>) {
         (
@@ -301,7 +323,7 @@ impl<'a> Context<'a> {
     /// Errors: [`CreateError::ArenaFull`].
     #[inline]
     pub fn with_cancel(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        let slot = self.new_canceller(Kind::Cancel, None, ptr::null_mut())?;
+        let slot = self.new_canceller(Kind::Cancel, None, ptr::null_mut(), None)?;
         Ok(self.pair(slot))
     }
 
@@ -342,8 +364,8 @@ impl<'a> Context<'a> {
         &self,
         timeout: Duration,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        let (at, past) = self.timeout_to_deadline(timeout)?;
-        self.deadline_child(at, ptr::null_mut(), past)
+        let (at, now) = self.timeout_to_deadline(timeout)?;
+        self.deadline_child(at, ptr::null_mut(), Some(now))
     }
 
     /// [`with_timeout`](Context::with_timeout) whose expiry reports `cause` (Go:
@@ -353,23 +375,27 @@ impl<'a> Context<'a> {
         timeout: Duration,
         cause: impl Into<CancelCause>,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
-        let (at, past) = self.timeout_to_deadline(timeout)?;
-        self.deadline_child(at, cause.into().into_raw(), past)
+        let (at, now) = self.timeout_to_deadline(timeout)?;
+        self.deadline_child(at, cause.into().into_raw(), Some(now))
     }
 
-    /// The deadline `timeout` from now, and whether it is already due (a zero timeout): one
-    /// clock read, where `with_deadline` needs a second one to compare.
-    fn timeout_to_deadline(&self, timeout: Duration) -> Result<(u64, Option<bool>), CreateError> {
+    /// The deadline `timeout` from now, and the clock reading it was computed from (reused by
+    /// `deadline_child` for its "already past" checks: one clock read in all).
+    fn timeout_to_deadline(&self, timeout: Duration) -> Result<(u64, u64), CreateError> {
         let clock = self.arena.hdr.clock.ok_or(CreateError::NoClock)?;
         let ticks = clock.ticks_for(timeout);
-        Ok((clock.now().add_ticks(ticks).ticks(), Some(ticks == 0)))
+        let now = clock.now();
+        Ok((now.add_ticks(ticks).ticks(), now.ticks()))
     }
 
+    /// `now`: the clock reading a timeout was computed from, or `None` (read here, if there is
+    /// a clock). Both "already past" checks use that one reading — the parent's (the child is
+    /// then born with the parent's error and cause) and the child's own.
     fn deadline_child(
         &self,
         at: u64,
         cause: *mut u8,
-        past: Option<bool>,
+        now: Option<u64>,
     ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
         // `u64::MAX` means "no deadline" inside a node: a deadline that far out (a saturated
         // `with_timeout(Duration::MAX)`) is still a deadline, one tick earlier.
@@ -380,7 +406,8 @@ impl<'a> Context<'a> {
             unsafe { cause::drop_owned(cause) };
             return self.with_cancel();
         }
-        let slot = match self.new_canceller(Kind::Deadline, Some(at), cause) {
+        let now = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks()));
+        let slot = match self.new_canceller(Kind::Deadline, Some(at), cause, now) {
             Ok(s) => s,
             Err(e) => {
                 // SAFETY: as above.
@@ -389,11 +416,9 @@ impl<'a> Context<'a> {
             }
         };
         let (ctx, canceler) = self.pair(slot);
-        // `past`: known by the caller (a timeout), or read from the clock (a deadline).
-        let past =
-            past.unwrap_or_else(|| self.arena.hdr.clock.is_some_and(|c| c.now().ticks() >= at));
-        if past {
-            // Already past: done at once, as Go does.
+        if now.is_some_and(|t| t >= at) {
+            // Already past: done at once, as Go does (unless born done with its parent's error
+            // and cause: then this cancel finds it done and changes nothing).
             let rec = self.arena.deadline_rec(slot);
             let _ = self.arena.cancel_tree(slot, rec);
         }

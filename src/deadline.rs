@@ -6,6 +6,26 @@
 //! answering — so every observer agrees on the outcome. *Proactively*: [`RawArena::expire`]
 //! cancels whatever is due and returns the next deadline, for a timer interrupt (firmware) or a
 //! timer thread (`std`) to call, so that `after_func` callbacks and waiting tasks run on time.
+//!
+//! # Go's timeline, however late a deadline is seen
+//! Both ways may see a deadline long after it passed, in any order, from any thread. What
+//! observers see is still a state Go could produce with its timers firing exactly at their
+//! deadlines (the first `DONE` published on a node wins, tree invariant #7, so each rule below
+//! only has to make every publisher pick a Go-possible record):
+//! - **Earliest deadline first.** A node's effective deadline is the earliest on its path, and
+//!   a lazy check expires the node that owns it. When an expiry's traversal reaches a `Deadline`
+//!   descendant (whose deadline can only be earlier or equal), that descendant's timer fired
+//!   first: it gets its own error and cause, and its subtree inherits them. Equal deadlines:
+//!   the inner one fires first (Go could fire either).
+//! - **A child of an overdue parent** is born done with the parent's error and cause: creating
+//!   it checks the parent's deadline against the clock first (only if the parent has one).
+//! - **A cancel after a deadline passed** finds the deadline fired: the cancel's "now" is read
+//!   from the clock (at most once per cancel, only when it meets a node with a deadline); a
+//!   node whose deadline is strictly earlier is expired with its own cause instead. At the very
+//!   tick, the cancel wins; without a clock, only `expire` says a deadline passed.
+//!
+//! See `tree::When`, `RawArena::publish_root`, `RawArena::fired_first` and
+//! `Context::new_canceller`.
 
 use crate::arena::RawArena;
 use crate::node::Kind;

@@ -71,6 +71,47 @@ impl Rec {
     };
 }
 
+/// When a cancellation happens on Go's timeline, as far as a node that owns a deadline is
+/// concerned: if its deadline is at or before that instant, Go's timer for it fired first, and
+/// the node is done with its own deadline's error and cause, not with the cancellation reaching
+/// it (DESIGN §4, "Go's timeline when deadlines are seen late").
+///
+/// A traversal derives it from its record instead of carrying it in [`Rec`]: an expiry
+/// (`DeadlineExceeded`) cancels the node that owns the deadline that fired, so it is that node's
+/// deadline; a plain cancel happens "now", read from the clock lazily, at most once per
+/// traversal, and only when a node with a deadline is met — contexts without deadlines never
+/// read the clock.
+#[derive(Clone, Copy, Debug)]
+enum When {
+    /// A plain cancel, the clock not read yet.
+    Unread,
+    /// The cancellation happens at this tick: deadlines before it have fired.
+    At(u64),
+    /// A plain cancel in an arena without a clock: only [`RawArena::expire`] says that a
+    /// deadline has passed, and it expires that deadline itself.
+    NoClock,
+}
+
+impl When {
+    /// Whether the deadline `dl` fired before this cancellation: strictly earlier. At the very
+    /// tick, Go's timer and the cancel race and either may come first; ctxtree lets the cancel
+    /// win (an observer that looked first, at that tick, would have let the deadline win: the
+    /// lazy check's `now >= dl`; the first `DONE` published decides).
+    #[inline]
+    fn passed(&mut self, arena: &RawArena, dl: u64) -> bool {
+        if let When::Unread = *self {
+            *self = arena
+                .hdr
+                .clock
+                .map_or(When::NoClock, |c| When::At(c.now().ticks()));
+        }
+        match *self {
+            When::At(t) => dl < t,
+            When::Unread | When::NoClock => false,
+        }
+    }
+}
+
 impl RawArena {
     /// Takes a reference on `slot` unless it is free. See invariant #5.
     #[inline]
@@ -364,10 +405,15 @@ impl RawArena {
     /// [`cancel_tree`](RawArena::cancel_tree), except that if this call unlinked `root`, the
     /// list's reference on it is handed to the caller (second result) instead of released, so
     /// that a caller about to drop its own reference releases both in one step.
+    ///
+    /// Go's timeline (DESIGN §4): a node that owns a deadline and is reached after that deadline
+    /// passed is done with its own deadline's error and cause — its timer fired first — and its
+    /// subtree inherits that (see [`When`], [`RawArena::publish_root`] and
+    /// [`RawArena::fired_first`]).
     pub(crate) fn cancel_tree_keep(&self, root: u32, rec: Rec) -> (bool, bool) {
         let mut cur = root;
         let mut cn = self.node(root);
-        let taken = cn.publish(rec);
+        let (taken, mut when) = self.publish_root(root, cn, rec);
         loop {
             // ORDERING: Acquire: children's publication (see `link`).
             let first = Head(cn.head.load(Ordering::Acquire)).first();
@@ -385,14 +431,20 @@ impl RawArena {
                     continue;
                 }
                 // SAFETY: we hold a reference on c.
-                if unsafe { ch.kind() } == Kind::AfterFunc {
+                let kind = unsafe { ch.kind() };
+                if kind == Kind::AfterFunc {
                     ch.fire();
                     let mine = self.unlink_node(cn, c, ch);
                     self.release_node(c, ch, 1 + mine as u32);
                     continue;
                 }
+                let rec = if kind == Kind::Deadline && self.fired_first(ch, h, &mut when) {
+                    self.deadline_rec(c)
+                } else {
+                    cn.rec_of(h)
+                };
                 // A borrowed cause is never owned: nothing to drop whatever the outcome.
-                let _ = ch.publish(cn.rec_of(h));
+                let _ = ch.publish(rec);
                 cur = c;
                 cn = ch;
                 continue;
@@ -416,9 +468,68 @@ impl RawArena {
         }
     }
 
+    /// The publish step for the root of a traversal: `rec`, unless `rec` is a plain cancel that
+    /// comes after the root's (own or inherited) deadline passed unobserved — then Go's timer
+    /// fired first: the deadline is expired (the node that owns it, with its cause, and its whole
+    /// subtree, `root` included) and `rec` loses, as any later cancel does. Returns whether
+    /// `rec.cause` was stored, and the traversal's [`When`].
+    #[inline]
+    fn publish_root(&self, root: u32, rn: &Node, rec: Rec) -> (bool, When) {
+        // SAFETY: the caller holds a reference on `root`, a `Cancel` or `Deadline` node.
+        let dl = unsafe { rn.deadline() };
+        if rec.err == Error::DeadlineExceeded {
+            // An expiry: `root` owns the deadline that fired (`expire`, `expire_from`, a
+            // `with_deadline` already past), so that deadline is when it happens.
+            return (rn.publish(rec), When::At(dl));
+        }
+        let mut when = When::Unread;
+        // A plain field read, not a clock read, for a context without a deadline.
+        if dl != u64::MAX {
+            self.expire_if_passed(root, rn, dl, &mut when);
+        }
+        (rn.publish(rec), when)
+    }
+
+    /// [`publish_root`](RawArena::publish_root)'s deadline check, out of the hot path.
+    #[cold]
+    #[inline(never)]
+    fn expire_if_passed(&self, root: u32, rn: &Node, dl: u64, when: &mut When) {
+        // ORDERING: Relaxed: only saves a clock read; `publish` re-reads the word with Acquire.
+        if rn.head.load(Ordering::Relaxed) & DONE == 0 && when.passed(self, dl) {
+            self.expire_from(root, dl);
+        }
+    }
+
+    /// Whether Go's timer of `ch`, a held `Deadline` node reached by a traversal through a
+    /// parent whose done word is `h`, fired before that cancellation reached it: then `ch` is
+    /// done with its own deadline's error and cause, and its subtree inherits them.
+    ///
+    /// A parent done with `DeadlineExceeded` got it from a deadline on its path, at or after
+    /// `ch`'s own (a `Deadline` node's deadline is never later than its parent's: a later one
+    /// makes a `Cancel` node, as in Go), so `ch`'s fired first — or at the same tick, where either
+    /// order is a state Go could produce and the inner deadline is taken to fire first (as
+    /// [`expire_from`](RawArena::expire_from) picks the nearest owner). A parent done with
+    /// `Canceled` was cancelled no later than the traversal's [`When`].
+    #[inline]
+    fn fired_first(&self, ch: &Node, h: Head, when: &mut When) -> bool {
+        // ORDERING: Relaxed: only saves a clock read for a node already done; `publish`
+        // re-reads the word with Acquire.
+        if ch.head.load(Ordering::Relaxed) & DONE != 0 {
+            return false;
+        }
+        // SAFETY: the caller holds a reference on `ch`, a `Deadline` node.
+        let dl = unsafe { ch.deadline() };
+        h.err() == Error::DeadlineExceeded || when.passed(self, dl)
+    }
+
     /// Expires the deadline `dl` seen through canceller `src` (which the caller pins): cancels,
     /// with `DeadlineExceeded` and its cause, the node that owns that deadline — `src` itself or
     /// the nearest ancestor whose own deadline it inherited.
+    ///
+    /// `dl` is `src`'s effective deadline, the earliest on its path, so this expires the
+    /// earliest due deadline first, as Go's timers would; of equal deadlines, the nearest (the
+    /// inner one fires first; [`fired_first`](RawArena::fired_first) agrees). Deadlines above it
+    /// that are due too are left to their own observers and to `expire`.
     pub(crate) fn expire_from(&self, src: u32, dl: u64) {
         let mut s = src;
         loop {
