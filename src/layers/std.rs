@@ -1,6 +1,7 @@
 //! The `std` layer: a real clock, a global growing arena, blocking waits, and a timer thread.
 
 use ::std::collections::BTreeSet;
+use ::std::panic::AssertUnwindSafe;
 use ::std::pin::pin;
 use ::std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
 use ::std::task::Wake;
@@ -288,7 +289,12 @@ fn timer_thread() {
                     at: Instant::from_ticks(at),
                     slot,
                 };
-                GLOBAL_REF.expire_watch(w, Instant::from_ticks(now));
+                // A callback that panics has had its panic reported by the panic hook, and
+                // `expire_watch` finished the expiry before resuming it: drop it here, so that
+                // this thread (started once) lives on and keeps firing every other deadline.
+                let _ = ::std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    GLOBAL_REF.expire_watch(w, Instant::from_ticks(now));
+                }));
             }
             q = lock(&TIMER.queue);
             continue;
