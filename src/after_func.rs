@@ -84,10 +84,12 @@ impl<'a> AfterFunc<'a> {
         // We won: drop the closure unrun (user code: a panic is resumed once we are done), then
         // leave the owner's list (Go: stop unlinks).
         let mut panics = Panics::new();
-        // SAFETY: our claim makes the closure ours to consume once; our handle pins the node.
         panics.run(|| {
-            n.payload
-                .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) })
+            n.payload.with_mut(|p| {
+                // SAFETY: our claim makes the closure ours to consume once; our handle pins the
+                // node.
+                unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) }
+            })
         });
         // SAFETY: our handle pins the node.
         let owner = unsafe { n.owner() };

@@ -177,22 +177,23 @@ impl RawArena {
         // SAFETY: exclusive ownership.
         let kind = unsafe { node.kind() };
         match kind {
-            // SAFETY: a deadline node's cause is owned by it.
-            Kind::Deadline => {
-                panics.run(|| unsafe { cause::drop_owned(node.payload().timer.cause) })
-            }
-            // SAFETY: a heap value node holds an `Owned` written by its key's `store`.
-            Kind::HeapValue => {
-                panics.run(|| unsafe { crate::value::drop_owned(&node.payload().value.val) })
-            }
+            Kind::Deadline => panics.run(|| {
+                // SAFETY: a deadline node's cause is owned by it.
+                unsafe { cause::drop_owned(node.payload().timer.cause) }
+            }),
+            Kind::HeapValue => panics.run(|| {
+                // SAFETY: a heap value node holds an `Owned` written by its key's `store`.
+                unsafe { crate::value::drop_owned(&node.payload().value.val) }
+            }),
             // ORDERING: Relaxed: exclusive ownership.
             Kind::AfterFunc if node.head.load(Ordering::Relaxed) & DONE == 0 => {
                 // Neither fired nor stopped (its context was released while never done): drop
                 // the closure unrun.
-                // SAFETY: the closure is still in place, and we own the node.
                 panics.run(|| {
-                    node.payload
-                        .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) })
+                    node.payload.with_mut(|p| {
+                        // SAFETY: the closure is still in place, and we own the node.
+                        unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) }
+                    })
                 });
             }
             _ => {}
@@ -499,11 +500,12 @@ impl Node {
                 Err(x) => w = x,
             }
         }
-        // SAFETY: we won the claim, so the closure is ours to consume exactly once, and our
-        // reference keeps the node alive while it runs.
         panics.run(|| {
-            n.payload
-                .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) })
+            n.payload.with_mut(|p| {
+                // SAFETY: we won the claim, so the closure is ours to consume exactly once, and
+                // our reference keeps the node alive while it runs.
+                unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) }
+            })
         });
     }
 }

@@ -1,12 +1,12 @@
 //! The `std` layer: a real clock, a global growing arena, blocking waits, and a timer thread.
 
 use ::std::collections::BTreeSet;
-use ::std::panic::AssertUnwindSafe;
 use ::std::pin::pin;
 use ::std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
 use ::std::task::Wake;
 use ::std::thread;
 use ::std::vec::Vec;
+use core::panic::AssertUnwindSafe;
 use core::task::Waker;
 use core::time::Duration;
 
