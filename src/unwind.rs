@@ -21,6 +21,14 @@
 //!   unwind (`cfg(panic = "unwind")`), [`Panics::run`] arms a guard that turns a panic escaping
 //!   user code into a second panic during unwinding, which aborts: a tree is never left
 //!   half-cancelled, with a slot or a lock held, by an unwind that someone then catches.
+//!
+//! Operations take an accumulator (`cancel_tree_in`, `release_in`, `publish`, `fire`,
+//! `waiters::drain_in`) so that a caller holding references finishes with them before the
+//! resume. The plain `release` makes its own and resumes at the end of its cascade (complete by
+//! then); so a release that frees a node *inside* `unlink_node` (which still holds a
+//! predecessor) must not be the one to resume: `unlink_node` should release through
+//! `release_in` with its caller's accumulator (a node freed there is one another thread
+//! unlinked and released meanwhile, so this needs a race as well as a panicking `Drop`).
 
 #[cfg(feature = "std")]
 use ::std::boxed::Box;
