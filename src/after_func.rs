@@ -5,6 +5,7 @@ use core::fmt;
 use crate::arena::RawArena;
 use crate::state::{DONE, STOPPED};
 use crate::sync::{AtomicU8, Ordering};
+use crate::unwind::Panics;
 
 /// A registered `after_func` callback. [`stop`](AfterFunc::stop) unregisters it.
 ///
@@ -44,6 +45,9 @@ impl<'a> AfterFunc<'a> {
     /// Unregisters the callback. Returns true if this call prevented it from running; false if
     /// it has already been started (it may still be running) or already stopped. Go: `stop()`.
     ///
+    /// The closure is dropped unrun here; if its drop panics, the callback is still unregistered
+    /// (and its node released) before the panic is resumed.
+    ///
     /// ```
     /// use ctxtree::Arena;
     /// static ARENA: Arena<4> = Arena::new();
@@ -77,15 +81,22 @@ impl<'a> AfterFunc<'a> {
                 Err(x) => w = x,
             }
         }
-        // We won: drop the closure unrun, then leave the owner's list (Go: stop unlinks).
-        // SAFETY: our claim makes the closure ours to consume once; our handle pins the node.
-        n.payload
-            .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
+        // We won: drop the closure unrun (user code: a panic is resumed once we are done), then
+        // leave the owner's list (Go: stop unlinks).
+        let mut panics = Panics::new();
+        panics.run(|| {
+            n.payload.with_mut(|p| {
+                // SAFETY: our claim makes the closure ours to consume once; our handle pins the
+                // node.
+                unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) }
+            })
+        });
         // SAFETY: our handle pins the node.
         let owner = unsafe { arena.list_owner(n) };
-        if owner.is_some_and(|o| arena.unlink(o, slot)) {
-            arena.release(slot, 1);
+        if owner.is_some_and(|o| arena.unlink_in(o, slot, &mut panics)) {
+            arena.release_in(slot, 1, &mut panics);
         }
+        panics.resume();
         true
     }
 }

@@ -14,6 +14,7 @@ use crate::state::{self, BACKGROUND, DONE, HAS_DEADLINE, Head, NEVER, TIMED, TOD
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
+use crate::unwind::Panics;
 use crate::value::KeyKind;
 use crate::{AfterFunc, CreateError, Error};
 
@@ -281,7 +282,10 @@ impl<'a> Context<'a> {
             n.refs.fetch_sub(1, Ordering::Relaxed);
             // ORDERING: Relaxed: `link` wrote a sibling link; restore "never linked".
             n.next.store(NOT_LINKED, Ordering::Relaxed);
-            let _ = n.publish(sn.rec_of(h));
+            // Nobody can be waiting on a node not handed out yet: no waker runs here.
+            let mut panics = Panics::new();
+            let _ = n.publish(sn.rec_of(h), &mut panics);
+            panics.resume();
         }
         Ok(slot)
     }
@@ -523,6 +527,12 @@ impl<'a> Context<'a> {
     /// firmware's [`expire`](RawArena::expire) call). Keep it short; with `std`,
     /// [`after_func_spawn`](Context::after_func_spawn) runs it on a new thread as Go does.
     ///
+    /// If `f` panics, the panic never cuts the cancellation short: whoever ran `f` (a
+    /// [`cancel`](Canceler::cancel), a deadline observation, `expire`, this call) first finishes
+    /// cancelling the subtree, runs the other callbacks and wakes every waiter, then resumes the
+    /// first panic (see [`Canceler::cancel`]). The `std` timer thread catches it (the panic hook
+    /// still reports it) and goes on firing deadlines.
+    ///
     /// In the core `f` is stored in the node and must fit 16 bytes (checked at compile time);
     /// with `alloc`, [`after_func_boxed`](Context::after_func_boxed) takes any closure. On a
     /// context that can never be done, `f` is dropped unrun and no node is used.
@@ -579,6 +589,9 @@ impl<'a> Context<'a> {
             }
         };
         let n = self.arena.node(slot);
+        // The handle exists before any user code runs (`f` itself, a clock, the deadline hook),
+        // so that a panic there drops it and releases the node.
+        let handle = AfterFunc::new(self.arena.get(), slot);
         if self
             .arena
             .link_node(self.arena.node(self.src), slot, n)
@@ -589,12 +602,15 @@ impl<'a> Context<'a> {
             n.refs.fetch_sub(1, Ordering::Relaxed);
             // ORDERING: Relaxed: restore "never linked".
             n.next.store(NOT_LINKED, Ordering::Relaxed);
-            n.fire();
+            // A panic of `f` unwinds through here and drops `handle`.
+            let mut panics = Panics::new();
+            n.fire(&mut panics);
+            panics.resume();
         } else if !self.is_done() {
             // (`is_done` above expired a passed deadline, which fired `f`.)
             self.watch();
         }
-        Ok(AfterFunc::new(self.arena.get(), slot))
+        Ok(handle)
     }
 }
 
@@ -637,6 +653,15 @@ impl<'a> Canceler<'a> {
     /// Cancels the context with [`Error::Canceled`] and no cause. Idempotent: only the first
     /// cancellation (by anyone) sets the error. When it returns, the context and every context
     /// derived from it are done, and the context is out of its parent's child list.
+    ///
+    /// # Panics
+    /// Runs the `after_func` callbacks of the subtree and wakes its waiters inline. If any of
+    /// them panics (or a waker, or the `Drop` of a value or cause freed on the way), `cancel`
+    /// still cancels the whole subtree, runs every other callback, wakes every other waiter and
+    /// releases every node it frees, and only then resumes the **first** panic; later ones are
+    /// dropped (as .NET's `CancellationTokenSource.Cancel` runs every callback). Dropping the
+    /// canceler behaves the same. Without `std` a panic cannot be caught: see the crate docs,
+    /// "Panics in user code".
     pub fn cancel(&self) {
         if !self.finished() {
             let _ = self.arena.cancel_tree(self.slot, Rec::CANCELED);
@@ -662,16 +687,16 @@ impl<'a> Canceler<'a> {
     /// is already done the cause is dropped: the first cause wins.
     pub fn cancel_with(&self, cause: impl Into<CancelCause>) {
         let raw = cause.into().into_raw();
-        if !self.arena.cancel_tree(
-            self.slot,
-            Rec {
-                err: Error::Canceled,
-                cause: raw,
-            },
-        ) {
+        let mut panics = Panics::new();
+        let rec = Rec {
+            err: Error::Canceled,
+            cause: raw,
+        };
+        if !self.arena.cancel_tree_in(self.slot, rec, &mut panics) {
             // SAFETY: `raw` came from `into_raw` and was not stored.
-            unsafe { cause::drop_owned(raw) };
+            panics.run(|| unsafe { cause::drop_owned(raw) });
         }
+        panics.resume();
     }
 
     /// A new handle on the context this canceler cancels.
@@ -689,8 +714,15 @@ impl Drop for Canceler<'_> {
     fn drop(&mut self) {
         // Cancel, then drop our reference — together with the list's, if the cancel unlinked
         // the node: one atomic step instead of two.
-        let unlinked = !self.finished() && self.arena.cancel_tree_keep(self.slot, Rec::CANCELED).1;
-        self.arena.release(self.slot, 1 + unlinked as u32);
+        let mut panics = Panics::new();
+        let unlinked = !self.finished()
+            && self
+                .arena
+                .cancel_tree_keep(self.slot, Rec::CANCELED, &mut panics)
+                .1;
+        self.arena
+            .release_in(self.slot, 1 + unlinked as u32, &mut panics);
+        panics.resume();
     }
 }
 

@@ -32,6 +32,7 @@ use crate::node::Kind;
 use crate::state::{self, DONE, HAS_DEADLINE, NIL};
 use crate::sync::Ordering;
 use crate::time::Instant;
+use crate::unwind::Panics;
 
 /// A deadline someone started listening for, passed to the arena's deadline hook (see
 /// [`Arena::with_deadline_hook`](crate::Arena::with_deadline_hook)).
@@ -55,7 +56,8 @@ impl RawArena {
     /// Lock-free, allocation-free and callable from an interrupt handler; it scans the slots
     /// used so far (O(high-water mark), one load per slot without a deadline), which is what
     /// firmware arenas of a few hundred nodes want. Callbacks registered with `after_func` on the
-    /// expired contexts run inside this call.
+    /// expired contexts run inside this call; if one panics, the scan still expires everything
+    /// due, then resumes the first panic (see [`Canceler::cancel`](crate::Canceler::cancel)).
     ///
     /// ```
     /// use ctxtree::{Arena, Error, Instant};
@@ -68,6 +70,7 @@ impl RawArena {
     /// # Ok::<(), ctxtree::CreateError>(())
     /// ```
     pub fn expire(&self, now: Instant) -> Option<Instant> {
+        let mut panics = Panics::new();
         let mut next = u64::MAX;
         for s in 0..self.used() {
             let n = self.node(s);
@@ -90,13 +93,14 @@ impl RawArena {
                 if dl <= now.ticks() {
                     // Expires it, or, if it is already done, helps its cancel finish.
                     let rec = self.deadline_rec(s);
-                    let _ = self.cancel_tree(s, rec);
+                    let _ = self.cancel_tree_in(s, rec, &mut panics);
                 } else if !done {
                     next = next.min(dl);
                 }
             }
-            self.release(s, 1);
+            self.release_in(s, 1, &mut panics);
         }
+        panics.resume();
         (next != u64::MAX).then_some(Instant::from_ticks(next))
     }
 
@@ -135,9 +139,13 @@ impl RawArena {
             let dl = unsafe { n.deadline() };
             if dl <= now.ticks() {
                 // Expires it, or, if it is already done, helps a cancel still in flight finish
-                // the subtree (as in `expire`).
-                self.expire_from(s, dl);
-                done = true;
+                // the subtree (as in `expire`). `expire_from` resumes a callback's panic only
+                // once it is done; ours is resumed after we release `s`.
+                let mut panics = Panics::new();
+                panics.run(|| self.expire_from(s, dl));
+                self.release_in(s, 1, &mut panics);
+                panics.resume();
+                return true;
             }
         }
         self.release(s, 1);

@@ -11,6 +11,7 @@ use crate::cause;
 use crate::node::Kind;
 use crate::state::{self, BACKGROUND, DONE, ERR_DEADLINE, HAS_CAUSE, Head, TODO};
 use crate::sync::Ordering;
+use crate::unwind::Panics;
 use crate::value::KeyInfo;
 
 /// Chains deeper than this print their root, a count, and their last [`TAIL`] links.
@@ -125,34 +126,37 @@ impl RawArena {
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
         for root in [BACKGROUND, TODO] {
             let mut printed_root = false;
-            let mut parent = root;
+            // The references held on the current path, released however the walk ends: on an
+            // error, or when user code (the writer, a cause's `Display`, the clock) panics.
+            let mut path = HeldPath {
+                arena: self,
+                deepest: root,
+                root,
+            };
             let mut depth = 1usize;
             let mut from = 0u32;
             loop {
-                match self.next_child(parent, from) {
+                match self.next_child(path.deepest, from) {
                     Some(c) => {
+                        path.deepest = c;
                         if !printed_root {
                             writeln!(w, "{}", root_name(root))?;
                             printed_root = true;
                         }
-                        let r = self.line(c, depth, w);
-                        if r.is_err() {
-                            self.release_path(c, root);
-                            return r;
-                        }
-                        parent = c;
+                        self.line(c, depth, w)?;
                         depth += 1;
                         from = 0;
                     }
                     None => {
+                        let parent = path.deepest;
                         if parent == root {
                             break;
                         }
                         // SAFETY: we hold a reference on `parent` (taken in `next_child`).
                         let up = unsafe { self.node(parent).parent() };
                         from = parent + 1;
+                        path.deepest = up;
                         self.release(parent, 1);
-                        parent = up;
                         depth -= 1;
                     }
                 }
@@ -182,16 +186,6 @@ impl RawArena {
             self.release(s, 1);
         }
         None
-    }
-
-    /// Releases the references a dump holds on the path from `s` up to `root`.
-    fn release_path(&self, mut s: u32, root: u32) {
-        while s != root && state::is_node(s) {
-            // SAFETY: we hold a reference on `s`.
-            let up = unsafe { self.node(s).parent() };
-            self.release(s, 1);
-            s = up;
-        }
     }
 
     fn line(&self, s: u32, depth: usize, w: &mut dyn fmt::Write) -> fmt::Result {
@@ -242,6 +236,28 @@ impl RawArena {
             _ => {}
         }
         w.write_str("\n")
+    }
+}
+
+/// The references a dump holds on its current path, from `deepest` up to (not including)
+/// `root`; released on drop, so that neither an error nor a panic in user code leaks them.
+struct HeldPath<'a> {
+    arena: &'a RawArena,
+    deepest: u32,
+    root: u32,
+}
+
+impl Drop for HeldPath<'_> {
+    fn drop(&mut self) {
+        let mut panics = Panics::new();
+        let mut s = self.deepest;
+        while s != self.root && state::is_node(s) {
+            // SAFETY: we hold a reference on `s`.
+            let up = unsafe { self.arena.node(s).parent() };
+            self.arena.release_in(s, 1, &mut panics);
+            s = up;
+        }
+        panics.resume();
     }
 }
 

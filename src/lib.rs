@@ -68,6 +68,24 @@
 //!   waits on (it hands the wake-up to the lock holder). On targets without compare-and-swap,
 //!   `portable-atomic`'s critical-section fallback supplies it.
 //!
+//! # Panics in user code
+//! ctxtree runs your code inside its own operations: `after_func` callbacks and wakers during a
+//! cancel or an expiry, the `Drop` of a [`HeapKey`] value or a heap cause when a node is freed,
+//! a cause's `Display` in [`RawArena::dump`], a [`Clock`] and a deadline hook. A panic there
+//! never leaves a descendant uncancelled, never loses another wake-up, never leaks a slot or a
+//! reference, and never leaves the arena locked or half-updated: the operation finishes
+//! everything it had to do (the whole subtree cancelled, every other callback run once, every
+//! waiter woken, every freed node returned) and then resumes the **first** panic; later ones
+//! are dropped. That is [`Canceler::cancel`], dropping a [`Canceler`], [`RawArena::expire`], a
+//! query that observes a passed deadline, and a release that frees a node. The `std` timer
+//! thread catches the panics of the callbacks it runs (the panic hook still reports them) and
+//! keeps firing deadlines.
+//!
+//! This needs `catch_unwind`, so `std`. Without `std`, firmware builds with `panic = "abort"` or
+//! a panic handler that halts, and nothing unwinds. A `no_std` build that does unwind aborts
+//! when a panic leaves user code inside an operation, rather than let a half-cancelled tree be
+//! caught and used.
+//!
 //! # Features
 //! * `std` (default): [`StdClock`], the global arena behind [`background()`], blocking waits, a
 //!   timer thread that fires deadlines on time, `after_func_spawn`.
@@ -107,6 +125,7 @@ mod state;
 mod sync;
 mod time;
 mod tree;
+mod unwind;
 mod value;
 mod waiters;
 

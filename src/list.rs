@@ -39,6 +39,7 @@ use crate::arena::RawArena;
 use crate::node::{Kind, Node, PREV_PENDING};
 use crate::state::{self, DONE, Head, LINK_MASK, MARK, NIL, UNLINKED};
 use crate::sync::Ordering;
+use crate::unwind::Panics;
 
 impl RawArena {
     /// The canceller whose child list `n` (a `Cancel`, `Deadline` or `AfterFunc` node) belongs
@@ -101,18 +102,31 @@ impl RawArena {
 
     /// Unlinks `c` from `owner`'s list (invariant #4). The caller holds a reference on `c`.
     /// Returns true if this call unlinked it, and so now holds the list's reference on `c`.
-    pub(crate) fn unlink(&self, owner: u32, c: u32) -> bool {
-        self.unlink_node(self.node(owner), c, self.node(c))
+    ///
+    /// Releasing the nodes it steps on can free one that another thread unlinked meanwhile,
+    /// and so run user code (a heap value's or cause's `Drop`): a panic there goes to `panics`,
+    /// and the unlink carries on (see [`crate::unwind`]).
+    pub(crate) fn unlink_in(&self, owner: u32, c: u32, panics: &mut Panics) -> bool {
+        self.unlink_node(self.node(owner), c, self.node(c), panics)
     }
 
-    /// [`unlink`](RawArena::unlink) with both nodes already looked up.
-    pub(crate) fn unlink_node(&self, on: &Node, c: u32, cn: &Node) -> bool {
+    /// [`unlink_in`](RawArena::unlink_in) that resumes a panic itself (for the unit tests).
+    #[cfg(all(test, not(ctxtree_loom)))]
+    pub(crate) fn unlink(&self, owner: u32, c: u32) -> bool {
+        let mut panics = Panics::new();
+        let unlinked = self.unlink_in(owner, c, &mut panics);
+        panics.resume();
+        unlinked
+    }
+
+    /// [`unlink_in`](RawArena::unlink_in) with both nodes already looked up.
+    pub(crate) fn unlink_node(&self, on: &Node, c: u32, cn: &Node, panics: &mut Panics) -> bool {
         let Some(marked) = Self::mark(cn) else {
             return false;
         };
         self.unlink_first(on, cn, c, marked)
-            || self.unlink_by_hint(cn, c, marked)
-            || self.unlink_by_search(on, cn, c, marked)
+            || self.unlink_by_hint(cn, c, marked, panics)
+            || self.unlink_by_search(on, cn, c, marked, panics)
     }
 
     /// Sets `MARK` on `cn.next` (freezing it), unless the node is already out of its list.
@@ -173,7 +187,7 @@ impl RawArena {
     }
 
     /// Step 2: through the hinted predecessor (invariant #8).
-    fn unlink_by_hint(&self, cn: &Node, c: u32, marked: u32) -> bool {
+    fn unlink_by_hint(&self, cn: &Node, c: u32, marked: u32, panics: &mut Panics) -> bool {
         // ORDERING: Acquire: pairs with the Release writes of `prev` (see `link_node`).
         let hint = cn.prev.load(Ordering::Acquire);
         if hint == NIL || hint == PREV_PENDING {
@@ -204,7 +218,7 @@ impl RawArena {
             #[cfg(test)]
             probe::hinted();
         }
-        self.release_node(ps, pn, 1);
+        self.release_node_in(ps, pn, 1, panics);
         won
     }
 
@@ -230,7 +244,14 @@ impl RawArena {
 
     /// Step 3: walk from the owner's `head`, helping marked nodes and leaving exact hints on
     /// every node passed (invariants #4, #5, #8).
-    fn unlink_by_search(&self, on: &Node, cn: &Node, c: u32, marked: u32) -> bool {
+    fn unlink_by_search(
+        &self,
+        on: &Node,
+        cn: &Node,
+        c: u32,
+        marked: u32,
+        panics: &mut Panics,
+    ) -> bool {
         let target = state::link(c);
         let succ = state::link_of(marked);
         'search: loop {
@@ -248,13 +269,13 @@ impl RawArena {
                 if pred != NIL && pred_word & MARK != 0 {
                     // The predecessor is being removed: start over (we will help it from its
                     // own predecessor).
-                    self.release_link(pred);
+                    self.release_link(pred, panics);
                     continue 'search;
                 }
                 let x = state::link_of(pred_word);
                 if x == NIL {
                     // `c` is in no list: another thread unlinked it and owns the reference.
-                    self.release_link(pred);
+                    self.release_link(pred, panics);
                     return false;
                 }
                 if x == target {
@@ -266,13 +287,13 @@ impl RawArena {
                         .is_ok()
                     {
                         Self::unlinked(cn, marked);
-                        self.mend_hints(on, pred);
+                        self.mend_hints(on, pred, panics);
                         return true;
                     }
-                    self.release_link(pred);
+                    self.release_link(pred, panics);
                     continue 'search;
                 }
-                match self.step_onto(cell, pred, pred_word, x) {
+                match self.step_onto(cell, pred, pred_word, x, panics) {
                     Step::Onto => pred = x,
                     Step::Helped => {}
                     Step::Restart => continue 'search,
@@ -290,7 +311,7 @@ impl RawArena {
     /// and mending fixes the whole run at once. Each stale hint is walked over once: the walks
     /// cost O(1) amortized per insertion, whatever the release order (a shuffled release of
     /// 100,000 children walks the list once, not once per release).
-    fn mend_hints(&self, on: &Node, mut pred: u32) {
+    fn mend_hints(&self, on: &Node, mut pred: u32, panics: &mut Panics) {
         loop {
             let cell = if pred == NIL {
                 &on.head
@@ -301,15 +322,15 @@ impl RawArena {
             let pred_word = cell.load(Ordering::Acquire);
             let x = state::link_of(pred_word);
             if (pred != NIL && pred_word & MARK != 0) || x == NIL {
-                self.release_link(pred);
+                self.release_link(pred, panics);
                 return;
             }
             // ORDERING: Relaxed: only decides whether to walk on; `step_onto` re-validates.
             if self.node(x - 1).prev.load(Ordering::Relaxed) == pred {
-                self.release_link(pred);
+                self.release_link(pred, panics);
                 return;
             }
-            match self.step_onto(cell, pred, pred_word, x) {
+            match self.step_onto(cell, pred, pred_word, x, panics) {
                 Step::Onto => pred = x,
                 Step::Helped => {}
                 Step::Restart => return,
@@ -321,14 +342,21 @@ impl RawArena {
     /// held `pred_word`, naming `x`) onto `x`. `Onto`: `x` is now held, `pred` released, and
     /// `x` hinted with `pred`. `Helped`: `x` was being removed and this thread unlinked it; the
     /// walk stays on `pred`. `Restart`: `pred` released; start again from the head.
-    fn step_onto(&self, cell: &crate::sync::AtomicU32, pred: u32, pred_word: u32, x: u32) -> Step {
+    fn step_onto(
+        &self,
+        cell: &crate::sync::AtomicU32,
+        pred: u32,
+        pred_word: u32,
+        x: u32,
+        panics: &mut Panics,
+    ) -> Step {
         #[cfg(test)]
         probe::step();
         let xs = x - 1;
         let xn = self.node(xs);
         // Take a reference, then check `x` is still linked after `pred` (invariant #5).
         if !xn.try_acquire() {
-            self.release_link(pred);
+            self.release_link(pred, panics);
             return Step::Restart;
         }
         // ORDERING: Acquire, as in `unlink_by_search`.
@@ -339,8 +367,8 @@ impl RawArena {
             again == pred_word
         };
         if !still {
-            self.release_node(xs, xn, 1);
-            self.release_link(pred);
+            self.release_node_in(xs, xn, 1, panics);
+            self.release_link(pred, panics);
             return Step::Restart;
         }
         // ORDERING: Acquire, as above.
@@ -355,11 +383,11 @@ impl RawArena {
             {
                 Self::unlinked(xn, x_word);
                 // Our reference and the list's, which our CAS made ours.
-                self.release_node(xs, xn, 2);
+                self.release_node_in(xs, xn, 2, panics);
                 return Step::Helped;
             }
-            self.release_node(xs, xn, 1);
-            self.release_link(pred);
+            self.release_node_in(xs, xn, 1, panics);
+            self.release_link(pred, panics);
             return Step::Restart;
         }
         // `x` is pinned and published (we reached it through its list): a plain store cannot
@@ -367,14 +395,14 @@ impl RawArena {
         // cleared PREV_PENDING, the linker's store of "first" merely replaces ours.
         // ORDERING: Release, as every write of `prev` (see `pass_hint`).
         xn.prev.store(pred, Ordering::Release);
-        self.release_link(pred);
+        self.release_link(pred, panics);
         Step::Onto
     }
 
     #[inline]
-    fn release_link(&self, l: u32) {
+    fn release_link(&self, l: u32, panics: &mut Panics) {
         if l != NIL {
-            self.release(l - 1, 1);
+            self.release_in(l - 1, 1, panics);
         }
     }
 }

@@ -56,6 +56,7 @@ use crate::cause::{self, TAG_BORROWED, TAG_DEADLINE};
 use crate::node::{Kind, Node};
 use crate::state::{self, DONE, HAS_CAUSE, Head, NIL, WAITERS};
 use crate::sync::Ordering;
+use crate::unwind::Panics;
 
 /// How a node is being cancelled: the error and a tagged cause pointer (null = none).
 #[derive(Clone, Copy, Debug)]
@@ -145,9 +146,38 @@ impl RawArena {
         }
     }
 
-    /// The count of `slot` just reached 0: free it, release its parent, and so on up.
+    /// [`release`](RawArena::release), leaving a panic of user code run by a teardown to the
+    /// caller's accumulator (see [`crate::unwind`]).
+    #[inline]
+    pub(crate) fn release_in(&self, slot: u32, n: u32, panics: &mut Panics) {
+        self.release_node_in(slot, self.node(slot), n, panics);
+    }
+
+    /// [`release_node`](RawArena::release_node), leaving a panic of user code run by a teardown
+    /// to the caller's accumulator.
+    #[inline]
+    pub(crate) fn release_node_in(&self, slot: u32, node: &Node, n: u32, panics: &mut Panics) {
+        // ORDERING: Release, as in `release_node`.
+        let old = node.refs.fetch_sub(n, Ordering::Release);
+        debug_assert!(old >= n, "ctxtree: reference count underflow");
+        if old == n {
+            self.release_last_in(slot, panics);
+        }
+    }
+
+    /// The count of `slot` just reached 0: free it, release its parent, and so on up. A panic in
+    /// user code run by a teardown (a heap value's or a cause's `Drop`) is resumed once the whole
+    /// cascade is done.
     #[inline(never)]
-    fn release_last(&self, mut slot: u32) {
+    fn release_last(&self, slot: u32) {
+        let mut panics = Panics::new();
+        self.release_last_in(slot, &mut panics);
+        panics.resume();
+    }
+
+    /// [`release_last`](RawArena::release_last) with the caller's accumulator. Every step runs
+    /// whatever user code panics: the teardown finishes, the slot is pushed, the parent released.
+    fn release_last_in(&self, mut slot: u32, panics: &mut Panics) {
         loop {
             // ORDERING: an Acquire load of the count that just reached 0 pairs with every
             // earlier holder's Release decrement (they form one release sequence ending in the
@@ -158,7 +188,7 @@ impl RawArena {
             // SAFETY: the count reached 0: we own the node exclusively (invariant #1).
             let parent = unsafe { self.node(slot).parent() };
             // SAFETY: as above.
-            unsafe { self.teardown(slot) };
+            unsafe { self.teardown(slot, panics) };
             self.push(slot);
             if !state::is_node(parent) {
                 return;
@@ -173,11 +203,13 @@ impl RawArena {
         }
     }
 
-    /// Drops what a dead node owns and resets its words.
+    /// Drops what a dead node owns and resets its words. The drops run user code (a heap
+    /// value's, a cause's or an unrun closure's `Drop`): a panic there is kept in `panics` and
+    /// the teardown goes on.
     ///
     /// # Safety
     /// The caller owns the node exclusively (its count just reached 0).
-    unsafe fn teardown(&self, slot: u32) {
+    unsafe fn teardown(&self, slot: u32, panics: &mut Panics) {
         let node = self.node(slot);
         // ORDERING: Relaxed: exclusive ownership (the Acquire fence in `release_last` ordered
         // all earlier accesses); a load and a store, not a swap: nobody else can write it.
@@ -186,25 +218,29 @@ impl RawArena {
             // ORDERING: Relaxed, as above.
             node.cause.store(ptr::null_mut(), Ordering::Relaxed);
             // SAFETY: slot pointers come from `CancelCause::into_raw`; an owned one is ours now.
-            unsafe { cause::drop_owned(c) };
+            panics.run(|| unsafe { cause::drop_owned(c) });
         }
         // SAFETY: exclusive ownership.
         let kind = unsafe { node.kind() };
         match kind {
-            // SAFETY: a deadline node's cause is owned by it.
-            Kind::Deadline => unsafe { cause::drop_owned(node.payload().timer.cause) },
-            #[cfg(feature = "alloc")]
-            // SAFETY: a heap value node holds a heap slot written by `HeapKey::store`.
-            Kind::HeapValue => unsafe {
-                crate::layers::alloc::drop_heap_value(&node.payload().value.val)
-            },
+            Kind::Deadline => panics.run(|| {
+                // SAFETY: a deadline node's cause is owned by it.
+                unsafe { cause::drop_owned(node.payload().timer.cause) }
+            }),
+            Kind::HeapValue => panics.run(|| {
+                // SAFETY: a heap value node holds an `Owned` written by its key's `store`.
+                unsafe { crate::value::drop_owned(&node.payload().value.val) }
+            }),
             // ORDERING: Relaxed: exclusive ownership.
             Kind::AfterFunc if node.head.load(Ordering::Relaxed) & DONE == 0 => {
                 // Neither fired nor stopped (its context was released while never done): drop
                 // the closure unrun.
-                // SAFETY: the closure is still in place, and we own the node.
-                node.payload
-                    .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) });
+                panics.run(|| {
+                    node.payload.with_mut(|p| {
+                        // SAFETY: the closure is still in place, and we own the node.
+                        unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) }
+                    })
+                });
             }
             _ => {}
         }
@@ -247,10 +283,11 @@ impl Node {
     }
 
     /// Marks this node done with `rec` unless it already is (first error and first cause win;
-    /// invariant #7), and wakes its waiters. Returns whether `rec.cause` was stored in the slot
-    /// (if it was an owned heap cause and was not, the caller must drop it).
+    /// invariant #7), and wakes its waiters (every one, whatever a waker does: its panic goes to
+    /// `panics`). Returns whether `rec.cause` was stored in the slot (if it was an owned heap
+    /// cause and was not, the caller must drop it).
     #[inline]
-    pub(crate) fn publish(&self, rec: Rec) -> bool {
+    pub(crate) fn publish(&self, rec: Rec, panics: &mut Panics) -> bool {
         let n = self;
         // ORDERING: Acquire: a done word is followed by reading its cause.
         let mut w = n.head.load(Ordering::Acquire);
@@ -292,7 +329,7 @@ impl Node {
             {
                 Ok(_) => {
                     if w & WAITERS != 0 {
-                        crate::waiters::drain(n);
+                        crate::waiters::drain_in(n, panics);
                     }
                     return taken;
                 }
@@ -325,8 +362,8 @@ impl Node {
     }
 
     /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
-    /// The caller holds a reference on it.
-    pub(crate) fn fire(&self) {
+    /// The caller holds a reference on it. A panic of the closure goes to `panics`.
+    pub(crate) fn fire(&self, panics: &mut Panics) {
         let n = self;
         // ORDERING: Relaxed: seeds the CAS.
         let mut w = n.head.load(Ordering::Relaxed);
@@ -344,10 +381,13 @@ impl Node {
                 Err(x) => w = x,
             }
         }
-        // SAFETY: we won the claim, so the closure is ours to consume exactly once, and our
-        // reference keeps the node alive while it runs.
-        n.payload
-            .with_mut(|p| unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) });
+        panics.run(|| {
+            n.payload.with_mut(|p| {
+                // SAFETY: we won the claim, so the closure is ours to consume exactly once, and
+                // our reference keeps the node alive while it runs.
+                unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) }
+            })
+        });
     }
 }
 
@@ -355,7 +395,10 @@ impl RawArena {
     /// [`Node::publish`] on `slot` (for the unit tests).
     #[cfg(all(test, not(ctxtree_loom)))]
     pub(crate) fn publish(&self, slot: u32, rec: Rec) -> bool {
-        self.node(slot).publish(rec)
+        let mut panics = Panics::new();
+        let taken = self.node(slot).publish(rec, &mut panics);
+        panics.resume();
+        taken
     }
 
     /// The record a child inherits from its done canceller `parent` (for the unit tests).
@@ -369,7 +412,9 @@ impl RawArena {
     /// [`Node::fire`] on `slot` (for the unit tests).
     #[cfg(all(test, not(ctxtree_loom)))]
     pub(crate) fn fire(&self, slot: u32) {
-        self.node(slot).fire();
+        let mut panics = Panics::new();
+        self.node(slot).fire(&mut panics);
+        panics.resume();
     }
 
     /// The record of `slot`'s own deadline expiring (a `Deadline` node the caller holds).
@@ -394,26 +439,42 @@ impl RawArena {
     /// Iterative post-order walk over the child lists (invariant #6): stack use is constant
     /// whatever the depth; the walk holds one reference on each node of its current path, so
     /// it can climb back through `owner` links.
+    ///
+    /// User code run on the way (callbacks, wakers, drops) cannot cut it short: the first panic
+    /// is resumed once the whole subtree is done and every reference released.
     pub(crate) fn cancel_tree(&self, root: u32, rec: Rec) -> bool {
-        let (taken, unlinked) = self.cancel_tree_keep(root, rec);
+        let mut panics = Panics::new();
+        let taken = self.cancel_tree_in(root, rec, &mut panics);
+        panics.resume();
+        taken
+    }
+
+    /// [`cancel_tree`](RawArena::cancel_tree), leaving the panics to the caller's accumulator.
+    pub(crate) fn cancel_tree_in(&self, root: u32, rec: Rec, panics: &mut Panics) -> bool {
+        let (taken, unlinked) = self.cancel_tree_keep(root, rec, panics);
         if unlinked {
-            self.release(root, 1);
+            self.release_in(root, 1, panics);
         }
         taken
     }
 
-    /// [`cancel_tree`](RawArena::cancel_tree), except that if this call unlinked `root`, the
-    /// list's reference on it is handed to the caller (second result) instead of released, so
-    /// that a caller about to drop its own reference releases both in one step.
+    /// [`cancel_tree_in`](RawArena::cancel_tree_in), except that if this call unlinked `root`,
+    /// the list's reference on it is handed to the caller (second result) instead of released,
+    /// so that a caller about to drop its own reference releases both in one step.
     ///
     /// Go's timeline (DESIGN §4): a node that owns a deadline and is reached after that deadline
     /// passed is done with its own deadline's error and cause — its timer fired first — and its
     /// subtree inherits that (see [`When`], [`RawArena::publish_root`] and
     /// [`RawArena::fired_first`]).
-    pub(crate) fn cancel_tree_keep(&self, root: u32, rec: Rec) -> (bool, bool) {
+    pub(crate) fn cancel_tree_keep(
+        &self,
+        root: u32,
+        rec: Rec,
+        panics: &mut Panics,
+    ) -> (bool, bool) {
         let mut cur = root;
         let mut cn = self.node(root);
-        let (taken, mut when) = self.publish_root(root, cn, rec);
+        let (taken, mut when) = self.publish_root(root, cn, rec, panics);
         loop {
             // ORDERING: Acquire: children's publication (see `link`).
             let first = Head(cn.head.load(Ordering::Acquire)).first();
@@ -427,15 +488,15 @@ impl RawArena {
                 // ORDERING: Acquire, as above (and it is the done word the child inherits).
                 let h = Head(cn.head.load(Ordering::Acquire));
                 if h.first() != first {
-                    self.release_node(c, ch, 1);
+                    self.release_node_in(c, ch, 1, panics);
                     continue;
                 }
                 // SAFETY: we hold a reference on c.
                 let kind = unsafe { ch.kind() };
                 if kind == Kind::AfterFunc {
-                    ch.fire();
-                    let mine = self.unlink_node(cn, c, ch);
-                    self.release_node(c, ch, 1 + mine as u32);
+                    ch.fire(panics);
+                    let mine = self.unlink_node(cn, c, ch, panics);
+                    self.release_node_in(c, ch, 1 + mine as u32, panics);
                     continue;
                 }
                 let rec = if kind == Kind::Deadline && self.fired_first(ch, h, &mut when) {
@@ -444,7 +505,7 @@ impl RawArena {
                     cn.rec_of(h)
                 };
                 // A borrowed cause is never owned: nothing to drop whatever the outcome.
-                let _ = ch.publish(rec);
+                let _ = ch.publish(rec, panics);
                 cur = c;
                 cn = ch;
                 continue;
@@ -453,7 +514,8 @@ impl RawArena {
             // SAFETY: we hold a reference on cur (the caller's, for root).
             let owner = unsafe { self.list_owner(cn) };
             if cur == root {
-                let unlinked = owner.is_some_and(|o| self.unlink_node(self.node(o), cur, cn));
+                let unlinked =
+                    owner.is_some_and(|o| self.unlink_node(self.node(o), cur, cn, panics));
                 return (taken, unlinked);
             }
             // We descended into cur from its owner, on which we still hold a reference.
@@ -461,8 +523,8 @@ impl RawArena {
                 unreachable!("ctxtree: a descendant reached through a list has an owner")
             };
             let on = self.node(owner);
-            let mine = self.unlink_node(on, cur, cn);
-            self.release_node(cur, cn, 1 + mine as u32);
+            let mine = self.unlink_node(on, cur, cn, panics);
+            self.release_node_in(cur, cn, 1 + mine as u32, panics);
             cur = owner;
             cn = on;
         }
@@ -474,29 +536,36 @@ impl RawArena {
     /// subtree, `root` included) and `rec` loses, as any later cancel does. Returns whether
     /// `rec.cause` was stored, and the traversal's [`When`].
     #[inline]
-    fn publish_root(&self, root: u32, rn: &Node, rec: Rec) -> (bool, When) {
+    fn publish_root(&self, root: u32, rn: &Node, rec: Rec, panics: &mut Panics) -> (bool, When) {
         // SAFETY: the caller holds a reference on `root`, a `Cancel` or `Deadline` node.
         let dl = unsafe { rn.deadline() };
         if rec.err == Error::DeadlineExceeded {
             // An expiry: `root` owns the deadline that fired (`expire`, `expire_from`, a
             // `with_deadline` already past), so that deadline is when it happens.
-            return (rn.publish(rec), When::At(dl));
+            return (rn.publish(rec, panics), When::At(dl));
         }
         let mut when = When::Unread;
         // A plain field read, not a clock read, for a context without a deadline.
         if dl != u64::MAX {
-            self.expire_if_passed(root, rn, dl, &mut when);
+            self.expire_if_passed(root, rn, dl, &mut when, panics);
         }
-        (rn.publish(rec), when)
+        (rn.publish(rec, panics), when)
     }
 
     /// [`publish_root`](RawArena::publish_root)'s deadline check, out of the hot path.
     #[cold]
     #[inline(never)]
-    fn expire_if_passed(&self, root: u32, rn: &Node, dl: u64, when: &mut When) {
+    fn expire_if_passed(
+        &self,
+        root: u32,
+        rn: &Node,
+        dl: u64,
+        when: &mut When,
+        panics: &mut Panics,
+    ) {
         // ORDERING: Relaxed: only saves a clock read; `publish` re-reads the word with Acquire.
         if rn.head.load(Ordering::Relaxed) & DONE == 0 && when.passed(self, dl) {
-            self.expire_from(root, dl);
+            self.expire_from_in(root, dl, panics);
         }
     }
 
@@ -531,6 +600,13 @@ impl RawArena {
     /// inner one fires first; [`fired_first`](RawArena::fired_first) agrees). Deadlines above it
     /// that are due too are left to their own observers and to `expire`.
     pub(crate) fn expire_from(&self, src: u32, dl: u64) {
+        let mut panics = Panics::new();
+        self.expire_from_in(src, dl, &mut panics);
+        panics.resume();
+    }
+
+    /// [`expire_from`](RawArena::expire_from), leaving the panics to the caller's accumulator.
+    pub(crate) fn expire_from_in(&self, src: u32, dl: u64, panics: &mut Panics) {
         let mut s = src;
         loop {
             let n = self.node(s);
@@ -545,20 +621,17 @@ impl RawArena {
             if !state::is_node(p) {
                 // Unreachable by construction (an inherited deadline has an owner above);
                 // expiring `src` itself keeps the observable outcome right regardless.
-                s = src;
-                let _ = self.cancel_tree(
-                    s,
-                    Rec {
-                        err: Error::DeadlineExceeded,
-                        cause: ptr::null_mut(),
-                    },
-                );
+                let rec = Rec {
+                    err: Error::DeadlineExceeded,
+                    cause: ptr::null_mut(),
+                };
+                let _ = self.cancel_tree_in(src, rec, panics);
                 return;
             }
             s = p;
         }
         let rec = self.deadline_rec(s);
-        let _ = self.cancel_tree(s, rec);
+        let _ = self.cancel_tree_in(s, rec, panics);
     }
 }
 

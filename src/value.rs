@@ -10,11 +10,40 @@
 use core::fmt;
 use core::marker::PhantomData;
 
+use crate::node::Inline;
+
 /// The common prefix of every key type (`#[repr(C)]`), read by `Display` and `dump`.
 #[repr(C)]
 pub(crate) struct KeyInfo {
     pub(crate) name: &'static str,
     pub(crate) type_name: fn() -> &'static str,
+}
+
+/// What a [`Kind::HeapValue`](crate::node::Kind) node stores in its 16 inline bytes: a pointer
+/// to the value and the function that drops it, written together by the key type's `store`. The
+/// core drops a heap value through it without knowing the layer that made it (layers depend on
+/// the core, never the reverse).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Owned {
+    pub(crate) ptr: *const (),
+    pub(crate) drop: unsafe fn(*const ()),
+}
+
+const _: () = assert!(
+    core::mem::size_of::<Owned>() <= core::mem::size_of::<Inline>()
+        && core::mem::align_of::<Owned>() <= core::mem::align_of::<Inline>()
+);
+
+/// Drops the value of a heap value node being torn down (user code: its `Drop` may panic).
+///
+/// # Safety
+/// `val` holds an [`Owned`] written by a heap key's `store`, not dropped before.
+pub(crate) unsafe fn drop_owned(val: &Inline) {
+    // SAFETY: per the contract an `Owned` is stored there (it fits: asserted above).
+    let owned = unsafe { val.as_ptr().cast::<Owned>().read() };
+    // SAFETY: the pointer and its drop function were written together by `store`.
+    unsafe { (owned.drop)(owned.ptr) };
 }
 
 /// A key for a small `Copy` value stored inline in the context node.

@@ -28,6 +28,13 @@
 //! that published `DONE` before must drain under the lock, and the registrant's lock acquisition
 //! (Acquire) orders it after that drain's unlock — so the load sees `DONE`. No wake-up is lost.
 //!
+//! # Wakers that panic
+//! A `Waker` is user code: its `clone`, `wake` and `drop` may panic. None of them runs with a
+//! waiter in a half-linked state: a clone under the lock is guarded (with `std` the panic is
+//! caught, the lock released and any delegated drain run before it is resumed), a replaced
+//! waker is dropped after the unlock, and a drain wakes each waker of its batch on its own, so
+//! one that panics cannot keep the others from being woken (see [`crate::unwind`]).
+//!
 //! # Memory ordering
 //! The lock is Acquire/Release. The drainer's last access to a waiter is the Release store of
 //! `NOTIFIED`; a waiter's owner frees it only after an Acquire load that sees `NOTIFIED` (or
@@ -40,6 +47,7 @@ use core::task::{Poll, Waker};
 use crate::node::Node;
 use crate::state::{DONE, WAITERS};
 use crate::sync::{self, AtomicU8, Ordering, UnsafeCell};
+use crate::unwind::Panics;
 
 const IDLE: u8 = 0;
 const LINKED: u8 = 1;
@@ -146,21 +154,37 @@ pub(crate) unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Po
     if waiter.state.load(Ordering::Acquire) == NOTIFIED {
         return Poll::Ready(());
     }
+    let mut panics = Panics::new();
+    let mut replaced = None;
     let (poll, must_drain) = sync::no_preempt(|| {
         lock(node);
         // SAFETY: we hold the lock; `waiter` is pinned per the caller's contract.
-        let poll = unsafe { register_locked(node, waiter, waker) };
+        let poll = unsafe { register_locked(node, waiter, waker, &mut replaced, &mut panics) };
         (poll, unlock(node))
     });
     if must_drain {
-        drain(node);
+        drain_in(node, &mut panics);
     }
+    if replaced.is_some() {
+        // A waker's drop is user code: outside the lock.
+        panics.run(|| drop(replaced));
+    }
+    panics.resume();
     poll
 }
 
+/// The waker it replaces, if any, is moved to `replaced` (for the caller to drop after the
+/// unlock); a panicking `clone` of `waker` leaves the old one in place and goes to `panics`.
+///
 /// # Safety
 /// The caller holds `node`'s lock; `waiter` is pinned.
-unsafe fn register_locked(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
+unsafe fn register_locked(
+    node: &Node,
+    waiter: &Waiter,
+    waker: &Waker,
+    replaced: &mut Option<Waker>,
+    panics: &mut Panics,
+) -> Poll<()> {
     // ORDERING: Relaxed: the state changes only under the lock we hold.
     let st = waiter.state.load(Ordering::Relaxed);
     if st == NOTIFIED {
@@ -199,7 +223,11 @@ unsafe fn register_locked(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<(
     waiter.waker.with_mut(|p| unsafe {
         match &mut *p {
             Some(old) if old.will_wake(waker) => {}
-            slot => *slot = Some(waker.clone()),
+            slot => {
+                if let Some(new) = panics.call(|| waker.clone()) {
+                    *replaced = slot.replace(new);
+                }
+            }
         }
     });
     Poll::Pending
@@ -222,13 +250,16 @@ pub(crate) fn deregister(node: &Node, waiter: &Waiter) {
         unlock(node)
     });
     if must_drain {
-        drain(node);
+        let mut panics = Panics::new();
+        drain_in(node, &mut panics);
+        panics.resume();
     }
 }
 
 /// Wakes every waiter of `node`, which is done. Never waits: if the lock is held, its holder
-/// drains on unlock.
-pub(crate) fn drain(node: &Node) {
+/// drains on unlock. Each waker is woken on its own: one that panics leaves the others to be
+/// woken, and its panic goes to `panics`.
+pub(crate) fn drain_in(node: &Node, panics: &mut Panics) {
     loop {
         let mut batch: heapless::Vec<Waker, BATCH> = heapless::Vec::new();
         let again = sync::no_preempt(|| {
@@ -241,7 +272,7 @@ pub(crate) fn drain(node: &Node) {
             more || pending
         });
         for w in batch {
-            w.wake();
+            panics.run(|| w.wake());
         }
         if !again {
             return;

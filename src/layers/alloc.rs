@@ -6,9 +6,9 @@ use core::fmt;
 use core::marker::PhantomData;
 
 use crate::arena::{Header, RawArena};
-use crate::node::{Inline, Node};
+use crate::node::Node;
 use crate::time::Clock;
-use crate::value::{KeyInfo, KeyKind, Sealed};
+use crate::value::{KeyInfo, KeyKind, Owned, Sealed};
 use crate::{AfterFunc, Context, CreateError, DeadlineWatch};
 
 /// A key for a value of any `Send + Sync` type, stored behind an `Arc` (`alloc`).
@@ -58,30 +58,11 @@ impl<T> fmt::Debug for HeapKey<T> {
     }
 }
 
-/// What a heap value node stores in its 16 inline bytes.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct HeapSlot {
-    ptr: *const (),
-    drop: unsafe fn(*const ()),
-}
-
 /// # Safety
 /// `p` comes from `Arc::<T>::into_raw` and this reference is not used again.
 unsafe fn drop_arc<T>(p: *const ()) {
     // SAFETY: per the contract.
     drop(unsafe { Arc::from_raw(p.cast::<T>()) });
-}
-
-/// Drops the value of a heap value node being torn down.
-///
-/// # Safety
-/// `val` holds a `HeapSlot` written by `HeapKey::store`, not dropped before.
-pub(crate) unsafe fn drop_heap_value(val: &Inline) {
-    // SAFETY: per the contract.
-    let s = unsafe { val.as_ptr().cast::<HeapSlot>().read() };
-    // SAFETY: the slot's pointer and drop function were written together by `store`.
-    unsafe { (s.drop)(s.ptr) };
 }
 
 impl<T: 'static> Sealed for HeapKey<T> {}
@@ -92,17 +73,17 @@ impl<T: Send + Sync + 'static> KeyKind for HeapKey<T> {
     const HEAP: bool = true;
 
     unsafe fn store(value: T, dst: *mut u8) {
-        let slot = HeapSlot {
+        let slot = Owned {
             ptr: Arc::into_raw(Arc::new(value)).cast(),
             drop: drop_arc::<T>,
         };
-        // SAFETY: `dst` is 16 bytes, 8-aligned (the contract); `HeapSlot` is two pointers.
-        unsafe { dst.cast::<HeapSlot>().write(slot) };
+        // SAFETY: `dst` is 16 bytes, 8-aligned (the contract); `Owned` is two pointers.
+        unsafe { dst.cast::<Owned>().write(slot) };
     }
 
     unsafe fn load(src: *const u8) -> Arc<T> {
-        // SAFETY: a `HeapSlot` for an `Arc<T>` is stored there (the contract).
-        let s = unsafe { src.cast::<HeapSlot>().read() };
+        // SAFETY: an `Owned` for an `Arc<T>` is stored there (the contract).
+        let s = unsafe { src.cast::<Owned>().read() };
         let p = s.ptr.cast::<T>();
         // SAFETY: the node's `Arc` is alive while the node is; we take a new strong count.
         unsafe {

@@ -6,6 +6,7 @@ use ::std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
 use ::std::task::Wake;
 use ::std::thread;
 use ::std::vec::Vec;
+use core::panic::AssertUnwindSafe;
 use core::task::Waker;
 use core::time::Duration;
 
@@ -293,7 +294,12 @@ fn timer_thread() {
                     at: Instant::from_ticks(at),
                     slot,
                 };
-                GLOBAL_REF.expire_watch(w, Instant::from_ticks(now));
+                // A callback that panics has had its panic reported by the panic hook, and
+                // `expire_watch` finished the expiry before resuming it: drop it here, so that
+                // this thread (started once) lives on and keeps firing every other deadline.
+                let _ = ::std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    GLOBAL_REF.expire_watch(w, Instant::from_ticks(now));
+                }));
             }
             q = lock(&TIMER.queue);
             continue;
