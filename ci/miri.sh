@@ -8,7 +8,8 @@
 #     Harris helping, publish with causes, release cascades, the free list, paged arenas, the
 #     waiter list with delegation, the dump). All of them, no `cfg_attr(miri, ignore)`; loop
 #     counts shrink under Miri (`SCALE`), never the checks.
-#   * tests/no_alloc.rs: every core path, whole.
+#   * tests/no_alloc.rs: every core path, whole; tests/oom.rs, tests/panics.rs (minus the
+#     global timer thread) and tests/late_deadlines.rs, whole.
 #   * tests/arena.rs, minus the scale tests (`million_*`, `many_*`, `deep_*`: 10^5–10^6 nodes or
 #     100 000-deep chains, minutes each under Miri; the unit tests run the same paths small).
 #   * tests/std_layer.rs (blocking waits, the timer thread, heap causes and values across real
@@ -38,6 +39,17 @@ cargo +nightly miri test --test no_alloc
 
 step "tests/arena.rs (without the scale tests)"
 cargo +nightly miri test --test arena -- --skip million_ --skip many_ --skip deep_
+
+step "tests/oom.rs (a failing global allocator: ArenaFull, never an abort)"
+cargo +nightly miri test --test oom
+
+step "tests/panics.rs (user code that panics: catch_unwind, nothing leaked)"
+# The timer-thread test starts the global arena's daemon timer thread (see the std run below).
+cargo +nightly miri test --test panics -- --skip timer_thread
+
+step "tests/late_deadlines.rs (Go's timeline for deadlines seen late)"
+# Each test leaks its `ManualClock` on purpose (an arena's clock is `&'static dyn Clock`).
+MIRIFLAGS="$MIRIFLAGS -Zmiri-ignore-leaks" cargo +nightly miri test --test late_deadlines
 
 # Real time (assert on wall-clock timing, which Miri's virtual clock — advancing with the
 # instructions interpreted — cannot meet), realtime clocks (tokio; unsupported under isolation),
