@@ -470,14 +470,15 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
         });
         // AfterFunc: runs at once, inside `after_func`, as Go's does on a done context.
         overdue_parent(through, |p| {
-            let ran = Box::leak(Box::new(AtomicUsize::new(0)));
-            let r: &'static AtomicUsize = ran;
+            // One counter per `through`, so that no run sees another's count.
+            static RAN: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+            let r: &'static AtomicUsize = &RAN[through];
             let stop = p
                 .after_func(move || {
                     r.fetch_add(1, Ordering::SeqCst);
                 })
                 .unwrap();
-            assert_eq!(ran.load(Ordering::SeqCst), 1, "after_func under {what}");
+            assert_eq!(r.load(Ordering::SeqCst), 1, "after_func under {what}");
             assert!(!stop.stop());
         });
         // A grandchild made through a born-done child: done with the same error and cause.
