@@ -13,6 +13,7 @@ use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, linked_children, run_model};
 use crate::list::probe;
+use crate::state::Slot;
 use crate::{Arena, Canceler, Context};
 
 type Pair = (Context<'static>, Canceler<'static>);
@@ -40,7 +41,7 @@ fn race(a: usize, b: usize, hinted: &Outcomes<usize>) {
     loom::lazy_static! { static ref ARENA: Arena<5> = Arena::new(); }
     let arena: &'static Arena<5> = &ARENA;
     let (p, kids) = hinted_children(arena);
-    let slots: [u32; 3] = core::array::from_fn(|i| kids[i].0.slot);
+    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].0.slot);
     let mut kids = kids.map(Some);
     let (ka, kb) = (kids[a].take().unwrap(), kids[b].take().unwrap());
     let seen = hinted.clone();

@@ -45,7 +45,7 @@ use core::ptr;
 use core::task::{Poll, Waker};
 
 use crate::node::Node;
-use crate::state::{DONE, WAITERS};
+use crate::state::Announce;
 use crate::sync::{self, AtomicU8, Ordering, UnsafeCell};
 use crate::unwind::Panics;
 
@@ -146,8 +146,8 @@ fn try_lock_or_delegate(node: &Node) -> bool {
 /// `waiter` must stay where it is until [`deregister`] returns for it (it is pinned), and must
 /// only ever be registered on this `node`.
 pub(crate) unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
-    // ORDERING: Acquire: a done context's publication (see `tree::publish`).
-    if node.head.load(Ordering::Acquire) & DONE != 0 {
+    // ORDERING: Acquire: a done context's publication (see `HeadWord::publish_done`).
+    if node.head.load(Ordering::Acquire).is_done() {
         return Poll::Ready(());
     }
     // ORDERING: Acquire pairs with the drainer's Release store of NOTIFIED.
@@ -190,28 +190,12 @@ unsafe fn register_locked(
     if st == NOTIFIED {
         return Poll::Ready(());
     }
-    // ORDERING: Acquire, as in `register`.
-    let mut h = node.head.load(Ordering::Acquire);
-    loop {
-        if h & DONE != 0 {
-            if st == LINKED {
-                // SAFETY: we hold the lock and the waiter is in this node's list.
-                unsafe { remove(node, waiter) };
-            }
-            return Poll::Ready(());
+    if node.head.announce_waiter() == Announce::AlreadyDone {
+        if st == LINKED {
+            // SAFETY: we hold the lock and the waiter is in this node's list.
+            unsafe { remove(node, waiter) };
         }
-        if h & WAITERS != 0 {
-            break;
-        }
-        // ORDERING: AcqRel: ordered with the canceller's CAS on the same word: whichever is
-        // second sees the other's bit (module docs, "A potential race").
-        match node
-            .head
-            .compare_exchange_weak(h, h | WAITERS, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => break,
-            Err(x) => h = x,
-        }
+        return Poll::Ready(());
     }
     if st == IDLE {
         // SAFETY: we hold the lock; every entry of the list is a pinned, registered waiter.
