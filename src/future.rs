@@ -102,7 +102,7 @@ impl Future for Done<'_, '_> {
         let node = this.ctx.arena.node(src);
         // SAFETY: the waiter is pinned inside this future, always registered on the same node,
         // and deregistered in `Drop`.
-        match unsafe { waiters::register(node, &this.waiter, cx.waker()) } {
+        match unsafe { waiters::register(node.wait_list(), &node.head, &this.waiter, cx.waker()) } {
             Poll::Ready(()) => {
                 // ORDERING: Acquire: registration returns ready only once `DONE` is published.
                 let w = node.head.load(crate::sync::Ordering::Acquire);
@@ -122,7 +122,7 @@ impl Future for Done<'_, '_> {
 impl Drop for Done<'_, '_> {
     fn drop(&mut self) {
         if let Some(src) = self.ctx.src.slot() {
-            waiters::deregister(self.ctx.arena.node(src), &self.waiter);
+            waiters::deregister(self.ctx.arena.node(src).wait_list(), &self.waiter);
         }
     }
 }

@@ -13,8 +13,8 @@ use core::mem::MaybeUninit;
 use core::ptr;
 
 use crate::state::{HeadWord, NextWord, PrevWord, Slot};
-use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, UnsafeCell};
-use crate::waiters::Waiter;
+use crate::sync::{AtomicPtr, AtomicU32, UnsafeCell};
+use crate::waiters::{WaitHead, WaitList, WaitLock};
 
 /// What a node is. Stored in the node; immutable per incarnation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -98,14 +98,14 @@ pub struct Node {
     /// every use re-validates it (tree invariant #8).
     pub(crate) prev: PrevWord,
     /// Waiter-list lock bits; see [`crate::waiters`].
-    pub(crate) wlock: AtomicU8,
+    pub(crate) wlock: WaitLock,
     pub(crate) kind: UnsafeCell<Kind>,
     /// The parent slot, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
     pub(crate) parent: UnsafeCell<Slot>,
     /// The cause slot; see [`crate::cause`].
     pub(crate) cause: AtomicPtr<u8>,
     /// Head of the intrusive waiter list; guarded by `wlock`.
-    pub(crate) waiters: UnsafeCell<*const Waiter>,
+    pub(crate) waiters: WaitHead,
     pub(crate) payload: UnsafeCell<Payload>,
 }
 
@@ -139,11 +139,11 @@ impl Node {
             next: NextWord::new(),
             refs: AtomicU32::new(0),
             prev: PrevWord::new(),
-            wlock: AtomicU8::new(0),
+            wlock: WaitLock::new(),
             kind: UnsafeCell::new(Kind::Free),
             parent: UnsafeCell::new(Slot::new(0)),
             cause: AtomicPtr::new(ptr::null_mut()),
-            waiters: UnsafeCell::new(ptr::null()),
+            waiters: WaitHead::new(),
             payload: UnsafeCell::new(Payload { empty: () }),
         }
     }
@@ -156,13 +156,19 @@ impl Node {
             next: NextWord::new(),
             refs: AtomicU32::new(0),
             prev: PrevWord::new(),
-            wlock: AtomicU8::new(0),
+            wlock: WaitLock::new(),
             kind: UnsafeCell::new(Kind::Free),
             parent: UnsafeCell::new(Slot::new(0)),
             cause: AtomicPtr::new(ptr::null_mut()),
-            waiters: UnsafeCell::new(ptr::null()),
+            waiters: WaitHead::new(),
             payload: UnsafeCell::new(Payload { empty: () }),
         }
+    }
+
+    /// The node's waiter list.
+    #[inline(always)]
+    pub(crate) fn wait_list(&self) -> WaitList<'_> {
+        WaitList::new(&self.wlock, &self.waiters)
     }
 
     /// The node's kind.

@@ -268,7 +268,7 @@ impl RawArena {
         }
         debug_assert!(
             // SAFETY: exclusive ownership: nothing else touches the waiter list.
-            node.waiters.with(|p| unsafe { (*p).is_null() }),
+            unsafe { node.waiters.is_empty() },
             "waiter left on a freed node"
         );
         node.head.reset();
@@ -323,7 +323,7 @@ impl Node {
         if let Publish::Published { had_waiters: true } =
             self.head.publish_done(seen, err, has_cause)
         {
-            crate::waiters::drain_in(self, panics);
+            crate::waiters::drain_in(self.wait_list(), panics);
         }
         taken
     }

@@ -135,7 +135,7 @@ struct Registration<'w> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        waiters::deregister(self.node, self.waiter);
+        waiters::deregister(self.node.wait_list(), self.waiter);
     }
 }
 
@@ -182,7 +182,9 @@ impl Context<'_> {
                 if let Some(node) = node {
                     // SAFETY: the waiter is pinned on this stack frame, registered only on
                     // `node`, and deregistered by `_reg` before the frame ends.
-                    if unsafe { waiters::register(node, &waiter, waker) }.is_ready() {
+                    if unsafe { waiters::register(node.wait_list(), &node.head, &waiter, waker) }
+                        .is_ready()
+                    {
                         return self.err();
                     }
                 }

@@ -65,4 +65,4 @@ macro_rules! const_unless_loom {
         $vis fn $name() -> $ret $body
     };
 }
-use const_unless_loom;
+pub(crate) use const_unless_loom;

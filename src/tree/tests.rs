@@ -18,7 +18,7 @@ use std::vec::Vec;
 
 use super::Rec;
 use crate::arena::RawArena;
-use crate::node::Kind;
+use crate::node::{Kind, Node};
 use crate::state::{Head, Link, Mark, Next, Slot, Src};
 use crate::sync::Ordering;
 use crate::waiters::{self, Waiter};
@@ -634,10 +634,24 @@ fn counting_waker() -> (Arc<Count>, Waker) {
     (c.clone(), Waker::from(c))
 }
 
+/// [`waiters::register`] on `node`'s list.
+///
+/// # Safety
+/// As for [`waiters::register`].
+unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
+    // SAFETY: per the caller's contract.
+    unsafe { waiters::register(node.wait_list(), &node.head, waiter, waker) }
+}
+
+/// [`waiters::deregister`] on `node`'s list.
+fn deregister(node: &Node, waiter: &Waiter) {
+    waiters::deregister(node.wait_list(), waiter);
+}
+
 /// Whether `s`'s waiter list has an entry (single-threaded).
 fn has_waiters(a: &RawArena, s: Slot) -> bool {
     // SAFETY: single-threaded: nothing else touches the list.
-    !a.node(s).waiters.with(|p| unsafe { (*p).is_null() })
+    !unsafe { a.node(s).waiters.is_empty() }
 }
 
 #[test]
@@ -651,23 +665,23 @@ fn waiters_register_drain_and_deregister() {
     let (w1c, w1) = counting_waker();
     let (w2c, w2) = counting_waker();
     // SAFETY: both waiters stay in place until deregistered below.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w1) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w1) }, Poll::Pending);
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wb, &w2) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wb, &w2) }, Poll::Pending);
     assert!(head(&a, c.slot).has_waiters());
     assert!(has_waiters(&a, c.slot));
     // Re-registering with the same waker keeps one waker clone; with another, replaces it.
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w1) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w1) }, Poll::Pending);
     assert_eq!(Arc::strong_count(&w1c), 3); // ours, `w1`, the stored clone
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w2) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w2) }, Poll::Pending);
     assert_eq!(Arc::strong_count(&w1c), 2, "a replaced waker was kept");
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w1) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w1) }, Poll::Pending);
     // Deregister one (its waker stays in the waiter, dropped with it); the cancel wakes the
     // other only.
-    waiters::deregister(node, &wb);
+    deregister(node, &wb);
     k.cancel();
     assert_eq!(w1c.0.load(StdOrdering::Relaxed), 1);
     assert_eq!(w2c.0.load(StdOrdering::Relaxed), 0);
@@ -675,10 +689,10 @@ fn waiters_register_drain_and_deregister() {
     assert_eq!(Arc::strong_count(&w1c), 2, "a woken waker was kept");
     // Registering on a done node is ready at once and stores nothing.
     // SAFETY: as above.
-    let poll = unsafe { waiters::register(node, &wb, &w2) };
+    let poll = unsafe { register(node, &wb, &w2) };
     assert_eq!(poll, Poll::Ready(()));
-    waiters::deregister(node, &wa);
-    waiters::deregister(node, &wb);
+    deregister(node, &wa);
+    deregister(node, &wb);
     drop((w1, w2, c, k));
     drop((wa, wb));
     assert_eq!(Arc::strong_count(&w1c), 1, "a waker clone leaked");
@@ -696,12 +710,12 @@ fn drain_wakes_more_than_a_batch() {
     let (count, waker) = counting_waker();
     for w in &ws {
         // SAFETY: `ws` is neither moved nor dropped until the waiters are deregistered.
-        assert_eq!(unsafe { waiters::register(node, w, &waker) }, Poll::Pending);
+        assert_eq!(unsafe { register(node, w, &waker) }, Poll::Pending);
     }
     k.cancel();
     assert_eq!(count.0.load(StdOrdering::Relaxed), 19);
     for w in &ws {
-        waiters::deregister(node, w);
+        deregister(node, w);
     }
     drop((waker, c, k));
     drop(ws);
@@ -747,7 +761,7 @@ fn cancel_inside_register_delegates_the_drain() {
     // One waiter already registered, so the cancel finds `WAITERS` and must drain.
     let (count, plain) = counting_waker();
     // SAFETY: `first` stays in place until deregistered.
-    let poll = unsafe { waiters::register(node, &first, &plain) };
+    let poll = unsafe { register(node, &first, &plain) };
     assert_eq!(poll, Poll::Pending);
     let hook = CancelOnClone {
         cancel: core::cell::Cell::new(Some(&k)),
@@ -762,7 +776,7 @@ fn cancel_inside_register_delegates_the_drain() {
         ))
     };
     // SAFETY: `second` stays in place until deregistered.
-    let poll = unsafe { waiters::register(node, &second, &waker) };
+    let poll = unsafe { register(node, &second, &waker) };
     // The cancel ran inside (the hook was taken), and returned: it did not wait for the lock.
     assert!(
         hook.cancel.take().is_none(),
@@ -778,14 +792,10 @@ fn cancel_inside_register_delegates_the_drain() {
         "the delegated drain never ran"
     );
     assert_eq!(count.0.load(StdOrdering::Relaxed), 1);
-    assert_eq!(
-        node.wlock.load(Ordering::Relaxed),
-        0,
-        "lock or hand-off left behind"
-    );
+    assert!(node.wlock.is_idle(), "lock or hand-off left behind");
     assert!(!has_waiters(&a, c.slot));
-    waiters::deregister(node, &first);
-    waiters::deregister(node, &second);
+    deregister(node, &first);
+    deregister(node, &second);
     drop((waker, plain, c, k));
     assert_eq!(Arc::strong_count(&count), 1);
     assert_all_free(&a);
