@@ -47,13 +47,15 @@
 //! | head = B, but B is in use       |                                           |
 //!
 //! With the tag, thread 1's compare-and-swap expects (A, t) but finds (A, t + 3) and retries.
-//! On 64-bit targets the tag has 32 bits; on 32-bit targets it has whatever the link leaves.
+//! On 64-bit targets the tag has 32 bits; on 32-bit targets it has whatever the arena's link
+//! field leaves, at least 6 bits (the budget is checked at compile time).
 
 use core::fmt;
 
 use crate::node::Node;
 #[cfg(feature = "alloc")]
 use crate::pages::Pages;
+use crate::state::layout::LINK_BITS;
 use crate::state::{Link, MAX_SLOTS, Slot};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::{Clock, Instant};
@@ -102,14 +104,37 @@ struct Hot {
     failed: AtomicUsize,
 }
 
-/// How many bits a link to one of `limit` slots needs (the free-stack tag gets the rest).
+/// Width of the free stack's link field on 64-bit targets: the low half of the word, the ABA
+/// tag taking the high half.
+const LINK_BITS_64: u32 = 32;
+
+/// How many bits of the free stack's head the link field of an arena of `limit` slots takes
+/// (the ABA tag gets the rest): on 32-bit targets, just what its links (at most `limit`) need,
+/// so that small arenas get long tags.
 const fn link_bits_for(limit: usize) -> u32 {
     if usize::BITS >= 64 {
-        32
+        LINK_BITS_64
     } else {
         usize::BITS - (limit + 1).leading_zeros()
     }
 }
+
+/// The fewest tag bits any arena gets: the largest arena's.
+const MIN_TAG_BITS: u32 = usize::BITS - link_bits_for(MAX_SLOTS);
+
+// The free stack's bit budget (sharded-slab's `Pack`): every link of the largest arena fits its
+// link field, which is no wider than a state word's link, and the tag keeps at least 6 bits on
+// 32-bit targets, 32 on 64-bit ones.
+const _: () = assert!(
+    (MAX_SLOTS as u64) < (1u64 << link_bits_for(MAX_SLOTS))
+        && link_bits_for(MAX_SLOTS) <= LINK_BITS_64
+        && LINK_BITS <= LINK_BITS_64,
+    "ctxtree: the free stack's link field cannot hold every link"
+);
+const _: () = assert!(
+    MIN_TAG_BITS >= if usize::BITS >= 64 { 32 } else { 6 },
+    "ctxtree: the free stack's ABA tag is too short"
+);
 
 impl Header {
     #[cfg(not(ctxtree_loom))]
@@ -410,7 +435,7 @@ impl RawArena {
     #[inline(always)]
     fn link_bits(&self) -> u32 {
         if usize::BITS >= 64 {
-            32
+            LINK_BITS_64
         } else {
             self.hdr.link_bits
         }
