@@ -101,16 +101,19 @@ impl<'a> Context<'a> {
             return None;
         }
         // SAFETY: this handle pins `src` (itself or an ancestor), a canceller node.
-        self.check_deadline(src, unsafe { n.deadline() })
+        self.check_deadline(unsafe { n.deadline() })
     }
 
+    /// [`done_word`](Context::done_word)'s deadline check, out of the hot path (which then
+    /// keeps no register across a call). `src` is a node here.
     #[cold]
     #[inline(never)]
-    fn check_deadline(&self, src: Slot, dl: u64) -> Option<Head> {
+    fn check_deadline(&self, dl: u64) -> Option<Head> {
         let clock = self.arena.hdr.clock?;
         if clock.now().ticks() < dl {
             return None;
         }
+        let src = self.src.slot()?;
         // The deadline passed and nobody recorded it yet: record it now, so that every
         // observer agrees on the error from here on.
         self.arena.expire_from(src, dl);

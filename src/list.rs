@@ -72,7 +72,6 @@ impl RawArena {
     }
 
     /// [`link`](RawArena::link) with both nodes already looked up.
-    #[inline]
     pub(crate) fn link_node(&self, on: &Node, child: Slot, cn: &Node) -> Result<(), Closed> {
         on.head.link_front(Link::to(child), &cn.next)?;
         // Published: the hint is now "first" (invariant #8).
