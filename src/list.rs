@@ -71,7 +71,7 @@ impl RawArena {
         self.link_node(self.node(owner), child, self.node(child))
     }
 
-    /// [`link`](RawArena::link) with both nodes already looked up.
+    /// `link` with both nodes already looked up.
     pub(crate) fn link_node(&self, on: &Node, child: Slot, cn: &Node) -> Result<(), Closed> {
         on.head.link_front(Link::to(child), &cn.next)?;
         // Published: the hint is now "first" (invariant #8).

@@ -428,7 +428,7 @@ impl RawArena {
 
     /// Cancels `root` and its whole subtree with `rec`, then unlinks `root` from its owner's list.
     /// The caller holds a reference on `root`, a `Cancel` or `Deadline` node. Returns whether
-    /// `rec.cause` was stored (see [`RawArena::publish`]).
+    /// `rec.cause` was stored (see [`Node::publish`]).
     ///
     /// Iterative post-order walk over the child lists (invariant #6): stack use is constant
     /// whatever the depth; the walk holds one reference on each node of its current path, so
