@@ -11,10 +11,10 @@ use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, run_model};
 use crate::node::Kind;
-use crate::state::BACKGROUND;
+use crate::state::Slot;
 use crate::{Arena, Context, CreateError, Error};
 
-fn intact(ctx: &Context<'_>, parent: u32) {
+fn intact(ctx: &Context<'_>, parent: Slot) {
     let n = ctx.arena.node(ctx.slot);
     // SAFETY: `ctx` pins the node.
     let (kind, p) = unsafe { (n.kind(), n.parent()) };
@@ -50,7 +50,7 @@ fn last_handle_recycles_once() {
         let x = arena.background().with_cancel();
         record.record(x.is_ok());
         if let Ok((x, _)) = &x {
-            intact(x, BACKGROUND);
+            intact(x, Slot::BACKGROUND);
             assert_eq!(x.err(), None);
         } else {
             assert_eq!(x.as_ref().err(), Some(&CreateError::ArenaFull));

@@ -10,6 +10,7 @@ use loom::sync::atomic::AtomicU32;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, is_done_word, run_model};
+use crate::state::Slot;
 use crate::{Arena, Error, Instant, StaticCause};
 
 static WHY: StaticCause = StaticCause::new("parent cancelled");
@@ -35,7 +36,7 @@ fn with_cancel_vs_parent_cancel() {
                 let (child, child_cancel) = parent.with_cancel().unwrap();
                 let born_done = child.is_done();
                 // ORDERING: Release: the child exists before its slot is seen.
-                seen.store(child.slot + 1, Ordering::Release);
+                seen.store(child.slot.index() + 1, Ordering::Release);
                 (parent, child, child_cancel, born_done)
             })
         };
@@ -46,7 +47,7 @@ fn with_cancel_vs_parent_cancel() {
         let s = seen.load(Ordering::Acquire);
         if s != 0 {
             assert!(
-                is_done_word(arena, s - 1),
+                is_done_word(arena, Slot::new(s - 1)),
                 "cancel() returned with a live child"
             );
         }

@@ -71,7 +71,7 @@ fn dump_vs_cancel_free_and_reuse() {
         });
         let mut out = String::new();
         arena.dump(&mut out).unwrap();
-        check_dump(&out, ps, cs, vs);
+        check_dump(&out, ps.index(), cs.index(), vs.index());
         record.record(out.lines().count());
         let y = mutator.join().unwrap();
         let mut after = String::new();

@@ -13,6 +13,7 @@ use loom::sync::atomic::AtomicUsize;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, run_model};
+use crate::state::Slot;
 use crate::{Arena, CreateError};
 
 /// Per-slot ownership marks and plain data.
@@ -33,8 +34,8 @@ impl Owners {
         }
     }
 
-    fn take(&self, s: u32, me: usize) {
-        let s = s as usize;
+    fn take(&self, s: Slot, me: usize) {
+        let s = s.index() as usize;
         // ORDERING: Relaxed: the mark only detects double ownership; the cell checks ordering.
         let prev = self.mark[s].swap(me, Ordering::Relaxed);
         assert_eq!(
@@ -45,8 +46,8 @@ impl Owners {
         self.data[s].with_mut(|p| unsafe { *p = me });
     }
 
-    fn give(&self, s: u32, me: usize) {
-        let s = s as usize;
+    fn give(&self, s: Slot, me: usize) {
+        let s = s.index() as usize;
         // SAFETY: as in `take`.
         assert_eq!(self.data[s].with(|p| unsafe { *p }), me);
         // ORDERING: Relaxed: as in `take`.

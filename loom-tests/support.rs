@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use crate::arena::RawArena;
-use crate::state::{self, DONE, Head, MARK, NIL, UNLINKED};
+use crate::state::Slot;
 use crate::{Arena, ManualClock};
 
 /// Runs `f` under loom, every interleaving up to `LOOM_MAX_PREEMPTIONS` preemptions (2 if
@@ -94,16 +94,18 @@ pub(super) fn assert_quiescent(arena: &RawArena) {
 
 /// The slots linked in `owner`'s child list, front to back; asserts that every one of them is
 /// live, unmarked and not flagged unlinked. Single-threaded use only (after the joins).
-pub(super) fn linked_children(arena: &RawArena, owner: u32) -> Vec<u32> {
+pub(super) fn linked_children(arena: &RawArena, owner: Slot) -> Vec<Slot> {
     let mut out = Vec::new();
     // ORDERING: Relaxed: single-threaded here.
-    let mut l = Head(arena.node(owner).head.load(Ordering::Relaxed)).first();
-    while l != NIL {
-        let s = l - 1;
+    let mut l = arena.node(owner).head.load(Ordering::Relaxed).first();
+    while let Some(s) = l.slot() {
         let n = arena.node(s);
         // ORDERING: Relaxed: as above.
         let next = n.next.load(Ordering::Relaxed);
-        assert_eq!(next & (MARK | UNLINKED), 0, "slot {s} is linked but marked");
+        assert!(
+            !next.is_marked() && !next.is_unlinked(),
+            "slot {s} is linked but marked"
+        );
         // ORDERING: Relaxed: as above.
         assert_ne!(
             n.refs.load(Ordering::Relaxed),
@@ -112,20 +114,19 @@ pub(super) fn linked_children(arena: &RawArena, owner: u32) -> Vec<u32> {
         );
         assert!(out.len() < arena.capacity(), "cyclic child list");
         out.push(s);
-        l = state::link_of(next);
+        l = next.link();
     }
     out
 }
 
 /// Whether `slot`'s `head` word says done. Single-threaded use, or on a pinned node.
-pub(super) fn is_done_word(arena: &RawArena, slot: u32) -> bool {
+pub(super) fn is_done_word(arena: &RawArena, slot: Slot) -> bool {
     // ORDERING: Acquire: as any observer of `DONE`.
     arena
         .node(slot)
         .head
         .load(core::sync::atomic::Ordering::Acquire)
-        & DONE
-        != 0
+        .is_done()
 }
 
 /// The outcomes a model's iterations produced, to assert after `run_model` that loom really

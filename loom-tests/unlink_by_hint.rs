@@ -3,7 +3,7 @@
 //! published list member whose `next` names the victim unmarked, and swings it. The races:
 //! against the unlink of a neighbour (the hinted predecessor itself, or the successor), against
 //! an insertion at the front, against the parent's cancel traversal, and the one that makes
-//! `PREV_PENDING` load-bearing: the hinted slot freed and reused by a node *being linked* in
+//! `Hint::PENDING` load-bearing: the hinted slot freed and reused by a node *being linked* in
 //! front of the victim, whose `next` already names the victim before its link has succeeded.
 //!
 //! Hints are set by a search: every setup releases the oldest child first, single-threaded,
@@ -13,6 +13,7 @@ use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, linked_children, run_model};
 use crate::list::probe;
+use crate::state::Slot;
 use crate::{Arena, Canceler, Context};
 
 type Pair = (Context<'static>, Canceler<'static>);
@@ -40,7 +41,7 @@ fn race(a: usize, b: usize, hinted: &Outcomes<usize>) {
     loom::lazy_static! { static ref ARENA: Arena<5> = Arena::new(); }
     let arena: &'static Arena<5> = &ARENA;
     let (p, kids) = hinted_children(arena);
-    let slots: [u32; 3] = core::array::from_fn(|i| kids[i].0.slot);
+    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].0.slot);
     let mut kids = kids.map(Some);
     let (ka, kb) = (kids[a].take().unwrap(), kids[b].take().unwrap());
     let seen = hinted.clone();
@@ -143,7 +144,7 @@ fn hint_unlink_vs_cancel_traversal() {
 /// until its link succeeds, its `next` names C3 though it is in no list. Taking it as C3's
 /// predecessor would "unlink" C3 by swinging a word no list goes through; if C5's link then
 /// fails once (a third thread links C6 first) and is retried, C3 stays linked after its list
-/// reference was released, and is freed while linked. `PREV_PENDING` rules it out
+/// reference was released, and is freed while linked. `Hint::PENDING` rules it out
 /// (invariant #8); with the check removed, this model fails.
 #[test]
 fn hint_names_a_slot_reused_by_a_node_being_linked() {

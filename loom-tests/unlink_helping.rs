@@ -10,6 +10,7 @@
 use loom::thread;
 
 use super::support::{assert_quiescent, linked_children, run_model};
+use crate::state::Slot;
 use crate::{Arena, Canceler, Context};
 
 type Pair = (Context<'static>, Canceler<'static>);
@@ -32,7 +33,7 @@ fn race(a: usize, b: usize) {
     let arena: &'static Arena<4> = &ARENA;
     let (p, [c1, c2, c3]) = three_children(arena);
     let mut kids = [Some(c1), Some(c2), Some(c3)];
-    let slots: [u32; 3] = core::array::from_fn(|i| kids[i].as_ref().unwrap().0.slot);
+    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].as_ref().unwrap().0.slot);
     let (ca, cb) = (kids[a].take().unwrap(), kids[b].take().unwrap());
     let other = thread::spawn(move || drop(cb));
     drop(ca);

@@ -79,16 +79,11 @@ fn block_on_waited<F: Future>(fut: F) -> (F::Output, bool) {
 
 /// The waiter list of `ctx`'s node is empty and unlocked (single-threaded use, after joins).
 fn no_waiters(ctx: &Context<'_>) {
-    let n = ctx.arena.node(ctx.src);
+    let n = ctx.arena.node(ctx.src.slot().unwrap());
     // SAFETY: every thread is joined: nothing else touches the list.
-    let empty = n.waiters.with(|p| unsafe { (*p).is_null() });
+    let empty = unsafe { n.waiters.is_empty() };
     assert!(empty, "a waiter was left in the list");
-    // ORDERING: Relaxed: single-threaded here.
-    assert_eq!(
-        n.wlock.load(Ordering::Relaxed),
-        0,
-        "the waiter lock was left held"
-    );
+    assert!(n.wlock.is_idle(), "the waiter lock was left held");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 use core::fmt;
 
 use crate::arena::RawArena;
-use crate::state::{DONE, STOPPED};
+use crate::state::{Claim, Slot};
 use crate::sync::{AtomicU8, Ordering};
 use crate::unwind::Panics;
 
@@ -14,13 +14,13 @@ use crate::unwind::Panics;
 pub struct AfterFunc<'a> {
     /// `None` for a registration that needs no node: on a context that can never be done, or a
     /// callback that already ran because its context was done.
-    node: Option<(&'a RawArena, u32)>,
+    node: Option<(&'a RawArena, Slot)>,
     /// For the `None` case: whether `stop` was called (or the callback ran).
     stopped: AtomicU8,
 }
 
 impl<'a> AfterFunc<'a> {
-    pub(crate) fn new(arena: &'a RawArena, slot: u32) -> Self {
+    pub(crate) fn new(arena: &'a RawArena, slot: Slot) -> Self {
         AfterFunc {
             node: Some((arena, slot)),
             stopped: AtomicU8::new(0),
@@ -64,22 +64,8 @@ impl<'a> AfterFunc<'a> {
             return self.stopped.swap(1, Ordering::Relaxed) == 0;
         };
         let n = arena.node(slot);
-        // ORDERING: Relaxed: seeds the CAS.
-        let mut w = n.head.load(Ordering::Relaxed);
-        loop {
-            if w & DONE != 0 {
-                return false;
-            }
-            // ORDERING: AcqRel: the claim races with `RawArena::fire`'s; exactly one succeeds.
-            match n.head.compare_exchange_weak(
-                w,
-                w | DONE | STOPPED,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(x) => w = x,
-            }
+        if n.head.claim_stop() == Claim::AlreadyDone {
+            return false;
         }
         // We won: drop the closure unrun (user code: a panic is resumed once we are done), then
         // leave the owner's list (Go: stop unlinks).

@@ -47,14 +47,16 @@
 //! | head = B, but B is in use       |                                           |
 //!
 //! With the tag, thread 1's compare-and-swap expects (A, t) but finds (A, t + 3) and retries.
-//! On 64-bit targets the tag has 32 bits; on 32-bit targets it has whatever the link leaves.
+//! On 64-bit targets the tag has 32 bits; on 32-bit targets it has whatever the arena's link
+//! field leaves, at least 6 bits (the budget is checked at compile time).
 
 use core::fmt;
 
 use crate::node::Node;
 #[cfg(feature = "alloc")]
 use crate::pages::Pages;
-use crate::state::{self, FREE, MAX_SLOTS, NIL};
+use crate::state::layout::LINK_BITS;
+use crate::state::{Link, MAX_SLOTS, Slot};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 use crate::time::{Clock, Instant};
 use crate::{CreateError, DeadlineWatch};
@@ -102,14 +104,37 @@ struct Hot {
     failed: AtomicUsize,
 }
 
-/// How many bits a link to one of `limit` slots needs (the free-stack tag gets the rest).
+/// Width of the free stack's link field on 64-bit targets: the low half of the word, the ABA
+/// tag taking the high half.
+const LINK_BITS_64: u32 = 32;
+
+/// How many bits of the free stack's head the link field of an arena of `limit` slots takes
+/// (the ABA tag gets the rest): on 32-bit targets, just what its links (at most `limit`) need,
+/// so that small arenas get long tags.
 const fn link_bits_for(limit: usize) -> u32 {
     if usize::BITS >= 64 {
-        32
+        LINK_BITS_64
     } else {
         usize::BITS - (limit + 1).leading_zeros()
     }
 }
+
+/// The fewest tag bits any arena gets: the largest arena's.
+const MIN_TAG_BITS: u32 = usize::BITS - link_bits_for(MAX_SLOTS);
+
+// The free stack's bit budget (sharded-slab's `Pack`): every link of the largest arena fits its
+// link field, which is no wider than a state word's link, and the tag keeps at least 6 bits on
+// 32-bit targets, 32 on 64-bit ones.
+const _: () = assert!(
+    (MAX_SLOTS as u64) < (1u64 << link_bits_for(MAX_SLOTS))
+        && link_bits_for(MAX_SLOTS) <= LINK_BITS_64
+        && LINK_BITS <= LINK_BITS_64,
+    "ctxtree: the free stack's link field cannot hold every link"
+);
+const _: () = assert!(
+    MIN_TAG_BITS >= if usize::BITS >= 64 { 32 } else { 6 },
+    "ctxtree: the free stack's ABA tag is too short"
+);
 
 impl Header {
     #[cfg(not(ctxtree_loom))]
@@ -330,7 +355,7 @@ impl RawArena {
         let used = self.used();
         // ORDERING: Relaxed: a statistic; no other memory is read on the strength of it.
         let live = (0..used)
-            .filter(|&s| self.node(s).refs.load(Ordering::Relaxed) != 0)
+            .filter(|&s| self.node(Slot::new(s)).refs.load(Ordering::Relaxed) != 0)
             .count();
         ArenaStats {
             capacity: self.capacity(),
@@ -366,10 +391,11 @@ impl RawArena {
 
     /// The node in `slot`.
     #[inline(always)]
-    pub(crate) fn node(&self, slot: u32) -> &Node {
-        match self.slots.get(slot as usize) {
+    pub(crate) fn node(&self, slot: Slot) -> &Node {
+        let index = slot.index() as usize;
+        match self.slots.get(index) {
             Some(n) => n,
-            None => self.paged(slot as usize - self.slots.len()),
+            None => self.paged(index - self.slots.len()),
         }
     }
 
@@ -388,12 +414,12 @@ impl RawArena {
     }
 
     /// Takes a free slot. The caller owns it exclusively until it stores `refs`.
-    pub(crate) fn alloc_slot(&self) -> Result<u32, CreateError> {
+    pub(crate) fn alloc_slot(&self) -> Result<Slot, CreateError> {
         if let Some(s) = self.pop() {
             return Ok(s);
         }
         if let Some(s) = self.bump() {
-            return Ok(s);
+            return Ok(Slot::new(s));
         }
         // `bump` never decreases, so if the stack is empty *now*, every slot is in use now:
         // this second look is the moment `ArenaFull` is true (no spurious refusals).
@@ -409,7 +435,7 @@ impl RawArena {
     #[inline(always)]
     fn link_bits(&self) -> u32 {
         if usize::BITS >= 64 {
-            32
+            LINK_BITS_64
         } else {
             self.hdr.link_bits
         }
@@ -420,26 +446,29 @@ impl RawArena {
         (1usize << self.link_bits()) - 1
     }
 
-    /// The next tag over `h`, with link `l`.
+    /// The link field of the free stack's head `h`.
     #[inline(always)]
-    fn retag(&self, h: usize, l: u32) -> usize {
-        let tag = (h >> self.link_bits()).wrapping_add(1);
-        (tag << self.link_bits()) | l as usize
+    fn top(&self, h: usize) -> Link {
+        Link::from_bits((h & self.link_mask()) as u32)
     }
 
-    fn pop(&self) -> Option<u32> {
+    /// The next tag over `h`, with link `l`.
+    #[inline(always)]
+    fn retag(&self, h: usize, l: Link) -> usize {
+        let tag = (h >> self.link_bits()).wrapping_add(1);
+        (tag << self.link_bits()) | l.to_bits() as usize
+    }
+
+    fn pop(&self) -> Option<Slot> {
         // ORDERING: Acquire pairs with the Release in `push`: the pushed node's `next` (the rest
         // of the stack) and everything its last owner wrote are visible to the new owner.
         let mut h = self.hdr.hot.free.load(Ordering::Acquire);
         loop {
-            let l = (h & self.link_mask()) as u32;
-            if l == NIL {
-                return None;
-            }
+            let top = self.top(h).slot()?;
             // ORDERING: Relaxed: ordered after the Acquire that read `h`. If the slot was popped
             // (and maybe re-pushed) since, the value is stale but the tag makes the CAS fail.
-            let nx = self.node(l - 1).next.load(Ordering::Relaxed);
-            let new = self.retag(h, state::link_of(nx));
+            let nx = self.node(top).next.load(Ordering::Relaxed);
+            let new = self.retag(h, nx.link());
             match self.hdr.hot.free.compare_exchange_weak(
                 h,
                 new,
@@ -447,23 +476,21 @@ impl RawArena {
                 Ordering::Acquire,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return Some(l - 1),
+                Ok(_) => return Some(top),
                 Err(x) => h = x,
             }
         }
     }
 
     /// Returns `slot` to the free stack. The caller owns it exclusively.
-    pub(crate) fn push(&self, slot: u32) {
+    pub(crate) fn push(&self, slot: Slot) {
         let n = self.node(slot);
         // ORDERING: Relaxed: the value only seeds the CAS, which validates it.
         let mut h = self.hdr.hot.free.load(Ordering::Relaxed);
         loop {
-            let l = (h & self.link_mask()) as u32;
-            // ORDERING: Relaxed: published by the Release CAS below. `FREE` keeps any stale
-            // searcher's CAS (which expects an unflagged sibling link) from matching.
-            n.next.store(FREE | l, Ordering::Relaxed);
-            let new = self.retag(h, state::link(slot));
+            // Published by the Release CAS below.
+            n.next.set_free(self.top(h));
+            let new = self.retag(h, Link::to(slot));
             // ORDERING: Release publishes `next` and the node's last writes to the next popper.
             match self.hdr.hot.free.compare_exchange_weak(
                 h,

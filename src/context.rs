@@ -7,10 +7,8 @@ use core::time::Duration;
 
 use crate::arena::{ArenaRef, RawArena};
 use crate::cause::{self, CancelCause, Cause};
-use crate::node::{
-    FuncPart, Inline, Kind, NOT_LINKED, Node, PREV_PENDING, Payload, TimerPart, ValuePart,
-};
-use crate::state::{self, BACKGROUND, DONE, HAS_DEADLINE, Head, NEVER, TIMED, TODO, UNLINKED};
+use crate::node::{FuncPart, Inline, Kind, Node, Payload, TimerPart, ValuePart};
+use crate::state::{Closed, Head, Slot, Src, Timing};
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
@@ -39,11 +37,11 @@ use crate::{AfterFunc, CreateError, Error};
 /// ```
 pub struct Context<'a> {
     pub(crate) arena: ArenaRef<'a>,
-    /// The node, or the `BACKGROUND` / `TODO` sentinel.
-    pub(crate) slot: u32,
+    /// The node, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
+    pub(crate) slot: Slot,
     /// The canceller node that decides whether this context is done (itself for cancel and
-    /// deadline contexts, the nearest canceller ancestor for value contexts), or `NEVER`.
-    pub(crate) src: u32,
+    /// deadline contexts, the nearest canceller ancestor for value contexts), or `Src::NEVER`.
+    pub(crate) src: Src,
 }
 
 /// Cancels its context, and every context derived from it, when told to or when dropped.
@@ -53,7 +51,7 @@ pub struct Context<'a> {
 #[must_use = "dropping a Canceler cancels its context at once"]
 pub struct Canceler<'a> {
     arena: ArenaRef<'a>,
-    slot: u32,
+    slot: Slot,
 }
 
 // Handles are two words, so that they travel in registers: a 24-byte `Context` cost ~35% of
@@ -75,11 +73,11 @@ unsafe impl Sync for Canceler<'_> {}
 
 impl<'a> Context<'a> {
     #[inline]
-    pub(crate) fn root(arena: &'a RawArena, slot: u32) -> Self {
+    pub(crate) fn root(arena: &'a RawArena, slot: Slot) -> Self {
         Context {
             arena: ArenaRef::new(arena),
             slot,
-            src: NEVER,
+            src: Src::NEVER,
         }
     }
 
@@ -90,23 +88,24 @@ impl<'a> Context<'a> {
     /// The done word of this context, after a lazy deadline check; `None` while it is not done.
     #[inline(always)]
     fn done_word(&self) -> Option<Head> {
-        if self.src == NEVER {
-            return None;
-        }
-        let n = self.arena.node(self.src);
-        // ORDERING: Acquire pairs with the Release in `tree::publish`: what the canceller did
-        // before cancelling is visible once `DONE` is (as with Go's closed Done channel).
+        let src = self.src.slot()?;
+        let n = self.arena.node(src);
+        // ORDERING: Acquire pairs with the Release in `HeadWord::publish_done`: what the
+        // canceller did before cancelling is visible once `DONE` is (as with Go's closed Done
+        // channel).
         let w = n.head.load(Ordering::Acquire);
-        if w & DONE != 0 {
-            return Some(Head(w));
+        if w.is_done() {
+            return Some(w);
         }
-        if w & TIMED == 0 {
+        if !w.timed() {
             return None;
         }
         // SAFETY: this handle pins `src` (itself or an ancestor), a canceller node.
         self.check_deadline(unsafe { n.deadline() })
     }
 
+    /// [`done_word`](Context::done_word)'s deadline check, out of the hot path (which then
+    /// keeps no register across a call). `src` is a node here.
     #[cold]
     #[inline(never)]
     fn check_deadline(&self, dl: u64) -> Option<Head> {
@@ -114,13 +113,14 @@ impl<'a> Context<'a> {
         if clock.now().ticks() < dl {
             return None;
         }
+        let src = self.src.slot()?;
         // The deadline passed and nobody recorded it yet: record it now, so that every
         // observer agrees on the error from here on.
-        self.arena.expire_from(self.src, dl);
+        self.arena.expire_from(src, dl);
         // ORDERING: Acquire, as in `done_word`.
-        let w = self.arena.node(self.src).head.load(Ordering::Acquire);
-        debug_assert!(w & DONE != 0);
-        Some(Head(w))
+        let w = self.arena.node(src).head.load(Ordering::Acquire);
+        debug_assert!(w.is_done());
+        Some(w)
     }
 
     /// Whether the context is done: cancelled, or past its deadline (Go: `Done()` is closed).
@@ -148,7 +148,9 @@ impl<'a> Context<'a> {
             return Some(Cause::Error(h.err()));
         }
         // ORDERING: Acquire: the slot is set before HAS_CAUSE is published (tree invariant #7).
-        let p = self.arena.node(self.src).cause.load(Ordering::Acquire);
+        // (A done word came from `src`: it is a node.)
+        let src = self.src.slot()?;
+        let p = self.arena.node(src).cause.load(Ordering::Acquire);
         debug_assert!(!p.is_null());
         // SAFETY: the slot points to a static cause, or to a heap cause owned by `src` or by one
         // of its ancestors, all pinned by this handle for as long as `self` is borrowed.
@@ -164,11 +166,11 @@ impl<'a> Context<'a> {
     /// The effective deadline in ticks, `u64::MAX` for none.
     #[inline]
     pub(crate) fn deadline_ticks(&self) -> u64 {
-        if self.src == NEVER {
+        let Some(src) = self.src.slot() else {
             return u64::MAX;
-        }
+        };
         // SAFETY: this handle pins `src`, a canceller node.
-        unsafe { self.arena.node(self.src).deadline() }
+        unsafe { self.arena.node(src).deadline() }
     }
 
     /// The arena this context lives in.
@@ -179,17 +181,19 @@ impl<'a> Context<'a> {
     /// Whether this context can ever be done (false for `Background`, `TODO`, `without_cancel`
     /// and everything derived from them without a canceller). Go: `Done()` returns nil.
     pub fn can_be_done(&self) -> bool {
-        self.src != NEVER
+        self.src != Src::NEVER
     }
 
     /// Tells the arena's deadline hook that something is now listening for this context's
     /// deadline (so that a timer fires it on time rather than on the next observation).
     pub(crate) fn watch(&self) {
         let dl = self.deadline_ticks();
-        if let (true, Some(hook)) = (dl != u64::MAX, self.arena.hdr.hook) {
+        if let (true, Some(hook), Some(src)) =
+            (dl != u64::MAX, self.arena.hdr.hook, self.src.slot())
+        {
             hook(crate::DeadlineWatch {
                 at: Instant::from_ticks(dl),
-                slot: self.src,
+                slot: src,
             });
         }
     }
@@ -204,8 +208,8 @@ impl<'a> Context<'a> {
         kind: Kind,
         payload: Payload,
         refs: u32,
-        head: u32,
-    ) -> Result<u32, CreateError> {
+        head: Head,
+    ) -> Result<Slot, CreateError> {
         let slot = self.arena.alloc_slot()?;
         self.init_taken(slot, kind, payload, refs, head);
         Ok(slot)
@@ -216,23 +220,20 @@ impl<'a> Context<'a> {
     /// `self`.
     fn init_taken(
         &self,
-        slot: u32,
+        slot: Slot,
         kind: Kind,
         payload: Payload,
         refs: u32,
-        head: u32,
+        head: Head,
     ) -> &'a Node {
         let n = self.arena.get().node(slot);
         // SAFETY: a freshly allocated slot is exclusively ours until `refs` is published.
         unsafe { n.init(kind, self.slot, payload) };
-        // ORDERING: Relaxed: published by the Release store of `refs` below.
-        n.head.store(head, Ordering::Relaxed);
-        // ORDERING: Relaxed: published by the Release store of `refs` below; a thread that
-        // pins the node and then reads `prev` sees this value or a later one (tree invariant #8).
-        n.prev.store(PREV_PENDING, Ordering::Relaxed);
-        // ORDERING: Relaxed: as above (`link` overwrites it before linking).
-        n.next.store(NOT_LINKED, Ordering::Relaxed);
-        if state::is_node(self.slot) {
+        // Published by the Release store of `refs` below.
+        n.head.init(head);
+        n.prev.set_pending();
+        n.next.set_not_linked();
+        if self.slot.is_node() {
             self.arena.acquire(self.slot);
         }
         // ORDERING: Release publishes the plain fields to any thread that takes a reference
@@ -251,12 +252,12 @@ impl<'a> Context<'a> {
         own_deadline: Option<u64>,
         dl_cause: *mut u8,
         now: Option<u64>,
-    ) -> Result<u32, CreateError> {
-        let src = (self.src != NEVER).then(|| self.arena.node(self.src));
+    ) -> Result<Slot, CreateError> {
+        let src = self.src.slot().map(|s| (s, self.arena.node(s)));
         // SAFETY: this handle pins `src`, a canceller node.
-        let parent_dl = src.map_or(u64::MAX, |n| unsafe { n.deadline() });
-        if let (Some(sn), true) = (src, parent_dl != u64::MAX) {
-            self.expire_src_if_passed(sn, parent_dl, now);
+        let parent_dl = src.map_or(u64::MAX, |(_, n)| unsafe { n.deadline() });
+        if let (Some((s, sn)), true) = (src, parent_dl != u64::MAX) {
+            self.expire_src_if_passed(s, sn, parent_dl, now);
         }
         let deadline = own_deadline.unwrap_or(parent_dl);
         let payload = Payload {
@@ -265,23 +266,27 @@ impl<'a> Context<'a> {
                 cause: dl_cause,
             },
         };
-        let head = if kind == Kind::Deadline {
-            HAS_DEADLINE
+        let timing = if kind == Kind::Deadline {
+            debug_assert!(deadline != u64::MAX, "an own deadline is never `u64::MAX`");
+            Timing::Own
+        } else if deadline != u64::MAX {
+            Timing::Inherited
         } else {
-            0
-        } | if deadline != u64::MAX { TIMED } else { 0 };
+            Timing::Untimed
+        };
+        let head = Head::live(timing);
         let slot = self.arena.alloc_slot()?;
-        let Some(sn) = src else {
+        let Some((_, sn)) = src else {
             self.init_taken(slot, kind, payload, 2, head);
             return Ok(slot);
         };
         let n = self.init_taken(slot, kind, payload, 3, head);
-        if let Err(h) = self.arena.link_node(sn, slot, n) {
+        if let Err(Closed(h)) = self.arena.link_node(sn, slot, n) {
             // Born done (tree invariant #3): no list reference after all.
             // ORDERING: Relaxed: the count stays above 0 (our two handles).
             n.refs.fetch_sub(1, Ordering::Relaxed);
-            // ORDERING: Relaxed: `link` wrote a sibling link; restore "never linked".
-            n.next.store(NOT_LINKED, Ordering::Relaxed);
+            // `link` wrote a sibling link; restore "never linked".
+            n.next.set_not_linked();
             // Nobody can be waiting on a node not handed out yet: no waker runs here.
             let mut panics = Panics::new();
             let _ = n.publish(sn.rec_of(h), &mut panics);
@@ -294,25 +299,25 @@ impl<'a> Context<'a> {
     /// and `src` is not done yet, so that a child created next is born done.
     #[cold]
     #[inline(never)]
-    fn expire_src_if_passed(&self, sn: &Node, dl: u64, now: Option<u64>) {
+    fn expire_src_if_passed(&self, src: Slot, sn: &Node, dl: u64, now: Option<u64>) {
         let Some(now) = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks())) else {
             return;
         };
         // ORDERING: Relaxed: only saves an expiry of a node already done; the `link` that
         // follows re-reads the word with Acquire.
-        if now >= dl && sn.head.load(Ordering::Relaxed) & DONE == 0 {
+        if now >= dl && !sn.head.load(Ordering::Relaxed).is_done() {
             // As a lazy check would: cancels the node that owns the deadline, and with it `src`.
-            self.arena.expire_from(self.src, dl);
+            self.arena.expire_from(src, dl);
         }
     }
 
     #[inline]
-    fn pair(&self, slot: u32) -> (Context<'a>, Canceler<'a>) {
+    fn pair(&self, slot: Slot) -> (Context<'a>, Canceler<'a>) {
         (
             Context {
                 arena: self.arena,
                 slot,
-                src: slot,
+                src: Src::of(slot),
             },
             Canceler {
                 arena: self.arena,
@@ -467,7 +472,7 @@ impl<'a> Context<'a> {
         } else {
             Kind::Value
         };
-        self.init_taken(slot, kind, payload, 1, 0);
+        self.init_taken(slot, kind, payload, 1, Head::live(Timing::Untimed));
         Ok(Context {
             arena: self.arena,
             slot,
@@ -481,7 +486,7 @@ impl<'a> Context<'a> {
     pub fn value<K: KeyKind>(&self, key: &'static K) -> Option<K::Out> {
         let want: *const () = ptr::from_ref(key).cast();
         let mut s = self.slot;
-        while state::is_node(s) {
+        while s.is_node() {
             let n = self.arena.node(s);
             // SAFETY: this handle pins `slot` and, through parent references, every ancestor.
             let kind = unsafe { n.kind() };
@@ -509,11 +514,12 @@ impl<'a> Context<'a> {
     /// Errors: [`CreateError::ArenaFull`].
     pub fn without_cancel(&self) -> Result<Context<'a>, CreateError> {
         let slot = self.arena.alloc_slot()?;
-        self.init_taken(slot, Kind::WithoutCancel, Payload { empty: () }, 1, 0);
+        let head = Head::live(Timing::Untimed);
+        self.init_taken(slot, Kind::WithoutCancel, Payload { empty: () }, 1, head);
         Ok(Context {
             arena: self.arena,
             slot,
-            src: NEVER,
+            src: Src::NEVER,
         })
     }
 
@@ -560,10 +566,10 @@ impl<'a> Context<'a> {
                 "ctxtree: an after_func closure must fit 16 bytes (use after_func_boxed with alloc)"
             )
         };
-        if self.src == NEVER {
+        let Some(src) = self.src.slot() else {
             drop(f);
             return Ok(AfterFunc::detached());
-        }
+        };
         let mut env: Inline = MaybeUninit::uninit();
         // SAFETY: `Inline` is 16 bytes, 8-aligned, and F fits (asserted above).
         unsafe { ptr::write(env.as_mut_ptr().cast::<F>(), f) };
@@ -573,7 +579,7 @@ impl<'a> Context<'a> {
                 env,
             },
         };
-        let slot = match self.new_node(Kind::AfterFunc, payload, 2, 0) {
+        let slot = match self.new_node(Kind::AfterFunc, payload, 2, Head::live(Timing::Untimed)) {
             Ok(s) => s,
             Err(e) => {
                 // No node, but a context that is already done needs none: run `f` now, as Go
@@ -592,16 +598,12 @@ impl<'a> Context<'a> {
         // The handle exists before any user code runs (`f` itself, a clock, the deadline hook),
         // so that a panic there drops it and releases the node.
         let handle = AfterFunc::new(self.arena.get(), slot);
-        if self
-            .arena
-            .link_node(self.arena.node(self.src), slot, n)
-            .is_err()
-        {
+        if self.arena.link_node(self.arena.node(src), slot, n).is_err() {
             // Already done: run now (Go: "calls f immediately").
             // ORDERING: Relaxed: the count stays above 0 (our handle).
             n.refs.fetch_sub(1, Ordering::Relaxed);
-            // ORDERING: Relaxed: restore "never linked".
-            n.next.store(NOT_LINKED, Ordering::Relaxed);
+            // Restore "never linked".
+            n.next.set_not_linked();
             // A panic of `f` unwinds through here and drops `handle`.
             let mut panics = Panics::new();
             n.fire(&mut panics);
@@ -629,7 +631,7 @@ unsafe fn call_inline<F: FnOnce()>(env: *mut Inline, run: bool) {
 impl Clone for Context<'_> {
     #[inline]
     fn clone(&self) -> Self {
-        if state::is_node(self.slot) {
+        if self.slot.is_node() {
             self.arena.acquire(self.slot);
         }
         Context {
@@ -643,7 +645,7 @@ impl Clone for Context<'_> {
 impl Drop for Context<'_> {
     #[inline]
     fn drop(&mut self) {
-        if state::is_node(self.slot) {
+        if self.slot.is_node() {
             self.arena.release(self.slot, 1);
         }
     }
@@ -678,9 +680,7 @@ impl<'a> Canceler<'a> {
         // (Release) that emptied the list, so the subtree's being done is visible to our caller.
         let h = n.head.load(Ordering::Acquire);
         // ORDERING: Acquire: pairs with the Release store of `UNLINKED`.
-        h & DONE != 0
-            && state::link_of(h) == state::NIL
-            && n.next.load(Ordering::Acquire) & UNLINKED != 0
+        h.is_done_and_empty() && n.next.load(Ordering::Acquire).is_unlinked()
     }
 
     /// Cancels with [`Error::Canceled`] and `cause` (Go: `CancelCauseFunc(cause)`). If the context
@@ -705,7 +705,7 @@ impl<'a> Canceler<'a> {
         Context {
             arena: self.arena,
             slot: self.slot,
-            src: self.slot,
+            src: Src::of(self.slot),
         }
     }
 }
@@ -719,7 +719,7 @@ impl Drop for Canceler<'_> {
             && self
                 .arena
                 .cancel_tree_keep(self.slot, Rec::CANCELED, &mut panics)
-                .1;
+                .unlinked;
         self.arena
             .release_in(self.slot, 1 + unlinked as u32, &mut panics);
         panics.resume();
@@ -750,14 +750,14 @@ impl RawArena {
     /// `Display` prints `context.Background`.
     #[inline]
     pub fn background(&self) -> Context<'_> {
-        Context::root(self, BACKGROUND)
+        Context::root(self, Slot::BACKGROUND)
     }
 
     /// Like [`background`](RawArena::background), for code that has not decided which context
     /// to use yet. `Display` prints `context.TODO`.
     #[inline]
     pub fn todo(&self) -> Context<'_> {
-        Context::root(self, TODO)
+        Context::root(self, Slot::TODO)
     }
 }
 

@@ -29,7 +29,7 @@
 
 use crate::arena::RawArena;
 use crate::node::Kind;
-use crate::state::{self, DONE, HAS_DEADLINE, NIL};
+use crate::state::Slot;
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::unwind::Panics;
@@ -39,7 +39,7 @@ use crate::unwind::Panics;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DeadlineWatch {
     pub(crate) at: Instant,
-    pub(crate) slot: u32,
+    pub(crate) slot: Slot,
 }
 
 impl DeadlineWatch {
@@ -72,7 +72,7 @@ impl RawArena {
     pub fn expire(&self, now: Instant) -> Option<Instant> {
         let mut panics = Panics::new();
         let mut next = u64::MAX;
-        for s in 0..self.used() {
+        for s in (0..self.used()).map(Slot::new) {
             let n = self.node(s);
             // ORDERING: Acquire: a done node whose list is empty is skipped, and its subtree is
             // then done for this thread too: the unlink that emptied the list (Release, after
@@ -83,7 +83,7 @@ impl RawArena {
             // interrupt may have preempted): if it is due, we help finish its subtree (tree
             // invariant #6), so that everything due is done when `expire` returns (loom:
             // loom-tests/concurrent_cancel_causes.rs, `expiry_vs_cancel_with_cause_never_mix`).
-            if h & HAS_DEADLINE == 0 || (h & DONE != 0 && state::link_of(h) == NIL) {
+            if !h.has_own_deadline() || h.is_done_and_empty() {
                 continue;
             }
             if !self.try_acquire(s) {
@@ -105,14 +105,14 @@ impl RawArena {
     }
 
     /// The own deadline of a `Deadline` node the caller holds, and whether it is done.
-    fn own_deadline(&self, s: u32) -> Option<(u64, bool)> {
+    fn own_deadline(&self, s: Slot) -> Option<(u64, bool)> {
         let n = self.node(s);
         // SAFETY: the caller holds a reference.
         if unsafe { n.kind() } != Kind::Deadline {
             return None;
         }
         // ORDERING: Acquire: see `Context::done_word`.
-        let done = n.head.load(Ordering::Acquire) & DONE != 0;
+        let done = n.head.load(Ordering::Acquire).is_done();
         // SAFETY: a held `Deadline` node.
         Some((unsafe { n.deadline() }, done))
     }
@@ -125,7 +125,7 @@ impl RawArena {
     /// Returns true if the context was (or already is) done.
     pub fn expire_watch(&self, watch: DeadlineWatch, now: Instant) -> bool {
         let s = watch.slot;
-        if s >= self.used() || !self.try_acquire(s) {
+        if s.index() >= self.used() || !self.try_acquire(s) {
             return false;
         }
         let n = self.node(s);
@@ -134,7 +134,7 @@ impl RawArena {
         let mut done = false;
         if kind.is_canceler() {
             // ORDERING: Acquire: see `Context::done_word`.
-            done = n.head.load(Ordering::Acquire) & DONE != 0;
+            done = n.head.load(Ordering::Acquire).is_done();
             // SAFETY: a held canceller node.
             let dl = unsafe { n.deadline() };
             if dl <= now.ticks() {

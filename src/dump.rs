@@ -6,10 +6,11 @@
 
 use core::fmt;
 
+use crate::Error;
 use crate::arena::RawArena;
 use crate::cause;
 use crate::node::Kind;
-use crate::state::{self, BACKGROUND, DONE, ERR_DEADLINE, HAS_CAUSE, Head, TODO};
+use crate::state::Slot;
 use crate::sync::Ordering;
 use crate::unwind::Panics;
 use crate::value::KeyInfo;
@@ -18,8 +19,8 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
-fn root_name(root: u32) -> &'static str {
-    if root == TODO {
+fn root_name(root: Slot) -> &'static str {
+    if root == Slot::TODO {
         "context.TODO"
     } else {
         "context.Background"
@@ -27,8 +28,8 @@ fn root_name(root: u32) -> &'static str {
 }
 
 /// Writes Go's `String()` of the context at `slot`, which the caller pins.
-pub(crate) fn write_chain(arena: &RawArena, slot: u32, f: &mut dyn fmt::Write) -> fmt::Result {
-    let ancestor = |mut s: u32, up: usize| {
+pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
+    let ancestor = |mut s: Slot, up: usize| {
         for _ in 0..up {
             // SAFETY: every ancestor of a pinned node is pinned (tree invariant #1).
             s = unsafe { arena.node(s).parent() };
@@ -37,7 +38,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: u32, f: &mut dyn fmt::Write) -
     };
     let mut depth = 0usize;
     let mut s = slot;
-    while state::is_node(s) {
+    while s.is_node() {
         depth += 1;
         // SAFETY: as above.
         s = unsafe { arena.node(s).parent() };
@@ -56,7 +57,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: u32, f: &mut dyn fmt::Write) -
 }
 
 /// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`.
-fn segment(arena: &RawArena, s: u32, f: &mut dyn fmt::Write) -> fmt::Result {
+fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
@@ -124,7 +125,7 @@ impl RawArena {
     /// whole tree). It costs O(n²) in the number of used slots: a diagnostic, not a hot path.
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
-        for root in [BACKGROUND, TODO] {
+        for root in [Slot::BACKGROUND, Slot::TODO] {
             let mut printed_root = false;
             // The references held on the current path, released however the walk ends: on an
             // error, or when user code (the writer, a cause's `Display`, the clock) panics.
@@ -154,7 +155,7 @@ impl RawArena {
                         }
                         // SAFETY: we hold a reference on `parent` (taken in `next_child`).
                         let up = unsafe { self.node(parent).parent() };
-                        from = parent + 1;
+                        from = parent.index() + 1;
                         path.deepest = up;
                         self.release(parent, 1);
                         depth -= 1;
@@ -171,8 +172,8 @@ impl RawArena {
     }
 
     /// The first live node at or after `from` whose parent is `parent`, with a reference taken.
-    fn next_child(&self, parent: u32, from: u32) -> Option<u32> {
-        for s in from..self.used() {
+    fn next_child(&self, parent: Slot, from: u32) -> Option<Slot> {
+        for s in (from..self.used()).map(Slot::new) {
             // ORDERING: Relaxed: a hint, re-checked under a reference.
             if self.node(s).refs.load(Ordering::Relaxed) == 0 || !self.try_acquire(s) {
                 continue;
@@ -188,7 +189,7 @@ impl RawArena {
         None
     }
 
-    fn line(&self, s: u32, depth: usize, w: &mut dyn fmt::Write) -> fmt::Result {
+    fn line(&self, s: Slot, depth: usize, w: &mut dyn fmt::Write) -> fmt::Result {
         let n = self.node(s);
         for _ in 0..depth.min(40) {
             w.write_str("  ")?;
@@ -205,21 +206,17 @@ impl RawArena {
         let h = n.head.load(Ordering::Acquire);
         match kind {
             Kind::Cancel | Kind::Deadline => {
-                if h & DONE == 0 {
-                    w.write_str(" [live]")?;
-                } else {
-                    w.write_str(if h & ERR_DEADLINE != 0 {
-                        " [deadline exceeded]"
-                    } else {
-                        " [canceled]"
-                    })?;
-                }
+                w.write_str(match (h.is_done(), h.err()) {
+                    (false, _) => " [live]",
+                    (true, Error::DeadlineExceeded) => " [deadline exceeded]",
+                    (true, Error::Canceled) => " [canceled]",
+                })?;
                 // SAFETY: a held canceller node.
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
                     write!(w, " deadline=@{dl} (inherited)")?;
                 }
-                if h & DONE != 0 && Head(h).has_cause() {
+                if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
                     // SAFETY: the slot's referent is alive while the node is (held).
@@ -227,7 +224,7 @@ impl RawArena {
                 }
             }
             Kind::AfterFunc => {
-                w.write_str(match (h & DONE != 0, h & HAS_CAUSE != 0) {
+                w.write_str(match (h.is_done(), h.is_stopped()) {
                     (false, _) => " [pending]",
                     (true, false) => " [fired]",
                     (true, true) => " [stopped]",
@@ -243,15 +240,15 @@ impl RawArena {
 /// `root`; released on drop, so that neither an error nor a panic in user code leaks them.
 struct HeldPath<'a> {
     arena: &'a RawArena,
-    deepest: u32,
-    root: u32,
+    deepest: Slot,
+    root: Slot,
 }
 
 impl Drop for HeldPath<'_> {
     fn drop(&mut self) {
         let mut panics = Panics::new();
         let mut s = self.deepest;
-        while s != self.root && state::is_node(s) {
+        while s != self.root && s.is_node() {
             // SAFETY: we hold a reference on `s`.
             let up = unsafe { self.arena.node(s).parent() };
             self.arena.release_in(s, 1, &mut panics);

@@ -29,7 +29,6 @@ use core::task::{Context as TaskCx, Poll};
 
 use crate::Error;
 use crate::context::Context;
-use crate::state::Head;
 use crate::waiters::{self, Waiter};
 
 /// Completes with the context's [`Error`] when it is done. Returned by [`Context::done`].
@@ -96,17 +95,18 @@ impl Future for Done<'_, '_> {
         if let Some(e) = this.ctx.err() {
             return Poll::Ready(e);
         }
-        if !this.ctx.can_be_done() {
+        let Some(src) = this.ctx.src.slot() else {
+            // A context that can never be done.
             return Poll::Pending;
-        }
-        let node = this.ctx.arena.node(this.ctx.src);
+        };
+        let node = this.ctx.arena.node(src);
         // SAFETY: the waiter is pinned inside this future, always registered on the same node,
         // and deregistered in `Drop`.
-        match unsafe { waiters::register(node, &this.waiter, cx.waker()) } {
+        match unsafe { waiters::register(node.wait_list(), &node.head, &this.waiter, cx.waker()) } {
             Poll::Ready(()) => {
                 // ORDERING: Acquire: registration returns ready only once `DONE` is published.
                 let w = node.head.load(crate::sync::Ordering::Acquire);
-                Poll::Ready(Head(w).err())
+                Poll::Ready(w.err())
             }
             Poll::Pending => {
                 if !this.watched {
@@ -121,8 +121,8 @@ impl Future for Done<'_, '_> {
 
 impl Drop for Done<'_, '_> {
     fn drop(&mut self) {
-        if self.ctx.can_be_done() {
-            waiters::deregister(self.ctx.arena.node(self.ctx.src), &self.waiter);
+        if let Some(src) = self.ctx.src.slot() {
+            waiters::deregister(self.ctx.arena.node(src).wait_list(), &self.waiter);
         }
     }
 }

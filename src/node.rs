@@ -12,8 +12,9 @@
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use crate::sync::{AtomicPtr, AtomicU8, AtomicU32, UnsafeCell};
-use crate::waiters::Waiter;
+use crate::state::{HeadWord, NextWord, PrevWord, Slot};
+use crate::sync::{AtomicPtr, AtomicU32, UnsafeCell};
+use crate::waiters::{WaitHead, WaitList, WaitLock};
 
 /// What a node is. Stored in the node; immutable per incarnation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -87,24 +88,24 @@ pub(crate) union Payload {
 #[cfg_attr(target_pointer_width = "64", repr(align(64)))]
 pub struct Node {
     /// State and child list; see [`crate::state`].
-    pub(crate) head: AtomicU32,
+    pub(crate) head: HeadWord,
     /// Sibling link / free-list link; see [`crate::state`].
-    pub(crate) next: AtomicU32,
+    pub(crate) next: NextWord,
     /// Reference count; 0 = free.
     pub(crate) refs: AtomicU32,
     /// For a node in a child list: a *hint* naming its predecessor (a link; `NIL` = the owner's
-    /// `head`), or `PREV_PENDING` while the node is not yet published in a list. Only a hint:
+    /// `head`), or `PENDING` while the node is not yet published in a list. Only a hint:
     /// every use re-validates it (tree invariant #8).
-    pub(crate) prev: AtomicU32,
+    pub(crate) prev: PrevWord,
     /// Waiter-list lock bits; see [`crate::waiters`].
-    pub(crate) wlock: AtomicU8,
+    pub(crate) wlock: WaitLock,
     pub(crate) kind: UnsafeCell<Kind>,
-    /// The parent slot, or the `BACKGROUND` / `TODO` sentinel.
-    pub(crate) parent: UnsafeCell<u32>,
+    /// The parent slot, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
+    pub(crate) parent: UnsafeCell<Slot>,
     /// The cause slot; see [`crate::cause`].
     pub(crate) cause: AtomicPtr<u8>,
     /// Head of the intrusive waiter list; guarded by `wlock`.
-    pub(crate) waiters: UnsafeCell<*const Waiter>,
+    pub(crate) waiters: WaitHead,
     pub(crate) payload: UnsafeCell<Payload>,
 }
 
@@ -134,15 +135,15 @@ impl Node {
     #[cfg(not(ctxtree_loom))]
     pub(crate) const fn new() -> Self {
         Node {
-            head: AtomicU32::new(0),
-            next: AtomicU32::new(crate::state::FREE),
+            head: HeadWord::new(),
+            next: NextWord::new(),
             refs: AtomicU32::new(0),
-            prev: AtomicU32::new(0),
-            wlock: AtomicU8::new(0),
+            prev: PrevWord::new(),
+            wlock: WaitLock::new(),
             kind: UnsafeCell::new(Kind::Free),
-            parent: UnsafeCell::new(0),
+            parent: UnsafeCell::new(Slot::new(0)),
             cause: AtomicPtr::new(ptr::null_mut()),
-            waiters: UnsafeCell::new(ptr::null()),
+            waiters: WaitHead::new(),
             payload: UnsafeCell::new(Payload { empty: () }),
         }
     }
@@ -151,17 +152,23 @@ impl Node {
     #[cfg(ctxtree_loom)]
     pub(crate) fn new() -> Self {
         Node {
-            head: AtomicU32::new(0),
-            next: AtomicU32::new(crate::state::FREE),
+            head: HeadWord::new(),
+            next: NextWord::new(),
             refs: AtomicU32::new(0),
-            prev: AtomicU32::new(0),
-            wlock: AtomicU8::new(0),
+            prev: PrevWord::new(),
+            wlock: WaitLock::new(),
             kind: UnsafeCell::new(Kind::Free),
-            parent: UnsafeCell::new(0),
+            parent: UnsafeCell::new(Slot::new(0)),
             cause: AtomicPtr::new(ptr::null_mut()),
-            waiters: UnsafeCell::new(ptr::null()),
+            waiters: WaitHead::new(),
             payload: UnsafeCell::new(Payload { empty: () }),
         }
+    }
+
+    /// The node's waiter list.
+    #[inline(always)]
+    pub(crate) fn wait_list(&self) -> WaitList<'_> {
+        WaitList::new(&self.wlock, &self.waiters)
     }
 
     /// The node's kind.
@@ -179,7 +186,7 @@ impl Node {
     /// # Safety
     /// As for [`Node::kind`].
     #[inline(always)]
-    pub(crate) unsafe fn parent(&self) -> u32 {
+    pub(crate) unsafe fn parent(&self) -> Slot {
         // SAFETY: as in `kind`.
         self.parent.with(|p| unsafe { *p })
     }
@@ -208,7 +215,7 @@ impl Node {
     ///
     /// # Safety
     /// The caller owns the node exclusively (popped from the free list, `refs == 0`).
-    pub(crate) unsafe fn init(&self, kind: Kind, parent: u32, payload: Payload) {
+    pub(crate) unsafe fn init(&self, kind: Kind, parent: Slot, payload: Payload) {
         // SAFETY: exclusive ownership per the caller's contract.
         unsafe {
             self.kind.with_mut(|p| *p = kind);
@@ -226,10 +233,3 @@ impl Node {
         self.kind.with_mut(|p| unsafe { *p = Kind::Free });
     }
 }
-
-/// A never-linked node's `next` word: `UNLINKED` so that `unlink` returns at once.
-pub(crate) const NOT_LINKED: u32 = crate::state::UNLINKED | crate::state::MARK;
-
-/// A node's `prev` while it is not published in a list (tree invariant #8): set before the node
-/// is published to other threads, replaced by `link` once the node is in its owner's list.
-pub(crate) const PREV_PENDING: u32 = u32::MAX;

@@ -4,7 +4,7 @@
 //! the nodes that must be cancelled with it: its cancel and deadline children, and its
 //! `after_func` registrations (value and without-cancel nodes take no part: a value node asks
 //! its nearest canceller ancestor whether it is done). Links are slot numbers (see
-//! [`crate::state`]). Nothing here allocates, locks, or waits for another thread: every loop
+//! [`crate::state::Link`]). Nothing here allocates, locks, or waits for another thread: every loop
 //! retries only because another thread's atomic step succeeded.
 //!
 //! # Invariants
@@ -43,9 +43,9 @@
 //! 8. **Predecessor hints.** A list member's `prev` names the node believed to precede it
 //!    (`NIL`: the owner's `head`); it is only a hint, re-validated before use, kept exact by
 //!    unlinks and searches so that unlinking from anywhere is O(1) expected (see
-//!    [`crate::list`]). It is `PREV_PENDING` from the node's initialisation until its link
-//!    succeeds, and no thread but the linker ever overwrites `PREV_PENDING`; so a pinned node
-//!    whose `prev` is not `PREV_PENDING` and whose `next` names `c` without a flag is `c`'s
+//!    [`crate::list`]). It is `PENDING` from the node's initialisation until its link
+//!    succeeds, and no thread but the linker ever overwrites `PENDING`; so a pinned node
+//!    whose `prev` is not `PENDING` and whose `next` names `c` without a flag is `c`'s
 //!    predecessor, never a node whose link is still being attempted.
 
 use core::ptr;
@@ -54,7 +54,7 @@ use crate::Error;
 use crate::arena::RawArena;
 use crate::cause::{self, TAG_BORROWED, TAG_DEADLINE};
 use crate::node::{Kind, Node};
-use crate::state::{self, DONE, HAS_CAUSE, Head, NIL, WAITERS};
+use crate::state::{Claim, Head, Publish, Slot};
 use crate::sync::Ordering;
 use crate::unwind::Panics;
 
@@ -70,6 +70,28 @@ impl Rec {
         err: Error::Canceled,
         cause: ptr::null_mut(),
     };
+}
+
+/// What [`RawArena::cancel_tree_keep`] did besides cancelling.
+#[must_use]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cancelled {
+    /// `rec.cause` was stored in the root's cause slot (else an owned cause is the caller's to
+    /// drop).
+    pub(crate) cause_taken: bool,
+    /// This call unlinked the root from its owner's list: the list's reference on it is now the
+    /// caller's.
+    pub(crate) unlinked: bool,
+}
+
+/// One step of the cancelling walk (see [`RawArena::descend`]).
+enum Descend<'a> {
+    /// The first child, now held and published done: walk into it.
+    Into(Slot, &'a Node),
+    /// The list changed, or its first child was an `AfterFunc` now fired and gone: look again.
+    Again,
+    /// The list is empty.
+    Empty,
 }
 
 /// When a cancellation happens on Go's timeline, as far as a node that owns a deadline is
@@ -116,13 +138,13 @@ impl When {
 impl RawArena {
     /// Takes a reference on `slot` unless it is free. See invariant #5.
     #[inline]
-    pub(crate) fn try_acquire(&self, slot: u32) -> bool {
+    pub(crate) fn try_acquire(&self, slot: Slot) -> bool {
         self.node(slot).try_acquire()
     }
 
     /// Takes one more reference on a node the caller already holds one on.
     #[inline]
-    pub(crate) fn acquire(&self, slot: u32) {
+    pub(crate) fn acquire(&self, slot: Slot) {
         // ORDERING: Relaxed, as `Arc::clone`: the caller's own reference already orders it.
         self.node(slot).refs.fetch_add(1, Ordering::Relaxed);
     }
@@ -130,13 +152,13 @@ impl RawArena {
     /// Drops `n` references on `slot`; on the last, tears the node down, frees it and releases
     /// its parent, and so on up (invariant #1).
     #[inline]
-    pub(crate) fn release(&self, slot: u32, n: u32) {
+    pub(crate) fn release(&self, slot: Slot, n: u32) {
         self.release_node(slot, self.node(slot), n);
     }
 
     /// [`release`](RawArena::release) with the node already looked up.
     #[inline]
-    pub(crate) fn release_node(&self, slot: u32, node: &Node, n: u32) {
+    pub(crate) fn release_node(&self, slot: Slot, node: &Node, n: u32) {
         // ORDERING: Release: this holder's accesses happen-before the teardown (the last
         // releaser's Acquire fence in `release_last`).
         let old = node.refs.fetch_sub(n, Ordering::Release);
@@ -149,14 +171,14 @@ impl RawArena {
     /// [`release`](RawArena::release), leaving a panic of user code run by a teardown to the
     /// caller's accumulator (see [`crate::unwind`]).
     #[inline]
-    pub(crate) fn release_in(&self, slot: u32, n: u32, panics: &mut Panics) {
+    pub(crate) fn release_in(&self, slot: Slot, n: u32, panics: &mut Panics) {
         self.release_node_in(slot, self.node(slot), n, panics);
     }
 
     /// [`release_node`](RawArena::release_node), leaving a panic of user code run by a teardown
     /// to the caller's accumulator.
     #[inline]
-    pub(crate) fn release_node_in(&self, slot: u32, node: &Node, n: u32, panics: &mut Panics) {
+    pub(crate) fn release_node_in(&self, slot: Slot, node: &Node, n: u32, panics: &mut Panics) {
         // ORDERING: Release, as in `release_node`.
         let old = node.refs.fetch_sub(n, Ordering::Release);
         debug_assert!(old >= n, "ctxtree: reference count underflow");
@@ -169,7 +191,7 @@ impl RawArena {
     /// user code run by a teardown (a heap value's or a cause's `Drop`) is resumed once the whole
     /// cascade is done.
     #[inline(never)]
-    fn release_last(&self, slot: u32) {
+    fn release_last(&self, slot: Slot) {
         let mut panics = Panics::new();
         self.release_last_in(slot, &mut panics);
         panics.resume();
@@ -177,7 +199,7 @@ impl RawArena {
 
     /// [`release_last`](RawArena::release_last) with the caller's accumulator. Every step runs
     /// whatever user code panics: the teardown finishes, the slot is pushed, the parent released.
-    fn release_last_in(&self, mut slot: u32, panics: &mut Panics) {
+    fn release_last_in(&self, mut slot: Slot, panics: &mut Panics) {
         loop {
             // ORDERING: an Acquire load of the count that just reached 0 pairs with every
             // earlier holder's Release decrement (they form one release sequence ending in the
@@ -190,7 +212,7 @@ impl RawArena {
             // SAFETY: as above.
             unsafe { self.teardown(slot, panics) };
             self.push(slot);
-            if !state::is_node(parent) {
+            if !parent.is_node() {
                 return;
             }
             slot = parent;
@@ -209,7 +231,7 @@ impl RawArena {
     ///
     /// # Safety
     /// The caller owns the node exclusively (its count just reached 0).
-    unsafe fn teardown(&self, slot: u32, panics: &mut Panics) {
+    unsafe fn teardown(&self, slot: Slot, panics: &mut Panics) {
         let node = self.node(slot);
         // ORDERING: Relaxed: exclusive ownership (the Acquire fence in `release_last` ordered
         // all earlier accesses); a load and a store, not a swap: nobody else can write it.
@@ -232,7 +254,7 @@ impl RawArena {
                 unsafe { crate::value::drop_owned(&node.payload().value.val) }
             }),
             // ORDERING: Relaxed: exclusive ownership.
-            Kind::AfterFunc if node.head.load(Ordering::Relaxed) & DONE == 0 => {
+            Kind::AfterFunc if !node.head.load(Ordering::Relaxed).is_done() => {
                 // Neither fired nor stopped (its context was released while never done): drop
                 // the closure unrun.
                 panics.run(|| {
@@ -246,11 +268,10 @@ impl RawArena {
         }
         debug_assert!(
             // SAFETY: exclusive ownership: nothing else touches the waiter list.
-            node.waiters.with(|p| unsafe { (*p).is_null() }),
+            unsafe { node.waiters.is_empty() },
             "waiter left on a freed node"
         );
-        // ORDERING: Relaxed: published to the next owner by the Release in `push`.
-        node.head.store(0, Ordering::Relaxed);
+        node.head.reset();
         // SAFETY: exclusive ownership.
         unsafe { node.clear() };
     }
@@ -288,58 +309,45 @@ impl Node {
     /// cause and was not, the caller must drop it).
     #[inline]
     pub(crate) fn publish(&self, rec: Rec, panics: &mut Panics) -> bool {
-        let n = self;
         // ORDERING: Acquire: a done word is followed by reading its cause.
-        let mut w = n.head.load(Ordering::Acquire);
-        if w & DONE != 0 {
+        let seen = self.head.load(Ordering::Acquire);
+        if seen.is_done() {
             return false;
         }
-        let mut taken = false;
-        let bits = if rec.cause.is_null() {
-            DONE | state::err_bits(rec.err)
+        let (taken, err, has_cause) = if rec.cause.is_null() {
+            (false, rec.err, false)
         } else {
-            let tag = if rec.err == Error::DeadlineExceeded {
-                TAG_DEADLINE
-            } else {
-                0
-            };
-            let want = cause::with_tags(rec.cause, tag);
-            // ORDERING: Release publishes the cause's referent to readers of the slot; Acquire on
-            // failure so that the winner's cause is visible before we publish it.
-            let won = match n.cause.compare_exchange(
-                ptr::null_mut(),
-                want,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    taken = true;
-                    want
-                }
-                Err(cur) => cur,
-            };
-            DONE | HAS_CAUSE | state::err_bits(cause::err_of(won))
+            let (taken, won) = self.claim_cause(rec);
+            (taken, cause::err_of(won), true)
         };
-        loop {
-            // ORDERING: Release publishes the cause slot and everything the canceller did before
-            // to observers' Acquire loads of `head` (Go: closing Done happens-before receiving).
-            match n
-                .head
-                .compare_exchange_weak(w, w | bits, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => {
-                    if w & WAITERS != 0 {
-                        crate::waiters::drain_in(n, panics);
-                    }
-                    return taken;
-                }
-                Err(x) => {
-                    if x & DONE != 0 {
-                        return taken;
-                    }
-                    w = x;
-                }
-            }
+        if let Publish::Published { had_waiters: true } =
+            self.head.publish_done(seen, err, has_cause)
+        {
+            crate::waiters::drain_in(self.wait_list(), panics);
+        }
+        taken
+    }
+
+    /// Claims the cause slot for `rec.cause` (non-null), unless a cause is there already (the
+    /// first cause wins, invariant #7). Returns whether it was stored, and the slot's pointer.
+    #[inline]
+    fn claim_cause(&self, rec: Rec) -> (bool, *mut u8) {
+        let tag = if rec.err == Error::DeadlineExceeded {
+            TAG_DEADLINE
+        } else {
+            0
+        };
+        let want = cause::with_tags(rec.cause, tag);
+        // ORDERING: Release publishes the cause's referent to readers of the slot; Acquire on
+        // failure so that the winner's cause is visible before we publish it.
+        match self.cause.compare_exchange(
+            ptr::null_mut(),
+            want,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => (true, want),
+            Err(cur) => (false, cur),
         }
     }
 
@@ -364,25 +372,11 @@ impl Node {
     /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
     /// The caller holds a reference on it. A panic of the closure goes to `panics`.
     pub(crate) fn fire(&self, panics: &mut Panics) {
-        let n = self;
-        // ORDERING: Relaxed: seeds the CAS.
-        let mut w = n.head.load(Ordering::Relaxed);
-        loop {
-            if w & DONE != 0 {
-                return;
-            }
-            // ORDERING: AcqRel: the claim orders this thread's use of the closure after its
-            // writing (already ordered by our reference) and against a racing `stop`.
-            match n
-                .head
-                .compare_exchange_weak(w, w | DONE, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(x) => w = x,
-            }
+        if self.head.claim_fire() == Claim::AlreadyDone {
+            return;
         }
         panics.run(|| {
-            n.payload.with_mut(|p| {
+            self.payload.with_mut(|p| {
                 // SAFETY: we won the claim, so the closure is ours to consume exactly once, and
                 // our reference keeps the node alive while it runs.
                 unsafe { ((*p).func.call)(&raw mut (*p).func.env, true) }
@@ -394,7 +388,7 @@ impl Node {
 impl RawArena {
     /// [`Node::publish`] on `slot` (for the unit tests).
     #[cfg(all(test, not(ctxtree_loom)))]
-    pub(crate) fn publish(&self, slot: u32, rec: Rec) -> bool {
+    pub(crate) fn publish(&self, slot: Slot, rec: Rec) -> bool {
         let mut panics = Panics::new();
         let taken = self.node(slot).publish(rec, &mut panics);
         panics.resume();
@@ -403,22 +397,22 @@ impl RawArena {
 
     /// The record a child inherits from its done canceller `parent` (for the unit tests).
     #[cfg(all(test, not(ctxtree_loom)))]
-    pub(crate) fn child_rec(&self, parent: u32) -> Rec {
+    pub(crate) fn child_rec(&self, parent: Slot) -> Rec {
         let n = self.node(parent);
         // ORDERING: Acquire pairs with `publish`'s Release: the cause slot is set if HAS_CAUSE.
-        n.rec_of(Head(n.head.load(Ordering::Acquire)))
+        n.rec_of(n.head.load(Ordering::Acquire))
     }
 
     /// [`Node::fire`] on `slot` (for the unit tests).
     #[cfg(all(test, not(ctxtree_loom)))]
-    pub(crate) fn fire(&self, slot: u32) {
+    pub(crate) fn fire(&self, slot: Slot) {
         let mut panics = Panics::new();
         self.node(slot).fire(&mut panics);
         panics.resume();
     }
 
     /// The record of `slot`'s own deadline expiring (a `Deadline` node the caller holds).
-    pub(crate) fn deadline_rec(&self, slot: u32) -> Rec {
+    pub(crate) fn deadline_rec(&self, slot: Slot) -> Rec {
         // SAFETY: the caller holds a reference on a `Deadline` node.
         let c = unsafe { self.node(slot).payload().timer.cause };
         let cause = if c.is_null() {
@@ -434,7 +428,7 @@ impl RawArena {
 
     /// Cancels `root` and its whole subtree with `rec`, then unlinks `root` from its owner's list.
     /// The caller holds a reference on `root`, a `Cancel` or `Deadline` node. Returns whether
-    /// `rec.cause` was stored (see [`RawArena::publish`]).
+    /// `rec.cause` was stored (see [`Node::publish`]).
     ///
     /// Iterative post-order walk over the child lists (invariant #6): stack use is constant
     /// whatever the depth; the walk holds one reference on each node of its current path, so
@@ -442,7 +436,7 @@ impl RawArena {
     ///
     /// User code run on the way (callbacks, wakers, drops) cannot cut it short: the first panic
     /// is resumed once the whole subtree is done and every reference released.
-    pub(crate) fn cancel_tree(&self, root: u32, rec: Rec) -> bool {
+    pub(crate) fn cancel_tree(&self, root: Slot, rec: Rec) -> bool {
         let mut panics = Panics::new();
         let taken = self.cancel_tree_in(root, rec, &mut panics);
         panics.resume();
@@ -450,84 +444,93 @@ impl RawArena {
     }
 
     /// [`cancel_tree`](RawArena::cancel_tree), leaving the panics to the caller's accumulator.
-    pub(crate) fn cancel_tree_in(&self, root: u32, rec: Rec, panics: &mut Panics) -> bool {
-        let (taken, unlinked) = self.cancel_tree_keep(root, rec, panics);
-        if unlinked {
+    pub(crate) fn cancel_tree_in(&self, root: Slot, rec: Rec, panics: &mut Panics) -> bool {
+        let done = self.cancel_tree_keep(root, rec, panics);
+        if done.unlinked {
             self.release_in(root, 1, panics);
         }
-        taken
+        done.cause_taken
     }
 
     /// [`cancel_tree_in`](RawArena::cancel_tree_in), except that if this call unlinked `root`,
-    /// the list's reference on it is handed to the caller (second result) instead of released,
-    /// so that a caller about to drop its own reference releases both in one step.
+    /// the list's reference on it is handed to the caller ([`Cancelled::unlinked`]) instead of
+    /// released, so that a caller about to drop its own reference releases both in one step.
     ///
     /// Go's timeline (DESIGN §4): a node that owns a deadline and is reached after that deadline
     /// passed is done with its own deadline's error and cause — its timer fired first — and its
     /// subtree inherits that (see [`When`], [`RawArena::publish_root`] and
     /// [`RawArena::fired_first`]).
-    pub(crate) fn cancel_tree_keep(
-        &self,
-        root: u32,
-        rec: Rec,
-        panics: &mut Panics,
-    ) -> (bool, bool) {
+    pub(crate) fn cancel_tree_keep(&self, root: Slot, rec: Rec, panics: &mut Panics) -> Cancelled {
         let mut cur = root;
         let mut cn = self.node(root);
-        let (taken, mut when) = self.publish_root(root, cn, rec, panics);
+        let (cause_taken, mut when) = self.publish_root(root, cn, rec, panics);
         loop {
-            // ORDERING: Acquire: children's publication (see `link`).
-            let first = Head(cn.head.load(Ordering::Acquire)).first();
-            if first != NIL {
-                let c = first - 1;
-                let ch = self.node(c);
-                if !ch.try_acquire() {
-                    // Free: it was unlinked meanwhile, so the head has moved on.
-                    continue;
+            match self.descend(cn, &mut when, panics) {
+                Descend::Into(c, ch) => (cur, cn) = (c, ch),
+                Descend::Again => {}
+                Descend::Empty => {
+                    // cur's list is empty and closed: its whole subtree is done (invariant #6).
+                    // SAFETY: we hold a reference on cur (the caller's, for root).
+                    let owner = unsafe { self.list_owner(cn) };
+                    if cur == root {
+                        let unlinked =
+                            owner.is_some_and(|o| self.unlink_node(self.node(o), cur, cn, panics));
+                        return Cancelled {
+                            cause_taken,
+                            unlinked,
+                        };
+                    }
+                    // We descended into cur from its owner, on which we still hold a reference.
+                    let Some(owner) = owner else {
+                        unreachable!("ctxtree: a descendant reached through a list has an owner")
+                    };
+                    let on = self.node(owner);
+                    let mine = self.unlink_node(on, cur, cn, panics);
+                    self.release_node_in(cur, cn, 1 + mine as u32, panics);
+                    (cur, cn) = (owner, on);
                 }
-                // ORDERING: Acquire, as above (and it is the done word the child inherits).
-                let h = Head(cn.head.load(Ordering::Acquire));
-                if h.first() != first {
-                    self.release_node_in(c, ch, 1, panics);
-                    continue;
-                }
-                // SAFETY: we hold a reference on c.
-                let kind = unsafe { ch.kind() };
-                if kind == Kind::AfterFunc {
-                    ch.fire(panics);
-                    let mine = self.unlink_node(cn, c, ch, panics);
-                    self.release_node_in(c, ch, 1 + mine as u32, panics);
-                    continue;
-                }
-                let rec = if kind == Kind::Deadline && self.fired_first(ch, h, &mut when) {
-                    self.deadline_rec(c)
-                } else {
-                    cn.rec_of(h)
-                };
-                // A borrowed cause is never owned: nothing to drop whatever the outcome.
-                let _ = ch.publish(rec, panics);
-                cur = c;
-                cn = ch;
-                continue;
             }
-            // cur's list is empty and closed: its whole subtree is done (invariant #6).
-            // SAFETY: we hold a reference on cur (the caller's, for root).
-            let owner = unsafe { self.list_owner(cn) };
-            if cur == root {
-                let unlinked =
-                    owner.is_some_and(|o| self.unlink_node(self.node(o), cur, cn, panics));
-                return (taken, unlinked);
-            }
-            // We descended into cur from its owner, on which we still hold a reference.
-            let Some(owner) = owner else {
-                unreachable!("ctxtree: a descendant reached through a list has an owner")
-            };
-            let on = self.node(owner);
-            let mine = self.unlink_node(on, cur, cn, panics);
-            self.release_node_in(cur, cn, 1 + mine as u32, panics);
-            cur = owner;
-            cn = on;
         }
+    }
+
+    /// One step down of [`cancel_tree_keep`](RawArena::cancel_tree_keep) from `cn`, a done
+    /// canceller the walk holds: takes its first child, fires it (an `AfterFunc`, unlinked and
+    /// released at once: `Again`) or publishes it done and returns it held (`Into`); `Empty` if
+    /// the list is.
+    #[inline]
+    fn descend<'s>(&'s self, cn: &Node, when: &mut When, panics: &mut Panics) -> Descend<'s> {
+        // ORDERING: Acquire: children's publication (see `link`).
+        let first = cn.head.load(Ordering::Acquire).first();
+        let Some(c) = first.slot() else {
+            return Descend::Empty;
+        };
+        let ch = self.node(c);
+        if !ch.try_acquire() {
+            // Free: it was unlinked meanwhile, so the head has moved on.
+            return Descend::Again;
+        }
+        // ORDERING: Acquire, as above (and it is the done word the child inherits).
+        let h = cn.head.load(Ordering::Acquire);
+        if h.first() != first {
+            self.release_node_in(c, ch, 1, panics);
+            return Descend::Again;
+        }
+        // SAFETY: we hold a reference on c.
+        let kind = unsafe { ch.kind() };
+        if kind == Kind::AfterFunc {
+            ch.fire(panics);
+            let mine = self.unlink_node(cn, c, ch, panics);
+            self.release_node_in(c, ch, 1 + mine as u32, panics);
+            return Descend::Again;
+        }
+        let rec = if kind == Kind::Deadline && self.fired_first(ch, h, when) {
+            self.deadline_rec(c)
+        } else {
+            cn.rec_of(h)
+        };
+        // A borrowed cause is never owned: nothing to drop whatever the outcome.
+        let _ = ch.publish(rec, panics);
+        Descend::Into(c, ch)
     }
 
     /// The publish step for the root of a traversal: `rec`, unless `rec` is a plain cancel that
@@ -536,7 +539,7 @@ impl RawArena {
     /// subtree, `root` included) and `rec` loses, as any later cancel does. Returns whether
     /// `rec.cause` was stored, and the traversal's [`When`].
     #[inline]
-    fn publish_root(&self, root: u32, rn: &Node, rec: Rec, panics: &mut Panics) -> (bool, When) {
+    fn publish_root(&self, root: Slot, rn: &Node, rec: Rec, panics: &mut Panics) -> (bool, When) {
         // SAFETY: the caller holds a reference on `root`, a `Cancel` or `Deadline` node.
         let dl = unsafe { rn.deadline() };
         if rec.err == Error::DeadlineExceeded {
@@ -557,14 +560,14 @@ impl RawArena {
     #[inline(never)]
     fn expire_if_passed(
         &self,
-        root: u32,
+        root: Slot,
         rn: &Node,
         dl: u64,
         when: &mut When,
         panics: &mut Panics,
     ) {
         // ORDERING: Relaxed: only saves a clock read; `publish` re-reads the word with Acquire.
-        if rn.head.load(Ordering::Relaxed) & DONE == 0 && when.passed(self, dl) {
+        if !rn.head.load(Ordering::Relaxed).is_done() && when.passed(self, dl) {
             self.expire_from_in(root, dl, panics);
         }
     }
@@ -583,7 +586,7 @@ impl RawArena {
     fn fired_first(&self, ch: &Node, h: Head, when: &mut When) -> bool {
         // ORDERING: Relaxed: only saves a clock read for a node already done; `publish`
         // re-reads the word with Acquire.
-        if ch.head.load(Ordering::Relaxed) & DONE != 0 {
+        if ch.head.load(Ordering::Relaxed).is_done() {
             return false;
         }
         // SAFETY: the caller holds a reference on `ch`, a `Deadline` node.
@@ -599,14 +602,14 @@ impl RawArena {
     /// earliest due deadline first, as Go's timers would; of equal deadlines, the nearest (the
     /// inner one fires first; [`fired_first`](RawArena::fired_first) agrees). Deadlines above it
     /// that are due too are left to their own observers and to `expire`.
-    pub(crate) fn expire_from(&self, src: u32, dl: u64) {
+    pub(crate) fn expire_from(&self, src: Slot, dl: u64) {
         let mut panics = Panics::new();
         self.expire_from_in(src, dl, &mut panics);
         panics.resume();
     }
 
     /// [`expire_from`](RawArena::expire_from), leaving the panics to the caller's accumulator.
-    pub(crate) fn expire_from_in(&self, src: u32, dl: u64, panics: &mut Panics) {
+    pub(crate) fn expire_from_in(&self, src: Slot, dl: u64, panics: &mut Panics) {
         let mut s = src;
         loop {
             let n = self.node(s);
@@ -618,7 +621,7 @@ impl RawArena {
             }
             // SAFETY: as above.
             let p = unsafe { n.parent() };
-            if !state::is_node(p) {
+            if !p.is_node() {
                 // Unreachable by construction (an inherited deadline has an owner above);
                 // expiring `src` itself keeps the observable outcome right regardless.
                 let rec = Rec {

@@ -2,7 +2,9 @@
 //!
 //! A waiter is a [`Waiter`] pinned inside a `done()` future (or on the stack of a blocking
 //! `wait`): waiting costs no arena node and no allocation. The list is intrusive and doubly
-//! linked, guarded by a two-bit lock in the node (`wlock`).
+//! linked, guarded by a two-bit lock in the node: a [`WaitList`]. This module knows nothing of
+//! the node it lives in; of the node's `head` word it uses only the `WAITERS`/`DONE` handshake,
+//! through [`HeadWord::announce_waiter`].
 //!
 //! # Registering
 //! A registrant takes the lock, announces itself by setting `WAITERS` in the node's `head` word
@@ -44,8 +46,7 @@ use core::marker::PhantomPinned;
 use core::ptr;
 use core::task::{Poll, Waker};
 
-use crate::node::Node;
-use crate::state::{DONE, WAITERS};
+use crate::state::{Announce, HeadWord};
 use crate::sync::{self, AtomicU8, Ordering, UnsafeCell};
 use crate::unwind::Panics;
 
@@ -60,6 +61,66 @@ const PENDING: u8 = 2;
 
 /// Waking is done in batches of this many wakers, outside the lock.
 const BATCH: usize = 8;
+
+/// A node's waiter-list lock: `LOCKED` and `PENDING` bits.
+#[repr(transparent)]
+pub(crate) struct WaitLock(AtomicU8);
+
+/// The head of a node's intrusive waiter list; accessed only under its [`WaitLock`].
+#[repr(transparent)]
+pub(crate) struct WaitHead(UnsafeCell<*const Waiter>);
+
+/// A node's waiter list: its lock and its head, two fields of the node borrowed together. (Two
+/// fields rather than one struct: a byte beside a pointer would take 16 bytes, and the node
+/// would no longer fit its cache line.)
+#[derive(Clone, Copy)]
+pub(crate) struct WaitList<'a> {
+    lock: &'a WaitLock,
+    head: &'a WaitHead,
+}
+
+impl WaitLock {
+    crate::state::const_unless_loom! {
+        /// An unlocked lock.
+        pub(crate) fn new() -> WaitLock {
+            WaitLock(AtomicU8::new(0))
+        }
+    }
+
+    /// Whether the lock is free and no drain is delegated (single-threaded use: tests).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        // ORDERING: Relaxed: single-threaded (every other thread is joined).
+        self.0.load(Ordering::Relaxed) == 0
+    }
+}
+
+impl WaitHead {
+    crate::state::const_unless_loom! {
+        /// An empty list.
+        pub(crate) fn new() -> WaitHead {
+            WaitHead(UnsafeCell::new(ptr::null()))
+        }
+    }
+
+    /// Whether the list is empty.
+    ///
+    /// # Safety
+    /// Nothing accesses the list concurrently (its owner holds the node exclusively, or every
+    /// other thread is joined).
+    pub(crate) unsafe fn is_empty(&self) -> bool {
+        // SAFETY: no concurrent access, per the caller's contract.
+        self.0.with(|p| unsafe { (*p).is_null() })
+    }
+}
+
+impl<'a> WaitList<'a> {
+    /// The list made of a node's `lock` and `head` fields.
+    #[inline(always)]
+    pub(crate) fn new(lock: &'a WaitLock, head: &'a WaitHead) -> Self {
+        WaitList { lock, head }
+    }
+}
 
 /// One waiter: an intrusive list entry, pinned where it lives.
 pub(crate) struct Waiter {
@@ -89,14 +150,15 @@ impl Waiter {
     }
 }
 
-fn lock(node: &Node) {
+fn lock(list: WaitList<'_>) {
     loop {
         // ORDERING: Relaxed: seeds the CAS.
-        let w = node.wlock.load(Ordering::Relaxed);
+        let w = list.lock.0.load(Ordering::Relaxed);
         if w & LOCKED == 0 {
             // ORDERING: Acquire pairs with the previous holder's Release unlock.
-            if node
-                .wlock
+            if list
+                .lock
+                .0
                 .compare_exchange_weak(w, w | LOCKED, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
@@ -110,16 +172,16 @@ fn lock(node: &Node) {
 }
 
 /// Unlocks; returns whether a canceller left a drain to us.
-fn unlock(node: &Node) -> bool {
+fn unlock(list: WaitList<'_>) -> bool {
     // ORDERING: AcqRel: Release hands our list writes to the next holder; Acquire makes the
     // delegating canceller's `DONE` visible to the drain we may now run.
-    node.wlock.swap(0, Ordering::AcqRel) & PENDING != 0
+    list.lock.0.swap(0, Ordering::AcqRel) & PENDING != 0
 }
 
 /// Takes the lock if free (true), or asks its holder to drain (false). Never waits.
-fn try_lock_or_delegate(node: &Node) -> bool {
+fn try_lock_or_delegate(list: WaitList<'_>) -> bool {
     // ORDERING: Relaxed: seeds the CAS.
-    let mut w = node.wlock.load(Ordering::Relaxed);
+    let mut w = list.lock.0.load(Ordering::Relaxed);
     loop {
         let (new, locks) = if w & LOCKED == 0 {
             (LOCKED, true)
@@ -130,8 +192,9 @@ fn try_lock_or_delegate(node: &Node) -> bool {
         };
         // ORDERING: AcqRel: taking the lock acquires the last holder's writes; setting PENDING
         // releases our `DONE` to the holder's unlock.
-        match node
-            .wlock
+        match list
+            .lock
+            .0
             .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed)
         {
             Ok(_) => return locks,
@@ -140,14 +203,20 @@ fn try_lock_or_delegate(node: &Node) -> bool {
     }
 }
 
-/// Registers `waiter` to be woken through `waker` when `node` is done. `Ready` if it already is.
+/// Registers `waiter` to be woken through `waker` when the node whose waiter list is `list` and
+/// whose `head` word is `head` is done. `Ready` if it already is.
 ///
 /// # Safety
 /// `waiter` must stay where it is until [`deregister`] returns for it (it is pinned), and must
-/// only ever be registered on this `node`.
-pub(crate) unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
-    // ORDERING: Acquire: a done context's publication (see `tree::publish`).
-    if node.head.load(Ordering::Acquire) & DONE != 0 {
+/// only ever be registered on this `list`.
+pub(crate) unsafe fn register(
+    list: WaitList<'_>,
+    head: &HeadWord,
+    waiter: &Waiter,
+    waker: &Waker,
+) -> Poll<()> {
+    // ORDERING: Acquire: a done context's publication (see `HeadWord::publish_done`).
+    if head.load(Ordering::Acquire).is_done() {
         return Poll::Ready(());
     }
     // ORDERING: Acquire pairs with the drainer's Release store of NOTIFIED.
@@ -157,13 +226,14 @@ pub(crate) unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Po
     let mut panics = Panics::new();
     let mut replaced = None;
     let (poll, must_drain) = sync::no_preempt(|| {
-        lock(node);
+        lock(list);
         // SAFETY: we hold the lock; `waiter` is pinned per the caller's contract.
-        let poll = unsafe { register_locked(node, waiter, waker, &mut replaced, &mut panics) };
-        (poll, unlock(node))
+        let poll =
+            unsafe { register_locked(list, head, waiter, waker, &mut replaced, &mut panics) };
+        (poll, unlock(list))
     });
     if must_drain {
-        drain_in(node, &mut panics);
+        drain_in(list, &mut panics);
     }
     if replaced.is_some() {
         // A waker's drop is user code: outside the lock.
@@ -177,9 +247,10 @@ pub(crate) unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Po
 /// unlock); a panicking `clone` of `waker` leaves the old one in place and goes to `panics`.
 ///
 /// # Safety
-/// The caller holds `node`'s lock; `waiter` is pinned.
+/// The caller holds `list`'s lock; `waiter` is pinned.
 unsafe fn register_locked(
-    node: &Node,
+    list: WaitList<'_>,
+    head: &HeadWord,
     waiter: &Waiter,
     waker: &Waker,
     replaced: &mut Option<Waker>,
@@ -190,32 +261,16 @@ unsafe fn register_locked(
     if st == NOTIFIED {
         return Poll::Ready(());
     }
-    // ORDERING: Acquire, as in `register`.
-    let mut h = node.head.load(Ordering::Acquire);
-    loop {
-        if h & DONE != 0 {
-            if st == LINKED {
-                // SAFETY: we hold the lock and the waiter is in this node's list.
-                unsafe { remove(node, waiter) };
-            }
-            return Poll::Ready(());
+    if head.announce_waiter() == Announce::AlreadyDone {
+        if st == LINKED {
+            // SAFETY: we hold the lock and the waiter is in this list.
+            unsafe { remove(list, waiter) };
         }
-        if h & WAITERS != 0 {
-            break;
-        }
-        // ORDERING: AcqRel: ordered with the canceller's CAS on the same word: whichever is
-        // second sees the other's bit (module docs, "A potential race").
-        match node
-            .head
-            .compare_exchange_weak(h, h | WAITERS, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => break,
-            Err(x) => h = x,
-        }
+        return Poll::Ready(());
     }
     if st == IDLE {
         // SAFETY: we hold the lock; every entry of the list is a pinned, registered waiter.
-        unsafe { push_front(node, waiter) };
+        unsafe { push_front(list, waiter) };
         // ORDERING: Relaxed: read under the lock, or with Acquire after a Release of NOTIFIED.
         waiter.state.store(LINKED, Ordering::Relaxed);
     }
@@ -233,42 +288,42 @@ unsafe fn register_locked(
     Poll::Pending
 }
 
-/// Unregisters `waiter` if it is still in `node`'s list. After this returns, nothing else
-/// touches `waiter`.
-pub(crate) fn deregister(node: &Node, waiter: &Waiter) {
+/// Unregisters `waiter` if it is still in `list`. After this returns, nothing else touches
+/// `waiter`.
+pub(crate) fn deregister(list: WaitList<'_>, waiter: &Waiter) {
     // ORDERING: Acquire pairs with the drainer's Release store of NOTIFIED (its last access).
     if waiter.state.load(Ordering::Acquire) != LINKED {
         return;
     }
     let must_drain = sync::no_preempt(|| {
-        lock(node);
+        lock(list);
         // ORDERING: Relaxed: under the lock.
         if waiter.state.load(Ordering::Relaxed) == LINKED {
             // SAFETY: we hold the lock and the waiter is in the list.
-            unsafe { remove(node, waiter) };
+            unsafe { remove(list, waiter) };
         }
-        unlock(node)
+        unlock(list)
     });
     if must_drain {
         let mut panics = Panics::new();
-        drain_in(node, &mut panics);
+        drain_in(list, &mut panics);
         panics.resume();
     }
 }
 
-/// Wakes every waiter of `node`, which is done. Never waits: if the lock is held, its holder
+/// Wakes every waiter of `list`, whose node is done. Never waits: if the lock is held, its holder
 /// drains on unlock. Each waker is woken on its own: one that panics leaves the others to be
 /// woken, and its panic goes to `panics`.
-pub(crate) fn drain_in(node: &Node, panics: &mut Panics) {
+pub(crate) fn drain_in(list: WaitList<'_>, panics: &mut Panics) {
     loop {
         let mut batch: heapless::Vec<Waker, BATCH> = heapless::Vec::new();
         let again = sync::no_preempt(|| {
-            if !try_lock_or_delegate(node) {
+            if !try_lock_or_delegate(list) {
                 return false;
             }
             // SAFETY: we hold the lock.
-            let more = unsafe { take_batch(node, &mut batch) };
-            let pending = unlock(node);
+            let more = unsafe { take_batch(list, &mut batch) };
+            let pending = unlock(list);
             more || pending
         });
         for w in batch {
@@ -285,10 +340,10 @@ pub(crate) fn drain_in(node: &Node, panics: &mut Panics) {
 ///
 /// # Safety
 /// The caller holds the lock.
-unsafe fn take_batch(node: &Node, batch: &mut heapless::Vec<Waker, BATCH>) -> bool {
+unsafe fn take_batch(list: WaitList<'_>, batch: &mut heapless::Vec<Waker, BATCH>) -> bool {
     // SAFETY: the list and its entries are accessed only under the lock we hold; every entry is a
     // pinned waiter that stays valid until it is unlinked and marked.
-    node.waiters.with_mut(|head| unsafe {
+    list.head.0.with_mut(|head| unsafe {
         while !batch.is_full() {
             let w = *head;
             if w.is_null() {
@@ -314,10 +369,10 @@ unsafe fn take_batch(node: &Node, batch: &mut heapless::Vec<Waker, BATCH>) -> bo
 
 /// # Safety
 /// The caller holds the lock; `waiter` is pinned and in no list.
-unsafe fn push_front(node: &Node, waiter: &Waiter) {
+unsafe fn push_front(list: WaitList<'_>, waiter: &Waiter) {
     let me: *const Waiter = waiter;
     // SAFETY: under the lock; entries are pinned waiters.
-    node.waiters.with_mut(|head| unsafe {
+    list.head.0.with_mut(|head| unsafe {
         let old = *head;
         waiter.prev.with_mut(|p| *p = ptr::null());
         waiter.next.with_mut(|p| *p = old);
@@ -329,14 +384,14 @@ unsafe fn push_front(node: &Node, waiter: &Waiter) {
 }
 
 /// # Safety
-/// The caller holds the lock; `waiter` is in `node`'s list.
-unsafe fn remove(node: &Node, waiter: &Waiter) {
+/// The caller holds the lock; `waiter` is in `list`.
+unsafe fn remove(list: WaitList<'_>, waiter: &Waiter) {
     // SAFETY: under the lock; entries are pinned waiters.
     unsafe {
         let prev = waiter.prev.with(|p| *p);
         let next = waiter.next.with(|p| *p);
         if prev.is_null() {
-            node.waiters.with_mut(|h| *h = next);
+            list.head.0.with_mut(|h| *h = next);
         } else {
             (*prev).next.with_mut(|p| *p = next);
         }

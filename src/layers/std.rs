@@ -12,6 +12,7 @@ use core::time::Duration;
 
 use crate::arena::{Header, RawArena};
 use crate::node::Node;
+use crate::state::Slot;
 use crate::time::{Clock, Instant};
 use crate::waiters::{self, Waiter};
 use crate::{AfterFunc, Context, CreateError, DeadlineWatch, Error};
@@ -134,7 +135,7 @@ struct Registration<'w> {
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        waiters::deregister(self.node, self.waiter);
+        waiters::deregister(self.node.wait_list(), self.waiter);
     }
 }
 
@@ -171,7 +172,7 @@ impl Context<'_> {
             return Some(e);
         }
         let waiter = pin!(Waiter::new());
-        let node = self.can_be_done().then(|| self.arena.node(self.src));
+        let node = self.src.slot().map(|src| self.arena.node(src));
         let _reg = node.map(|node| Registration {
             node,
             waiter: &waiter,
@@ -181,7 +182,9 @@ impl Context<'_> {
                 if let Some(node) = node {
                     // SAFETY: the waiter is pinned on this stack frame, registered only on
                     // `node`, and deregistered by `_reg` before the frame ends.
-                    if unsafe { waiters::register(node, &waiter, waker) }.is_ready() {
+                    if unsafe { waiters::register(node.wait_list(), &node.head, &waiter, waker) }
+                        .is_ready()
+                    {
                         return self.err();
                     }
                 }
@@ -244,7 +247,7 @@ impl<'a> Context<'a> {
 
 struct Timer {
     /// Deadlines someone listens for, as (ticks, slot): ordered and deduplicated.
-    queue: Mutex<BTreeSet<(u64, u32)>>,
+    queue: Mutex<BTreeSet<(u64, Slot)>>,
     cv: Condvar,
     started: Once,
 }
@@ -277,7 +280,7 @@ fn timer_hook(w: DeadlineWatch) {
 }
 
 fn timer_thread() {
-    let mut due: Vec<(u64, u32)> = Vec::new();
+    let mut due: Vec<(u64, Slot)> = Vec::new();
     let mut q = lock(&TIMER.queue);
     loop {
         let now = STD_CLOCK.now().ticks();

@@ -18,11 +18,8 @@ use std::vec::Vec;
 
 use super::Rec;
 use crate::arena::RawArena;
-use crate::node::{Kind, NOT_LINKED};
-use crate::state::{
-    self, BACKGROUND, DONE, ERR_DEADLINE, FREE, HAS_CAUSE, HAS_DEADLINE, Head, MARK, NIL, TIMED,
-    UNLINKED, WAITERS,
-};
+use crate::node::{Kind, Node};
+use crate::state::{Head, Link, Mark, Next, Slot, Src};
 use crate::sync::Ordering;
 use crate::waiters::{self, Waiter};
 use crate::{
@@ -36,26 +33,36 @@ static WHY: StaticCause = StaticCause::with_code(1, "why");
 static OTHER: StaticCause = StaticCause::with_code(2, "other");
 static K: Key<u32> = Key::new("k");
 
-fn refs(a: &RawArena, s: u32) -> u32 {
+fn refs(a: &RawArena, s: Slot) -> u32 {
     a.node(s).refs.load(Ordering::Relaxed)
 }
 
-fn head(a: &RawArena, s: u32) -> u32 {
+fn head(a: &RawArena, s: Slot) -> Head {
     a.node(s).head.load(Ordering::Relaxed)
 }
 
-fn next(a: &RawArena, s: u32) -> u32 {
+fn next(a: &RawArena, s: Slot) -> Next {
     a.node(s).next.load(Ordering::Relaxed)
 }
 
+/// Whether a `next` word is marked and flagged unlinked: the node is out of its list.
+fn out_of_list(n: Next) -> bool {
+    n.is_marked() && n.is_unlinked()
+}
+
+/// Sets `MARK` on `s`'s `next`, as a remover that stalls between the mark and the unlink.
+fn mark_only(a: &RawArena, s: Slot) {
+    assert!(matches!(a.node(s).next.mark(), Mark::Marked(_)));
+}
+
 /// The slots linked in `owner`'s list, front to back (single-threaded).
-fn children(a: &RawArena, owner: u32) -> Vec<u32> {
+fn children(a: &RawArena, owner: Slot) -> Vec<Slot> {
     let mut out = Vec::new();
-    let mut l = Head(head(a, owner)).first();
-    while l != NIL {
-        out.push(l - 1);
+    let mut l = head(a, owner).first();
+    while let Some(s) = l.slot() {
+        out.push(s);
         assert!(out.len() <= a.capacity(), "cyclic child list");
-        l = state::link_of(next(a, l - 1));
+        l = next(a, s).link();
     }
     out
 }
@@ -86,21 +93,27 @@ fn cancel_pair<'a>(ctx: &Context<'a>) -> (Context<'a>, crate::Canceler<'a>) {
 #[test]
 fn bump_then_free_stack_lifo_then_full() {
     let a = Arena::<3>::new();
-    let s: Vec<u32> = (0..3).map(|_| a.alloc_slot().unwrap()).collect();
-    assert_eq!(s, [0, 1, 2]);
+    let s: Vec<Slot> = (0..3).map(|_| a.alloc_slot().unwrap()).collect();
+    assert_eq!(s, [0, 1, 2].map(Slot::new));
     assert_eq!(a.alloc_slot(), Err(CreateError::ArenaFull));
     assert_eq!(a.stats().failed_allocs, 1);
-    a.push(1);
-    a.push(2);
+    a.push(Slot::new(1));
+    a.push(Slot::new(2));
+    let (n2, n1) = (next(&a, Slot::new(2)), next(&a, Slot::new(1)));
+    assert!(
+        n2.is_free() && !n2.is_marked() && !n2.is_unlinked(),
+        "a free slot is flagged free, and only free"
+    );
     assert_eq!(
-        next(&a, 2),
-        FREE | state::link(1),
+        n2.link(),
+        Link::to(Slot::new(1)),
         "a free slot links to the next free one"
     );
-    assert_eq!(next(&a, 1), FREE | NIL);
+    assert!(n1.is_free() && !n1.is_marked() && !n1.is_unlinked());
+    assert_eq!(n1.link(), Link::NIL);
     // LIFO, and the tail is never used again once exhausted.
-    assert_eq!(a.alloc_slot(), Ok(2));
-    assert_eq!(a.alloc_slot(), Ok(1));
+    assert_eq!(a.alloc_slot(), Ok(Slot::new(2)));
+    assert_eq!(a.alloc_slot(), Ok(Slot::new(1)));
     assert_eq!(a.alloc_slot(), Err(CreateError::ArenaFull));
     for x in s {
         a.push(x);
@@ -112,7 +125,7 @@ fn bump_then_free_stack_lifo_then_full() {
 #[test]
 fn try_acquire_fails_on_a_free_slot_and_pins_a_live_one() {
     let a = Arena::<2>::new();
-    assert!(!a.try_acquire(0), "acquired a never-used slot");
+    assert!(!a.try_acquire(Slot::new(0)), "acquired a never-used slot");
     let (c, k) = a.background().with_cancel().unwrap();
     let s = c.slot;
     assert_eq!(refs(&a, s), 2);
@@ -140,7 +153,7 @@ fn link_pushes_in_front_and_counts_the_list_reference() {
     let a = Arena::<4>::new();
     let (p, pk) = a.background().with_cancel().unwrap();
     let kids: Vec<_> = (0..3).map(|_| cancel_pair(&p)).collect();
-    let slots: Vec<u32> = kids.iter().map(|(c, _)| c.slot).collect();
+    let slots: Vec<Slot> = kids.iter().map(|(c, _)| c.slot).collect();
     assert_eq!(children(&a, p.slot), [slots[2], slots[1], slots[0]]);
     for &s in &slots {
         // Context + Canceler + the list.
@@ -163,16 +176,16 @@ fn unlink_at(pos: usize) {
     let (p, pk) = a.background().with_cancel().unwrap();
     let mut kids: Vec<_> = (0..3).map(|_| cancel_pair(&p)).collect();
     kids.reverse(); // now in list order
-    let order: Vec<u32> = kids.iter().map(|(c, _)| c.slot).collect();
+    let order: Vec<Slot> = kids.iter().map(|(c, _)| c.slot).collect();
     assert_eq!(children(&a, p.slot), order);
     let victim = order[pos];
     assert!(a.unlink(p.slot, victim), "unlink of a linked child failed");
-    assert_eq!(next(&a, victim) & (MARK | UNLINKED), MARK | UNLINKED);
+    assert!(out_of_list(next(&a, victim)));
     // A second unlink finds it gone and takes no reference.
     assert!(!a.unlink(p.slot, victim));
     // The list reference is ours now.
     a.release(victim, 1);
-    let rest: Vec<u32> = order.iter().copied().filter(|&s| s != victim).collect();
+    let rest: Vec<Slot> = order.iter().copied().filter(|&s| s != victim).collect();
     assert_eq!(children(&a, p.slot), rest);
     drop(kids);
     drop((p, pk));
@@ -198,8 +211,8 @@ fn unlink_back() {
 fn unlink_of_a_never_linked_node_returns_false_at_once() {
     let a = Arena::<2>::new();
     let w = a.background().without_cancel().unwrap();
-    assert_eq!(next(&a, w.slot), NOT_LINKED);
-    assert!(!a.unlink(0, w.slot));
+    assert_eq!(next(&a, w.slot), Next::NOT_LINKED);
+    assert!(!a.unlink(Slot::new(0), w.slot));
     drop(w);
     assert_all_free(&a);
 }
@@ -216,13 +229,13 @@ fn search_helps_unlink_a_marked_predecessor() {
     let (c3, k3) = cancel_pair(&p);
     assert_eq!(children(&a, p.slot), [c3.slot, c2.slot, c1.slot]);
     // C2's remover marks it and stalls.
-    a.node(c2.slot).next.fetch_or(MARK, Ordering::Relaxed);
+    mark_only(&a, c2.slot);
     let before = refs(&a, c2.slot);
     // Removing C1 (behind C2) helps remove C2 first.
     assert!(a.unlink(p.slot, c1.slot));
     a.release(c1.slot, 1);
     assert_eq!(children(&a, p.slot), [c3.slot]);
-    assert_eq!(next(&a, c2.slot) & (MARK | UNLINKED), MARK | UNLINKED);
+    assert!(out_of_list(next(&a, c2.slot)));
     // The helper released the list's reference on C2.
     assert_eq!(refs(&a, c2.slot), before - 1);
     // The stalled remover resumes: C2 is already out, and it owns nothing.
@@ -238,7 +251,7 @@ fn search_helps_unlink_a_marked_first_child() {
     let (p, pk) = a.background().with_cancel().unwrap();
     let (c1, k1) = cancel_pair(&p);
     let (c2, k2) = cancel_pair(&p);
-    a.node(c2.slot).next.fetch_or(MARK, Ordering::Relaxed);
+    mark_only(&a, c2.slot);
     assert!(a.unlink(p.slot, c1.slot));
     a.release(c1.slot, 1);
     assert!(children(&a, p.slot).is_empty());
@@ -253,14 +266,14 @@ fn link_into_a_done_list_fails_with_the_done_word() {
     let (p, pk) = a.background().with_cancel().unwrap();
     pk.cancel_with(&WHY);
     let s = a.alloc_slot().unwrap();
-    let err = a.link(p.slot, s).unwrap_err();
+    let err = a.link(p.slot, s).unwrap_err().0;
     assert!(err.is_done() && err.has_cause());
     a.push(s);
     // Through the API: born done, with the parent's error and cause, linked nowhere.
     let (c, k) = p.with_cancel().unwrap();
     assert_eq!(c.err(), Some(Error::Canceled));
     assert!(c.cause().unwrap().is_static(&WHY));
-    assert_eq!(next(&a, c.slot), NOT_LINKED);
+    assert_eq!(next(&a, c.slot), Next::NOT_LINKED);
     assert_eq!(
         refs(&a, c.slot),
         2,
@@ -297,7 +310,10 @@ fn publish_first_error_and_cause_win() {
     ));
     assert!(!a.publish(c.slot, Rec::CANCELED));
     let h = head(&a, c.slot);
-    assert_eq!(h & (DONE | HAS_CAUSE | ERR_DEADLINE), DONE | HAS_CAUSE);
+    assert_eq!(
+        (h.is_done(), h.has_cause(), h.err()),
+        (true, true, Error::Canceled)
+    );
     assert!(c.cause().unwrap().is_static(&WHY));
     let rec = a.child_rec(c.slot);
     assert_eq!(rec.err, Error::Canceled);
@@ -474,15 +490,15 @@ fn expire_from_cancels_the_deadline_owner_with_its_cause() {
     let (c, ck) = v.with_cancel().unwrap();
     assert_eq!(c.deadline(), d.deadline());
     // Through the child: walks up to D (the owner of the deadline) and cancels it.
-    a.expire_from(c.src, u64::MAX - 10);
+    a.expire_from(c.src.slot().unwrap(), u64::MAX - 10);
     assert_eq!(d.err(), Some(Error::DeadlineExceeded));
     assert!(c.cause().unwrap().is_static(&WHY));
-    assert_eq!(head(&a, d.slot) & ERR_DEADLINE, ERR_DEADLINE);
-    assert!(head(&a, d.slot) & HAS_DEADLINE != 0);
+    assert_eq!(head(&a, d.slot).err(), Error::DeadlineExceeded);
+    assert!(head(&a, d.slot).has_own_deadline());
     // TIMED marks an effective deadline, own (D) or inherited (C); HAS_DEADLINE only an own.
-    assert!(head(&a, d.slot) & TIMED != 0);
-    assert!(head(&a, c.slot) & TIMED != 0);
-    assert!(head(&a, c.slot) & HAS_DEADLINE == 0);
+    assert!(head(&a, d.slot).timed());
+    assert!(head(&a, c.slot).timed());
+    assert!(!head(&a, c.slot).has_own_deadline());
     drop((c, ck, v, d, dk));
     assert_all_free(&a);
 }
@@ -581,7 +597,7 @@ fn paged_arena_grows_by_pages_and_nodes_never_move() {
     assert_eq!(a.stats().high_water, n + SCALE);
     // Reuse before growth.
     let again = a.background().with_cancel().unwrap();
-    assert!((again.0.slot as usize) < n + SCALE);
+    assert!((again.0.slot.index() as usize) < n + SCALE);
     drop(again);
 }
 
@@ -618,10 +634,24 @@ fn counting_waker() -> (Arc<Count>, Waker) {
     (c.clone(), Waker::from(c))
 }
 
+/// [`waiters::register`] on `node`'s list.
+///
+/// # Safety
+/// As for [`waiters::register`].
+unsafe fn register(node: &Node, waiter: &Waiter, waker: &Waker) -> Poll<()> {
+    // SAFETY: per the caller's contract.
+    unsafe { waiters::register(node.wait_list(), &node.head, waiter, waker) }
+}
+
+/// [`waiters::deregister`] on `node`'s list.
+fn deregister(node: &Node, waiter: &Waiter) {
+    waiters::deregister(node.wait_list(), waiter);
+}
+
 /// Whether `s`'s waiter list has an entry (single-threaded).
-fn has_waiters(a: &RawArena, s: u32) -> bool {
+fn has_waiters(a: &RawArena, s: Slot) -> bool {
     // SAFETY: single-threaded: nothing else touches the list.
-    !a.node(s).waiters.with(|p| unsafe { (*p).is_null() })
+    !unsafe { a.node(s).waiters.is_empty() }
 }
 
 #[test]
@@ -635,23 +665,23 @@ fn waiters_register_drain_and_deregister() {
     let (w1c, w1) = counting_waker();
     let (w2c, w2) = counting_waker();
     // SAFETY: both waiters stay in place until deregistered below.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w1) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w1) }, Poll::Pending);
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wb, &w2) }, Poll::Pending);
-    assert!(head(&a, c.slot) & WAITERS != 0);
+    assert_eq!(unsafe { register(node, &wb, &w2) }, Poll::Pending);
+    assert!(head(&a, c.slot).has_waiters());
     assert!(has_waiters(&a, c.slot));
     // Re-registering with the same waker keeps one waker clone; with another, replaces it.
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w1) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w1) }, Poll::Pending);
     assert_eq!(Arc::strong_count(&w1c), 3); // ours, `w1`, the stored clone
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w2) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w2) }, Poll::Pending);
     assert_eq!(Arc::strong_count(&w1c), 2, "a replaced waker was kept");
     // SAFETY: as above.
-    assert_eq!(unsafe { waiters::register(node, &wa, &w1) }, Poll::Pending);
+    assert_eq!(unsafe { register(node, &wa, &w1) }, Poll::Pending);
     // Deregister one (its waker stays in the waiter, dropped with it); the cancel wakes the
     // other only.
-    waiters::deregister(node, &wb);
+    deregister(node, &wb);
     k.cancel();
     assert_eq!(w1c.0.load(StdOrdering::Relaxed), 1);
     assert_eq!(w2c.0.load(StdOrdering::Relaxed), 0);
@@ -659,10 +689,10 @@ fn waiters_register_drain_and_deregister() {
     assert_eq!(Arc::strong_count(&w1c), 2, "a woken waker was kept");
     // Registering on a done node is ready at once and stores nothing.
     // SAFETY: as above.
-    let poll = unsafe { waiters::register(node, &wb, &w2) };
+    let poll = unsafe { register(node, &wb, &w2) };
     assert_eq!(poll, Poll::Ready(()));
-    waiters::deregister(node, &wa);
-    waiters::deregister(node, &wb);
+    deregister(node, &wa);
+    deregister(node, &wb);
     drop((w1, w2, c, k));
     drop((wa, wb));
     assert_eq!(Arc::strong_count(&w1c), 1, "a waker clone leaked");
@@ -680,12 +710,12 @@ fn drain_wakes_more_than_a_batch() {
     let (count, waker) = counting_waker();
     for w in &ws {
         // SAFETY: `ws` is neither moved nor dropped until the waiters are deregistered.
-        assert_eq!(unsafe { waiters::register(node, w, &waker) }, Poll::Pending);
+        assert_eq!(unsafe { register(node, w, &waker) }, Poll::Pending);
     }
     k.cancel();
     assert_eq!(count.0.load(StdOrdering::Relaxed), 19);
     for w in &ws {
-        waiters::deregister(node, w);
+        deregister(node, w);
     }
     drop((waker, c, k));
     drop(ws);
@@ -731,7 +761,7 @@ fn cancel_inside_register_delegates_the_drain() {
     // One waiter already registered, so the cancel finds `WAITERS` and must drain.
     let (count, plain) = counting_waker();
     // SAFETY: `first` stays in place until deregistered.
-    let poll = unsafe { waiters::register(node, &first, &plain) };
+    let poll = unsafe { register(node, &first, &plain) };
     assert_eq!(poll, Poll::Pending);
     let hook = CancelOnClone {
         cancel: core::cell::Cell::new(Some(&k)),
@@ -746,7 +776,7 @@ fn cancel_inside_register_delegates_the_drain() {
         ))
     };
     // SAFETY: `second` stays in place until deregistered.
-    let poll = unsafe { waiters::register(node, &second, &waker) };
+    let poll = unsafe { register(node, &second, &waker) };
     // The cancel ran inside (the hook was taken), and returned: it did not wait for the lock.
     assert!(
         hook.cancel.take().is_none(),
@@ -762,14 +792,10 @@ fn cancel_inside_register_delegates_the_drain() {
         "the delegated drain never ran"
     );
     assert_eq!(count.0.load(StdOrdering::Relaxed), 1);
-    assert_eq!(
-        node.wlock.load(Ordering::Relaxed),
-        0,
-        "lock or hand-off left behind"
-    );
+    assert!(node.wlock.is_idle(), "lock or hand-off left behind");
     assert!(!has_waiters(&a, c.slot));
-    waiters::deregister(node, &first);
-    waiters::deregister(node, &second);
+    deregister(node, &first);
+    deregister(node, &second);
     drop((waker, plain, c, k));
     assert_eq!(Arc::strong_count(&count), 1);
     assert_all_free(&a);
@@ -857,13 +883,13 @@ fn dump_shows_states_causes_and_kinds() {
 fn roots_need_no_node() {
     let a = Arena::<1>::new();
     let b = a.background();
-    assert_eq!(b.slot, BACKGROUND);
+    assert_eq!(b.slot, Slot::BACKGROUND);
     assert_eq!(b.to_string(), "context.Background");
     assert_eq!(a.todo().to_string(), "context.TODO");
     assert!(!b.can_be_done() && b.err().is_none() && b.deadline().is_none());
     let w = b.without_cancel().unwrap();
     // SAFETY: we hold `w`.
-    assert_eq!(w.src, state::NEVER);
+    assert_eq!(w.src, Src::NEVER);
     // SAFETY: we hold `w`.
     assert_eq!(unsafe { a.list_owner(a.node(w.slot)) }, None);
     assert_eq!(a.stats().live, 1);
@@ -881,16 +907,14 @@ fn roots_need_no_node() {
 fn timed_bit_only_where_a_deadline_is_in_effect() {
     let a = Arena::<5>::new();
     let (c, ck) = a.background().with_cancel().unwrap();
-    assert_eq!(head(&a, c.slot) & (TIMED | HAS_DEADLINE), 0);
+    let timing = |s| (head(&a, s).timed(), head(&a, s).has_own_deadline());
+    assert_eq!(timing(c.slot), (false, false));
     let (d, dk) = c.with_deadline(Instant::from_ticks(u64::MAX - 1)).unwrap();
-    assert_eq!(
-        head(&a, d.slot) & (TIMED | HAS_DEADLINE),
-        TIMED | HAS_DEADLINE
-    );
+    assert_eq!(timing(d.slot), (true, true));
     // Cut off from D's deadline: no TIMED, so `err()` reads no deadline field.
     let w = d.without_cancel().unwrap();
     let (e, ek) = w.with_cancel().unwrap();
-    assert_eq!(head(&a, e.slot) & (TIMED | HAS_DEADLINE), 0);
+    assert_eq!(timing(e.slot), (false, false));
     assert_eq!(e.deadline(), None);
     assert_eq!(e.err(), None);
     drop((e, ek, w, d, dk, c, ck));
@@ -949,10 +973,10 @@ fn release_in_every_order_keeps_the_list_exact() {
     for order in permutations(n) {
         let (p, pk) = a.background().with_cancel().unwrap();
         let mut kids: Vec<Option<_>> = (0..n).map(|_| Some(cancel_pair(&p))).collect();
-        let slots: Vec<u32> = kids.iter().map(|k| k.as_ref().unwrap().0.slot).collect();
+        let slots: Vec<Slot> = kids.iter().map(|k| k.as_ref().unwrap().0.slot).collect();
         for (done, &i) in order.iter().enumerate() {
             kids[i] = None; // drops the context and its canceler: cancel, unlink, free
-            let want: Vec<u32> = (0..n)
+            let want: Vec<Slot> = (0..n)
                 .rev()
                 .filter(|j| !order[..=done].contains(j))
                 .map(|j| slots[j])
@@ -987,7 +1011,7 @@ fn interleaved_creates_and_releases_keep_the_list_exact() {
                 drop(cancel);
             }
         }
-        let want: Vec<u32> = live.iter().map(|(c, _)| c.slot).collect();
+        let want: Vec<Slot> = live.iter().map(|(c, _)| c.slot).collect();
         assert_eq!(children(&a, p.slot), want);
     }
     drop(live);

@@ -1,0 +1,238 @@
+//! The `next` word: a list member's sibling link and removal flags, or a free slot's free-stack
+//! link; and [`PredWord`], the word through which a list member is reached.
+
+use super::const_unless_loom;
+use super::head::HeadWord;
+use super::index::Link;
+use super::layout::{FREE, LINK_MASK, MARK, UNLINKED};
+use crate::sync::{AtomicU32, Ordering};
+
+/// A node's `next` word (see the [module docs](super) for its layout).
+#[repr(transparent)]
+pub(crate) struct NextWord(AtomicU32);
+
+/// A loaded `next` word.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub(crate) struct Next(u32);
+
+/// The outcome of [`NextWord::mark`].
+#[must_use]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mark {
+    /// The word is marked (by this call or another thread's): frozen, naming the successor.
+    Marked(Next),
+    /// The node is already out of its list (or was never in one): nothing to unlink.
+    AlreadyUnlinked,
+}
+
+impl Next {
+    /// The word of a node that was never linked: `UNLINKED` (so that an unlink returns at once)
+    /// and `MARK`.
+    pub(crate) const NOT_LINKED: Next = Next(UNLINKED | MARK);
+
+    /// The sibling (or free-stack) link.
+    #[inline(always)]
+    pub(crate) const fn link(self) -> Link {
+        Link::of_word(self.0)
+    }
+
+    /// Whether the node is being removed from its list (`next` frozen).
+    #[inline(always)]
+    pub(crate) const fn is_marked(self) -> bool {
+        self.0 & MARK != 0
+    }
+
+    /// Whether the node is out of its list (or was never linked).
+    #[inline(always)]
+    pub(crate) const fn is_unlinked(self) -> bool {
+        self.0 & UNLINKED != 0
+    }
+
+    /// Whether the slot is on the free stack.
+    #[cfg(all(test, not(ctxtree_loom)))]
+    #[inline(always)]
+    pub(crate) const fn is_free(self) -> bool {
+        self.0 & FREE != 0
+    }
+
+    /// Whether the word names `link` with no flag: the node is a list member (or one being
+    /// linked) whose successor is `link`.
+    #[inline(always)]
+    pub(crate) const fn names(self, link: Link) -> bool {
+        self.0 == link.bits()
+    }
+}
+
+impl NextWord {
+    const_unless_loom! {
+        /// A free node's word, in no free stack yet (`FREE`, link `NIL`).
+        pub(crate) fn new() -> NextWord {
+            NextWord(AtomicU32::new(FREE))
+        }
+    }
+
+    /// Loads the word.
+    #[inline(always)]
+    pub(crate) fn load(&self, order: Ordering) -> Next {
+        Next(self.0.load(order))
+    }
+
+    /// Marks a node as not linked: before it is published (from `init_taken`), or after a
+    /// `link_front` that failed on a closed list (restoring "never linked").
+    #[inline(always)]
+    pub(crate) fn set_not_linked(&self) {
+        // ORDERING: Relaxed: before the node is published, the Release store of `refs` in
+        // `init_taken` publishes it; after a failed `link_front`, the sibling link it replaces was
+        // never published (the compare-and-swap that would have published it failed), and the
+        // node is in no list for a traversal to reach it through.
+        self.0.store(Next::NOT_LINKED.0, Ordering::Relaxed);
+    }
+
+    /// Points a node being linked at its successor-to-be (from [`HeadWord::link_front`]).
+    #[inline(always)]
+    pub(super) fn set_sibling(&self, succ: Link) {
+        // ORDERING: Relaxed: published by the Release CAS of the owner's `head` in `link_front`.
+        self.0.store(succ.bits(), Ordering::Relaxed);
+    }
+
+    /// Pushes the node on the free stack, above `below` (the stack's current top). The caller
+    /// owns the node exclusively.
+    #[inline(always)]
+    pub(crate) fn set_free(&self, below: Link) {
+        // ORDERING: Relaxed: published by the Release CAS of the free stack's head in `push`.
+        // `FREE` keeps any stale searcher's CAS (which expects an unflagged sibling link) from
+        // matching.
+        self.0.store(FREE | below.bits(), Ordering::Relaxed);
+    }
+
+    /// Sets `MARK` (freezing the word), unless the node is already out of its list (tree
+    /// invariant #4). Several threads may unlink one node (a canceller and the node's own
+    /// canceler, a searcher helping): all get `Marked`; one compare-and-swap removes it.
+    #[inline]
+    pub(crate) fn mark(&self) -> Mark {
+        // ORDERING: Acquire: pairs with the Release store of UNLINKED (the list reference has
+        // moved on).
+        let mut nx = self.0.load(Ordering::Acquire);
+        loop {
+            if Next(nx).is_unlinked() {
+                return Mark::AlreadyUnlinked;
+            }
+            if Next(nx).is_marked() {
+                return Mark::Marked(Next(nx));
+            }
+            // ORDERING: AcqRel: the mark is ordered with the searchers' CASes on the same word.
+            match self
+                .0
+                .compare_exchange_weak(nx, nx | MARK, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Mark::Marked(Next(nx | MARK)),
+                Err(x) => nx = x,
+            }
+        }
+    }
+
+    /// Records that the compare-and-swap that swung a predecessor past this node was ours: the
+    /// node is out, and its list reference is the caller's. `marked` is the frozen word.
+    #[inline(always)]
+    pub(crate) fn set_unlinked(&self, marked: Next) {
+        debug_assert!(marked.is_marked());
+        // ORDERING: Release pairs with the Acquire in `mark`.
+        self.0.store(marked.0 | UNLINKED, Ordering::Release);
+    }
+}
+
+/// The word that links to a list member: the owner's `head`, or the `next` of the member
+/// before it.
+#[derive(Clone, Copy)]
+pub(crate) enum PredWord<'a> {
+    /// The owner's `head`: the member is the first child.
+    Head(&'a HeadWord),
+    /// A predecessor's `next`.
+    Next(&'a NextWord),
+}
+
+/// A loaded [`PredWord`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(transparent)]
+pub(crate) struct PredSeen(u32);
+
+impl PredSeen {
+    /// The link to the member it names.
+    #[inline(always)]
+    pub(crate) const fn link(self) -> Link {
+        Link::of_word(self.0)
+    }
+}
+
+/// The outcome of [`PredWord::swing`].
+#[must_use]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Swing {
+    /// The word now names the new successor: this thread unlinked the member it named.
+    Swung,
+    /// The word changed since it was loaded: nothing was done.
+    Changed,
+}
+
+impl From<Next> for PredSeen {
+    #[inline(always)]
+    fn from(next: Next) -> PredSeen {
+        PredSeen(next.0)
+    }
+}
+
+impl<'a> PredWord<'a> {
+    #[inline(always)]
+    fn atomic(self) -> &'a AtomicU32 {
+        match self {
+            PredWord::Head(h) => h.atomic(),
+            PredWord::Next(n) => &n.0,
+        }
+    }
+
+    /// Loads the word.
+    #[inline(always)]
+    pub(crate) fn load(self, order: Ordering) -> PredSeen {
+        PredSeen(self.atomic().load(order))
+    }
+
+    /// Whether `seen` (loaded from this word) is frozen: the predecessor is itself being
+    /// removed. Never for a `head`, whose top bit is `DONE`, not `MARK`.
+    #[inline(always)]
+    pub(crate) fn is_frozen(self, seen: PredSeen) -> bool {
+        match self {
+            PredWord::Head(_) => false,
+            PredWord::Next(_) => Next(seen.0).is_marked(),
+        }
+    }
+
+    /// Whether `now`, loaded after `before`, still links to the same member the same way: for a
+    /// `head`, the same first child (its state bits may change); for a `next`, the very same
+    /// word (a change of flags, such as a mark, counts).
+    #[inline(always)]
+    pub(crate) fn still_names(self, before: PredSeen, now: PredSeen) -> bool {
+        match self {
+            PredWord::Head(_) => now.link() == before.link(),
+            PredWord::Next(_) => now == before,
+        }
+    }
+
+    /// Unlinks the member `seen` names: swings the word's link to `succ` (the member's
+    /// successor, read from its marked `next`; tree invariant #4), keeping the word's other
+    /// bits, if the word is still `seen`.
+    #[inline]
+    pub(crate) fn swing(self, seen: PredSeen, succ: Link) -> Swing {
+        let new = (seen.0 & !LINK_MASK) | succ.bits();
+        // ORDERING: AcqRel: Release publishes the new link to traversers (their Acquire loads of
+        // this word); Acquire on failure, as for the loads. The callers pin both the predecessor
+        // (held, or the owner) and the member being unlinked.
+        match self
+            .atomic()
+            .compare_exchange(seen.0, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Swing::Swung,
+            Err(_) => Swing::Changed,
+        }
+    }
+}
