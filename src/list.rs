@@ -99,12 +99,28 @@ impl RawArena {
     }
 
     /// [`unlink_in`](RawArena::unlink_in) with both nodes already looked up.
+    ///
+    /// The fast path (mark, then `c` is the first child: two compare-and-swaps) is inlined into
+    /// the callers — every step of a post-order cancel takes it; the rest is out of line.
+    #[inline]
     pub(crate) fn unlink_node(&self, on: &Node, c: Slot, cn: &Node, panics: &mut Panics) -> bool {
         let Mark::Marked(marked) = cn.next.mark() else {
             return false;
         };
-        self.unlink_first(on, cn, c, marked)
-            || self.unlink_by_hint(cn, c, marked, panics)
+        self.unlink_first(on, cn, c, marked) || self.unlink_not_first(on, cn, c, marked, panics)
+    }
+
+    /// Steps 2 and 3, out of line.
+    #[inline(never)]
+    fn unlink_not_first(
+        &self,
+        on: &Node,
+        cn: &Node,
+        c: Slot,
+        marked: Next,
+        panics: &mut Panics,
+    ) -> bool {
+        self.unlink_by_hint(cn, c, marked, panics)
             || self.unlink_by_search(on, cn, c, marked, panics)
     }
 

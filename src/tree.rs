@@ -55,7 +55,7 @@ use crate::arena::RawArena;
 use crate::cause::{self, TAG_BORROWED, TAG_DEADLINE};
 use crate::node::{Kind, Node};
 use crate::state::{Claim, Head, Publish, Slot};
-use crate::sync::Ordering;
+use crate::sync::{self, Ordering};
 use crate::unwind::Panics;
 
 /// How a node is being cancelled: the error and a tagged cause pointer (null = none).
@@ -201,12 +201,10 @@ impl RawArena {
     /// whatever user code panics: the teardown finishes, the slot is pushed, the parent released.
     fn release_last_in(&self, mut slot: Slot, panics: &mut Panics) {
         loop {
-            // ORDERING: an Acquire load of the count that just reached 0 pairs with every
-            // earlier holder's Release decrement (they form one release sequence ending in the
-            // decrement that reached 0). A load rather than `fence(Acquire)`, as std's `Arc` does
-            // under ThreadSanitizer: TSAN does not model fences, and the load costs the same (a
-            // plain load on x86, `ldar` on AArch64).
-            let _ = self.node(slot).refs.load(Ordering::Acquire);
+            // ORDERING: Acquire, pairing with every earlier holder's Release decrement (they form
+            // one release sequence ending in the decrement that reached 0): see
+            // `sync::acquire_released`.
+            sync::acquire_released(&self.node(slot).refs);
             // SAFETY: the count reached 0: we own the node exclusively (invariant #1).
             let parent = unsafe { self.node(slot).parent() };
             // SAFETY: as above.
