@@ -94,6 +94,8 @@
 //! * `tokio`: conversions to and from `tokio_util::sync::CancellationToken`.
 
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![cfg_attr(docsrs, doc(auto_cfg(hide(ctxtree_loom))))]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(
     missing_docs,
