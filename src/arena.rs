@@ -120,6 +120,9 @@ const fn link_bits_for(limit: usize) -> u32 {
 }
 
 /// The fewest tag bits any arena gets: the largest arena's.
+// Used only by `const` assertions, which the `dead_code` lint of older compilers (1.87, the
+// MSRV) does not count as uses.
+#[allow(dead_code)]
 const MIN_TAG_BITS: u32 = usize::BITS - link_bits_for(MAX_SLOTS);
 
 // The free stack's bit budget (sharded-slab's `Pack`): every link of the largest arena fits its

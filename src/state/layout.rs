@@ -31,6 +31,9 @@ impl Field {
     }
 
     /// The bit just above the field.
+    // Used only by `const` assertions, which the `dead_code` lint of older compilers (1.87, the
+    // MSRV) does not count as uses.
+    #[allow(dead_code)]
     const fn end(self) -> u32 {
         self.shift + self.width
     }
@@ -94,6 +97,9 @@ pub(super) const UNLINKED: u32 = UNLINKED_F.mask();
 pub(crate) const MAX_SLOTS: usize = LINK_MASK as usize - 1;
 
 /// Whether the fields are pairwise disjoint and all end within 32 bits.
+// Used only by `const` assertions, which the `dead_code` lint of older compilers (1.87, the
+// MSRV) does not count as uses.
+#[allow(dead_code)]
 const fn packs(fields: &[Field]) -> bool {
     let mut i = 0;
     while i < fields.len() {
