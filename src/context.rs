@@ -743,6 +743,41 @@ impl<'a> Canceler<'a> {
         panics.resume();
     }
 
+    /// Gives up the canceler without cancelling (tokio-util's `DropGuard::disarm`): the context
+    /// stays alive until it is cancelled through its parent or its deadline passes, and is
+    /// released once its handles are gone.
+    ///
+    /// A context whose parent can be done stays in the parent's child list (one node) until the
+    /// parent is done or its own deadline passes, even after its handles are gone — what Go
+    /// does with a child whose `cancel` is never called. A child of `Background`, `TODO` or a
+    /// `without_cancel` context is released with its last handle.
+    ///
+    /// This is the spelling of Go's `ctx, _ := context.WithTimeout(parent, d)`: in ctxtree,
+    /// `let (ctx, _) = parent.with_timeout(d)?` drops the canceler at once, and so cancels the
+    /// context at once (see the README's Go table).
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Error};
+    /// static ARENA: Arena<4> = Arena::new();
+    /// let (parent, cancel_parent) = ARENA.background().with_cancel()?;
+    ///
+    /// let (ctx, _) = parent.with_cancel()?; // Go's habit: `_` drops the canceler ...
+    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // ... which cancels at once
+    ///
+    /// let (ctx, cancel) = parent.with_cancel()?;
+    /// cancel.disarm(); // keeps it alive
+    /// assert_eq!(ctx.err(), None);
+    /// cancel_parent.cancel(); // still cancelled through its parent
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn disarm(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // Our reference only: the list's (if linked) stays until the node is cancelled and
+        // unlinked, by its parent or its deadline.
+        this.arena.release(this.slot, 1);
+    }
+
     /// A new handle on the context this canceler cancels.
     pub fn context(&self) -> Context<'a> {
         self.arena.acquire(self.slot);

@@ -9,8 +9,8 @@
 
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context as TaskCx, Poll, Waker};
 use std::time::Duration;
 
@@ -34,7 +34,9 @@ fn owned_futures_of_static_contexts_are_static_and_send() {
     assert_spawnable(&ctx.run_until_done_owned(async { 1 }));
     let global = background();
     assert_spawnable(&global.done_owned());
-    let leaked: &'static HeapArena = HeapArena::with_capacity(2).leak();
+    // Kept reachable from a static: a leaked arena is meant to live as long as the program.
+    static LEAKED: OnceLock<&'static HeapArena> = OnceLock::new();
+    let leaked: &'static HeapArena = LEAKED.get_or_init(|| HeapArena::with_capacity(2).leak());
     let (heap_ctx, _heap_cancel) = leaked.background().with_cancel().unwrap();
     let fut: DoneOwned<'static> = heap_ctx.done_owned();
     drop(heap_ctx); // the future keeps its own handle
