@@ -47,7 +47,30 @@ pub struct Context<'a> {
 /// Cancels its context, and every context derived from it, when told to or when dropped.
 ///
 /// Dropping the `Canceler` cancels: this is Rust's spelling of Go's `defer cancel()`, and what
-/// returns the node to the arena. Keep it alive as long as the work should run.
+/// returns the node to the arena. Keep it alive as long as the work should run, or
+/// [`disarm`](Canceler::disarm) it.
+///
+/// # Go's `ctx, _ :=`
+/// `let (ctx, _) = parent.with_cancel()?` drops the canceler at once and so cancels `ctx` at
+/// once. The `#[must_use]` on `Canceler` does not catch it: rustc's `unused_must_use` looks
+/// only at an expression statement whose whole value is discarded, not at a `_` inside a
+/// pattern (nor does clippy's `let_underscore_must_use`, which looks at `let _ = …` only).
+/// What the lint does see, as an error under `deny`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
+/// ARENA.background().with_cancel().unwrap().1; // error: unused `Canceler` that must be used
+/// ```
+///
+/// and what it lets through, silently (this compiles under the same `deny`):
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
+/// let (ctx, _) = ARENA.background().with_cancel().unwrap();
+/// assert!(ctx.is_done()); // the trap: cancelled already
+/// ```
 #[must_use = "dropping a Canceler cancels its context at once"]
 pub struct Canceler<'a> {
     arena: ArenaRef<'a>,
