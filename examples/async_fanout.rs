@@ -2,9 +2,11 @@
 //!
 //! Each request gets a 150 ms deadline (`with_timeout`) and a request id (`with_value`); the
 //! backends run as tasks under a fan-out context (`with_cancel_cause`) that the first answer
-//! cancels. Two backends wrap their work in `ctx.run_until_done(..)`, which drops the work the
-//! moment the context is done; the third streams pages in a `select!` on `ctx.done()`. The
-//! handler itself waits for the first answer with `req.run_until_done(..)`.
+//! cancels. Two backends spawn their work as a task of its own with
+//! `tokio::spawn(ctx.run_until_done_owned(..))` — an owned, `'static` future that drops the
+//! work the moment the context is done; the third streams pages in a `select!` on `ctx.done()`.
+//! The handler itself waits for the first answer with `req.run_until_done(..)`, and a watcher
+//! task spawned with `tokio::spawn(fanout.done_owned())` reports how the fan-out ended.
 //!
 //! * Request 1: `cache` answers at 50 ms and wins; `db` and `search` are cancelled by the win.
 //! * Request 2: `cache` misses; `db` and `search` outlive the deadline and see
@@ -33,7 +35,7 @@ struct Backend {
 
 #[derive(Clone, Copy)]
 enum Style {
-    /// The whole call inside `ctx.run_until_done(..)`.
+    /// The whole call in a task of its own: `tokio::spawn(ctx.run_until_done_owned(..))`.
     Guarded,
     /// A loop of page fetches racing `ctx.done()` in `select!`.
     Streams,
@@ -48,13 +50,14 @@ async fn call(b: Backend, ctx: Context<'static>, start: Instant) -> (Outcome, Du
     let answer = move || b.hit.then(|| format!("{}: profile for {id}", b.name));
     let stopped = |e: Error| (e, ctx.cause().filter(|c| !c.is(e)).map(|c| c.to_string()));
     let outcome = match b.style {
-        Style::Guarded => ctx
-            .run_until_done(async {
+        Style::Guarded => {
+            // The future owns its handle on `ctx`: it is `'static`, so it can be spawned.
+            let work = tokio::spawn(ctx.run_until_done_owned(async move {
                 tokio::time::sleep(b.latency).await;
                 answer()
-            })
-            .await
-            .map_err(stopped),
+            }));
+            work.await.expect("backend work").map_err(stopped)
+        }
         Style::Streams => {
             let page = b.latency / 8;
             let mut pages = 0;
@@ -82,6 +85,8 @@ async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
     let (req, _req_cancel) = req.with_timeout(REQUEST_TIMEOUT).expect("arena grows");
     let (fanout, cancel_fanout) = req.with_cancel_cause().expect("arena grows");
     println!("{id}: {fanout}");
+    // Reports how the fan-out ended; it owns its handle, so it needs no borrow of `fanout`.
+    let watcher = tokio::spawn(fanout.done_owned());
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let tasks: Vec<_> = backends
@@ -128,7 +133,7 @@ async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
     }
     // A background task that outlives the request would use `req.without_cancel()`; here the
     // fan-out is over, and `done()` says how.
-    let how = fanout.done().await;
+    let how = watcher.await.expect("watcher task");
     println!(
         "{id}: {} in {} ms (fan-out ended: {how})\n",
         match &result {

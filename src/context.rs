@@ -47,7 +47,30 @@ pub struct Context<'a> {
 /// Cancels its context, and every context derived from it, when told to or when dropped.
 ///
 /// Dropping the `Canceler` cancels: this is Rust's spelling of Go's `defer cancel()`, and what
-/// returns the node to the arena. Keep it alive as long as the work should run.
+/// returns the node to the arena. Keep it alive as long as the work should run, or
+/// [`disarm`](Canceler::disarm) it.
+///
+/// # Go's `ctx, _ :=`
+/// `let (ctx, _) = parent.with_cancel()?` drops the canceler at once and so cancels `ctx` at
+/// once. The `#[must_use]` on `Canceler` does not catch it: rustc's `unused_must_use` looks
+/// only at an expression statement whose whole value is discarded, not at a `_` inside a
+/// pattern (nor does clippy's `let_underscore_must_use`, which looks at `let _ = …` only).
+/// What the lint does see, as an error under `deny`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
+/// ARENA.background().with_cancel().unwrap().1; // error: unused `Canceler` that must be used
+/// ```
+///
+/// and what it lets through, silently (this compiles under the same `deny`):
+///
+/// ```
+/// #![deny(unused_must_use)]
+/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
+/// let (ctx, _) = ARENA.background().with_cancel().unwrap();
+/// assert!(ctx.is_done()); // the trap: cancelled already
+/// ```
 #[must_use = "dropping a Canceler cancels its context at once"]
 pub struct Canceler<'a> {
     arena: ArenaRef<'a>,
@@ -161,6 +184,29 @@ impl<'a> Context<'a> {
     pub fn deadline(&self) -> Option<Instant> {
         let dl = self.deadline_ticks();
         (dl != u64::MAX).then_some(Instant::from_ticks(dl))
+    }
+
+    /// The time left until the deadline by the arena's clock (Go: `time.Until(deadline)`):
+    /// `None` without a deadline (or on an arena without a [`Clock`](crate::Clock) to measure
+    /// by), `Some(Duration::ZERO)` once it has passed.
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use ctxtree::{Arena, ManualClock};
+    /// static CLOCK: ManualClock = ManualClock::new(1_000); // 1 tick = 1 ms
+    /// static ARENA: Arena<4> = Arena::new().with_clock(&CLOCK);
+    /// assert_eq!(ARENA.background().remaining(), None);
+    /// let (ctx, _cancel) = ARENA.background().with_timeout(Duration::from_millis(50))?;
+    /// CLOCK.advance(20);
+    /// assert_eq!(ctx.remaining(), Some(Duration::from_millis(30)));
+    /// CLOCK.advance(40);
+    /// assert_eq!(ctx.remaining(), Some(Duration::ZERO));
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn remaining(&self) -> Option<Duration> {
+        let dl = self.deadline_ticks();
+        let clock = self.arena.hdr.clock?;
+        (dl != u64::MAX).then(|| clock.duration_of(dl.saturating_sub(clock.now().ticks())))
     }
 
     /// The effective deadline in ticks, `u64::MAX` for none.
@@ -539,9 +585,13 @@ impl<'a> Context<'a> {
     /// first panic (see [`Canceler::cancel`]). The `std` timer thread catches it (the panic hook
     /// still reports it) and goes on firing deadlines.
     ///
-    /// In the core `f` is stored in the node and must fit 16 bytes (checked at compile time);
-    /// with `alloc`, [`after_func_boxed`](Context::after_func_boxed) takes any closure. On a
-    /// context that can never be done, `f` is dropped unrun and no node is used.
+    /// `f` is stored in the node when it fits 16 bytes (8-aligned): no allocation. A larger
+    /// closure is boxed automatically with `alloc` (one allocation, as
+    /// [`after_func_boxed`](Context::after_func_boxed)); without `alloc` it is a compile error.
+    /// That error comes from a `const` assertion evaluated when the call is monomorphised, so
+    /// `cargo build` reports it and `cargo check` does not: stable Rust cannot bound a generic's
+    /// size in its signature. On a context that can never be done, `f` is dropped unrun and no
+    /// node is used.
     ///
     /// ```
     /// use core::sync::atomic::{AtomicBool, Ordering};
@@ -560,18 +610,25 @@ impl<'a> Context<'a> {
         &self,
         f: F,
     ) -> Result<AfterFunc<'a>, CreateError> {
+        #[cfg(not(feature = "alloc"))]
         const {
             assert!(
-                core::mem::size_of::<F>() <= 16 && core::mem::align_of::<F>() <= 8,
-                "ctxtree: an after_func closure must fit 16 bytes (use after_func_boxed with alloc)"
+                fits_inline::<F>(),
+                "ctxtree: an after_func closure must fit 16 bytes without the `alloc` feature"
             )
         };
+        #[cfg(feature = "alloc")]
+        if !fits_inline::<F>() {
+            // Known at compile time: the branch not taken is removed.
+            let boxed: ::alloc::boxed::Box<dyn FnOnce() + Send> = ::alloc::boxed::Box::new(f);
+            return self.after_func(boxed);
+        }
         let Some(src) = self.src.slot() else {
             drop(f);
             return Ok(AfterFunc::detached());
         };
         let mut env: Inline = MaybeUninit::uninit();
-        // SAFETY: `Inline` is 16 bytes, 8-aligned, and F fits (asserted above).
+        // SAFETY: `Inline` is 16 bytes, 8-aligned, and F fits (asserted, or boxed, above).
         unsafe { ptr::write(env.as_mut_ptr().cast::<F>(), f) };
         let payload = Payload {
             func: FuncPart {
@@ -615,6 +672,16 @@ impl<'a> Context<'a> {
         Ok(handle)
     }
 }
+
+/// Whether a closure of type `F` is stored in the node's 16-byte, 8-aligned `Inline` buffer.
+const fn fits_inline<F>() -> bool {
+    core::mem::size_of::<F>() <= core::mem::size_of::<Inline>()
+        && core::mem::align_of::<F>() <= core::mem::align_of::<Inline>()
+}
+
+// The automatic boxing of `after_func` stores the box inline: it must fit.
+#[cfg(feature = "alloc")]
+const _: () = assert!(fits_inline::<::alloc::boxed::Box<dyn FnOnce() + Send>>());
 
 /// Runs (`run`) or drops the `F` stored in `env`.
 ///
@@ -697,6 +764,41 @@ impl<'a> Canceler<'a> {
             panics.run(|| unsafe { cause::drop_owned(raw) });
         }
         panics.resume();
+    }
+
+    /// Gives up the canceler without cancelling (tokio-util's `DropGuard::disarm`): the context
+    /// stays alive until it is cancelled through its parent or its deadline passes, and is
+    /// released once its handles are gone.
+    ///
+    /// A context whose parent can be done stays in the parent's child list (one node) until the
+    /// parent is done or its own deadline passes, even after its handles are gone — what Go
+    /// does with a child whose `cancel` is never called. A child of `Background`, `TODO` or a
+    /// `without_cancel` context is released with its last handle.
+    ///
+    /// This is the spelling of Go's `ctx, _ := context.WithTimeout(parent, d)`: in ctxtree,
+    /// `let (ctx, _) = parent.with_timeout(d)?` drops the canceler at once, and so cancels the
+    /// context at once (see the README's Go table).
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Error};
+    /// static ARENA: Arena<4> = Arena::new();
+    /// let (parent, cancel_parent) = ARENA.background().with_cancel()?;
+    ///
+    /// let (ctx, _) = parent.with_cancel()?; // Go's habit: `_` drops the canceler ...
+    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // ... which cancels at once
+    ///
+    /// let (ctx, cancel) = parent.with_cancel()?;
+    /// cancel.disarm(); // keeps it alive
+    /// assert_eq!(ctx.err(), None);
+    /// cancel_parent.cancel(); // still cancelled through its parent
+    /// assert_eq!(ctx.err(), Some(Error::Canceled));
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn disarm(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        // Our reference only: the list's (if linked) stays until the node is cancelled and
+        // unlinked, by its parent or its deadline.
+        this.arena.release(this.slot, 1);
     }
 
     /// A new handle on the context this canceler cancels.

@@ -66,3 +66,64 @@ impl fmt::Display for CreateError {
 }
 
 impl core::error::Error for CreateError {}
+
+/// A context that could not be created is reported to code that speaks only [`Error`] as one
+/// cancelled at birth: the work it would have guarded must not start. This lets `?` propagate
+/// a constructor's failure from a function returning `Result<_, ctxtree::Error>`; the reason
+/// (`ArenaFull`, `NoClock`) is lost, so keep `CreateError` (or convert it to `std::io::Error`
+/// or `Box<dyn Error>`, which keep it) where the reason matters.
+///
+/// ```
+/// use std::time::Duration;
+/// fn handle(parent: &ctxtree::Context<'_>) -> Result<u32, ctxtree::Error> {
+///     let (ctx, _cancel) = parent.with_timeout(Duration::from_secs(1))?;
+///     match ctx.err() {
+///         Some(e) => Err(e),
+///         None => Ok(42),
+///     }
+/// }
+/// assert_eq!(handle(&ctxtree::background()), Ok(42));
+/// let full = ctxtree::HeapArena::with_capacity(1).with_clock(&ctxtree::StdClock);
+/// let (_held, _c) = full.background().with_cancel().unwrap(); // takes the only node
+/// assert_eq!(handle(&full.background()), Err(ctxtree::Error::Canceled));
+/// ```
+impl From<CreateError> for Error {
+    fn from(_: CreateError) -> Self {
+        Error::Canceled
+    }
+}
+
+/// `?` on a constructor in a function returning `std::io::Result` (`std`): `ArenaFull` is
+/// [`OutOfMemory`](std::io::ErrorKind::OutOfMemory), `NoClock` is
+/// [`Unsupported`](std::io::ErrorKind::Unsupported); the `CreateError` is kept as the source.
+///
+/// ```
+/// fn serve(parent: &ctxtree::Context<'_>) -> std::io::Result<()> {
+///     let (_ctx, _cancel) = parent.with_timeout(std::time::Duration::from_secs(1))?;
+///     Ok(())
+/// }
+/// serve(&ctxtree::background())?;
+/// let no_clock = ctxtree::Arena::<4>::new();
+/// let err = serve(&no_clock.background()).unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::Unsupported);
+/// assert_eq!(err.into_inner().unwrap().downcast::<ctxtree::CreateError>().ok().as_deref(),
+///            Some(&ctxtree::CreateError::NoClock));
+///
+/// // Boxed errors need nothing more: `CreateError` is an `Error + Send + Sync + 'static`.
+/// fn boxed(parent: &ctxtree::Context<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     let (_ctx, _cancel) = parent.with_cancel()?;
+///     Ok(())
+/// }
+/// boxed(&ctxtree::background()).unwrap();
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[cfg(feature = "std")]
+impl From<CreateError> for std::io::Error {
+    fn from(e: CreateError) -> Self {
+        let kind = match e {
+            CreateError::ArenaFull => std::io::ErrorKind::OutOfMemory,
+            CreateError::NoClock => std::io::ErrorKind::Unsupported,
+        };
+        std::io::Error::new(kind, e)
+    }
+}

@@ -86,44 +86,197 @@ impl<'a> Context<'a> {
     }
 }
 
+/// [`Done`] that owns a handle on its context instead of borrowing it. Returned by
+/// [`Context::done_owned`]: `'static` whenever the context is, so it can be spawned or stored.
+///
+/// Dropping a pending `DoneOwned` unregisters it, then drops its handle.
+#[must_use = "futures do nothing unless polled"]
+pub struct DoneOwned<'a> {
+    ctx: Context<'a>,
+    waiter: Waiter,
+    watched: bool,
+}
+
+impl<'a> Context<'a> {
+    /// [`done`](Context::done) on a clone of this handle: a future that owns what it waits on,
+    /// `'static` and `Send` whenever the context is `'static` (tokio-util's
+    /// `cancelled_owned`). Costs one reference count, no allocation.
+    ///
+    /// A `Context<'static>` comes from a `static` [`Arena`](crate::Arena), the global arena
+    /// (`ctxtree::background()`, `std`), or a [`HeapArena`](crate::HeapArena) made `'static`
+    /// with `HeapArena::leak` (`alloc`).
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Error};
+    /// static ARENA: Arena<4> = Arena::new();
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let task = rt.spawn(ctx.done_owned()); // `ctx` stays here; the task owns a clone
+    /// drop(ctx);
+    /// cancel.cancel();
+    /// assert_eq!(rt.block_on(task).unwrap(), Error::Canceled);
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn done_owned(&self) -> DoneOwned<'a> {
+        DoneOwned {
+            ctx: self.clone(),
+            waiter: Waiter::new(),
+            watched: false,
+        }
+    }
+
+    /// [`run_until_done`](Context::run_until_done) on a clone of this handle: `'static` and
+    /// `Send` whenever the context and `fut` are (tokio-util's `run_until_cancelled_owned`).
+    ///
+    /// ```
+    /// use ctxtree::{Arena, Error};
+    /// static ARENA: Arena<4> = Arena::new();
+    /// let rt = tokio::runtime::Runtime::new().unwrap();
+    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let quick = rt.spawn(ctx.run_until_done_owned(async { 7 }));
+    /// assert_eq!(rt.block_on(quick).unwrap(), Ok(7));
+    /// let stuck = rt.spawn(ctx.run_until_done_owned(std::future::pending::<()>()));
+    /// cancel.cancel();
+    /// assert_eq!(rt.block_on(stuck).unwrap(), Err(Error::Canceled));
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn run_until_done_owned<F: Future>(&self, fut: F) -> RunUntilDoneOwned<'a, F> {
+        RunUntilDoneOwned {
+            done: self.done_owned(),
+            fut,
+        }
+    }
+}
+
+impl DoneOwned<'_> {
+    /// The context this future waits on.
+    pub fn context(&self) -> &Context<'_> {
+        &self.ctx
+    }
+}
+
+impl Future for DoneOwned<'_> {
+    type Output = Error;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Error> {
+        // SAFETY: nothing is moved out of `self`; the waiter stays pinned in place.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: `this.waiter` is pinned inside this future and deregistered in its `Drop`,
+        // which runs before the fields (`ctx` among them) are dropped.
+        unsafe { poll_done(&this.ctx, &this.waiter, &mut this.watched, cx) }
+    }
+}
+
+impl Drop for DoneOwned<'_> {
+    fn drop(&mut self) {
+        // Before `self.ctx` is dropped (fields drop after this): the node is still pinned.
+        deregister(&self.ctx, &self.waiter);
+    }
+}
+
+impl fmt::Debug for DoneOwned<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DoneOwned")
+            .field("context", &format_args!("{}", self.ctx))
+            .finish()
+    }
+}
+
+/// [`RunUntilDone`] that owns a handle on its context. Returned by
+/// [`Context::run_until_done_owned`].
+#[must_use = "futures do nothing unless polled"]
+pub struct RunUntilDoneOwned<'a, F> {
+    done: DoneOwned<'a>,
+    fut: F,
+}
+
+impl<F: Future> Future for RunUntilDoneOwned<'_, F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning: neither field is ever moved out of the pinned struct.
+        let this = unsafe { self.get_unchecked_mut() };
+        if let Some(e) = this.done.ctx.err() {
+            return Poll::Ready(Err(e));
+        }
+        // SAFETY: `fut` is pinned because `self` is (structural pinning, never moved).
+        if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        // SAFETY: as above, for `done`.
+        unsafe { Pin::new_unchecked(&mut this.done) }
+            .poll(cx)
+            .map(Err)
+    }
+}
+
+impl<F> fmt::Debug for RunUntilDoneOwned<'_, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunUntilDoneOwned")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Future for Done<'_, '_> {
     type Output = Error;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Error> {
         // SAFETY: nothing is moved out of `self`; the waiter stays pinned in place.
         let this = unsafe { self.get_unchecked_mut() };
-        if let Some(e) = this.ctx.err() {
-            return Poll::Ready(e);
-        }
-        let Some(src) = this.ctx.src.slot() else {
-            // A context that can never be done.
-            return Poll::Pending;
-        };
-        let node = this.ctx.arena.node(src);
-        // SAFETY: the waiter is pinned inside this future, always registered on the same node,
-        // and deregistered in `Drop`.
-        match unsafe { waiters::register(node.wait_list(), &node.head, &this.waiter, cx.waker()) } {
-            Poll::Ready(()) => {
-                // ORDERING: Acquire: registration returns ready only once `DONE` is published.
-                let w = node.head.load(crate::sync::Ordering::Acquire);
-                Poll::Ready(w.err())
-            }
-            Poll::Pending => {
-                if !this.watched {
-                    this.watched = true;
-                    this.ctx.watch();
-                }
-                Poll::Pending
-            }
-        }
+        // SAFETY: `this.waiter` is pinned inside this future and deregistered in its `Drop`.
+        unsafe { poll_done(this.ctx, &this.waiter, &mut this.watched, cx) }
     }
 }
 
 impl Drop for Done<'_, '_> {
     fn drop(&mut self) {
-        if let Some(src) = self.ctx.src.slot() {
-            waiters::deregister(self.ctx.arena.node(src).wait_list(), &self.waiter);
+        deregister(self.ctx, &self.waiter);
+    }
+}
+
+/// The poll of [`Done`] and [`DoneOwned`]: ready with the error once `ctx` is done, otherwise
+/// registers `waiter` on the canceller node that decides it.
+///
+/// # Safety
+/// `waiter` is pinned (it never moves until [`deregister`] has been called with the same
+/// `ctx`), and is only ever registered on the node of this same `ctx`.
+unsafe fn poll_done(
+    ctx: &Context<'_>,
+    waiter: &Waiter,
+    watched: &mut bool,
+    cx: &mut TaskCx<'_>,
+) -> Poll<Error> {
+    if let Some(e) = ctx.err() {
+        return Poll::Ready(e);
+    }
+    let Some(src) = ctx.src.slot() else {
+        // A context that can never be done.
+        return Poll::Pending;
+    };
+    let node = ctx.arena.node(src);
+    // SAFETY: the waiter is pinned, always registered on the same node, and deregistered before
+    // it moves or is freed (the caller's contract).
+    match unsafe { waiters::register(node.wait_list(), &node.head, waiter, cx.waker()) } {
+        Poll::Ready(()) => {
+            // ORDERING: Acquire: registration returns ready only once `DONE` is published.
+            let w = node.head.load(crate::sync::Ordering::Acquire);
+            Poll::Ready(w.err())
         }
+        Poll::Pending => {
+            if !*watched {
+                *watched = true;
+                ctx.watch();
+            }
+            Poll::Pending
+        }
+    }
+}
+
+/// Takes `waiter` off `ctx`'s wait list if it is on it (the `Drop` of both `Done` futures).
+fn deregister(ctx: &Context<'_>, waiter: &Waiter) {
+    if let Some(src) = ctx.src.slot() {
+        waiters::deregister(ctx.arena.node(src).wait_list(), waiter);
     }
 }
 

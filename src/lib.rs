@@ -140,7 +140,7 @@ pub use context::{Canceler, Context};
 pub use deadline::DeadlineWatch;
 pub use dump::Tree;
 pub use error::{CreateError, Error};
-pub use future::{Done, RunUntilDone};
+pub use future::{Done, DoneOwned, RunUntilDone, RunUntilDoneOwned};
 pub use node::Node;
 pub use time::{Clock, Instant, ManualClock};
 pub use value::{Key, KeyKind};

@@ -1184,3 +1184,85 @@ fn dropping_a_heap_arena_after_its_contexts_drops_everything_once() {
     }
     assert_eq!(drops.count(), 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// after_func boxes what does not fit the node (alloc)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn after_func_boxes_an_oversized_closure_automatically() {
+    let arena = HeapArena::growable();
+    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let big = [3u64; 64]; // 512 bytes: over the 16-byte inline budget
+    let out = Arc::new(AtomicUsize::new(0));
+    let o = out.clone();
+    let reg = ctx
+        .after_func(move || o.store(big.iter().sum::<u64>() as usize, Ordering::SeqCst))
+        .unwrap();
+    assert_eq!(
+        arena.stats().live,
+        2,
+        "one node for the context, one for the callback"
+    );
+    cancel.cancel();
+    assert_eq!(out.load(Ordering::SeqCst), 64 * 3);
+    assert!(!reg.stop());
+    drop((reg, ctx, cancel));
+    assert_eq!(arena.stats().live, 0);
+
+    // Stopped: the boxed closure is dropped unrun, with its captures.
+    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let drops = Drops::default();
+    let token = (drops.token(), [0u64; 8]);
+    let reg = ctx
+        .after_func(move || {
+            let whole = token; // captures the drop token too, not just the array
+            panic!("stopped: {:?}", whole.1)
+        })
+        .unwrap();
+    assert_eq!(drops.count(), 0);
+    assert!(reg.stop());
+    assert_eq!(drops.count(), 1);
+    drop((reg, ctx, cancel));
+    assert_eq!(arena.stats().live, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// remaining
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn remaining_counts_down_by_the_arena_clock_and_follows_the_parent() {
+    static CLOCK: ManualClock = ManualClock::new(1_000);
+    let arena = HeapArena::growable().with_clock(&CLOCK);
+    assert_eq!(arena.background().remaining(), None);
+    let (parent, _p) = arena
+        .background()
+        .with_timeout(Duration::from_millis(100))
+        .unwrap();
+    let (child, _c) = parent.with_timeout(Duration::from_secs(60)).unwrap();
+    let (plain, _pc) = arena.background().with_cancel().unwrap();
+    assert_eq!(plain.remaining(), None);
+    assert_eq!(parent.remaining(), Some(Duration::from_millis(100)));
+    assert_eq!(
+        child.remaining(),
+        Some(Duration::from_millis(100)),
+        "the parent's is sooner"
+    );
+    CLOCK.advance(99);
+    assert_eq!(child.remaining(), Some(Duration::from_millis(1)));
+    CLOCK.advance(1);
+    assert_eq!(child.remaining(), Some(Duration::ZERO));
+    assert_eq!(child.err(), Some(Error::DeadlineExceeded));
+    CLOCK.advance(1_000);
+    assert_eq!(parent.remaining(), Some(Duration::ZERO));
+
+    // A deadline without a clock to measure it by.
+    let clockless = HeapArena::growable();
+    let (ctx, _cancel) = clockless
+        .background()
+        .with_deadline(Instant::from_ticks(5))
+        .unwrap();
+    assert!(ctx.deadline().is_some());
+    assert_eq!(ctx.remaining(), None);
+}

@@ -194,3 +194,23 @@ impl fmt::Debug for HeapArena {
             .finish()
     }
 }
+
+impl HeapArena {
+    /// Leaks the arena, so that its contexts are `Context<'static>`: they can move into
+    /// `tokio::spawn`, [`done_owned`](Context::done_owned) futures and `static`s. The arena is
+    /// never freed (its nodes are still recycled); make one per program or per long-lived
+    /// subsystem, not per request. Allocates its `Box` here (`alloc` aborts if that fails).
+    ///
+    /// ```
+    /// use ctxtree::{Context, HeapArena};
+    /// let arena: &'static HeapArena = HeapArena::growable().leak();
+    /// let (ctx, cancel) = arena.background().with_cancel()?;
+    /// let owned: Context<'static> = ctx;
+    /// std::thread::spawn(move || drop(owned)).join().unwrap();
+    /// drop(cancel);
+    /// # Ok::<(), ctxtree::CreateError>(())
+    /// ```
+    pub fn leak(self) -> &'static HeapArena {
+        Box::leak(Box::new(self))
+    }
+}
