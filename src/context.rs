@@ -651,17 +651,24 @@ impl<'a> Context<'a> {
                 };
             }
         };
-        let n = self.arena.node(slot);
         // The handle exists before any user code runs (`f` itself, a clock, the deadline hook),
         // so that a panic there drops it and releases the node.
         let handle = AfterFunc::new(self.arena.get(), slot);
+        self.arm_after_func(src, slot);
+        Ok(handle)
+    }
+
+    /// Links the new `after_func` node `slot` into `src`'s list, or runs its callback at once
+    /// if `src` is already done (Go: "calls f immediately"); then tells the deadline hook that
+    /// something listens. A panic of the callback unwinds from here (the caller's handle
+    /// releases the node).
+    fn arm_after_func(&self, src: Slot, slot: Slot) {
+        let n = self.arena.node(slot);
         if self.arena.link_node(self.arena.node(src), slot, n).is_err() {
-            // Already done: run now (Go: "calls f immediately").
-            // ORDERING: Relaxed: the count stays above 0 (our handle).
+            // ORDERING: Relaxed: the count stays above 0 (the caller's handle).
             n.refs.fetch_sub(1, Ordering::Relaxed);
             // Restore "never linked".
             n.next.set_not_linked();
-            // A panic of `f` unwinds through here and drops `handle`.
             let mut panics = Panics::new();
             n.fire(&mut panics);
             panics.resume();
@@ -669,7 +676,6 @@ impl<'a> Context<'a> {
             // (`is_done` above expired a passed deadline, which fired `f`.)
             self.watch();
         }
-        Ok(handle)
     }
 }
 
