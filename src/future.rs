@@ -196,17 +196,14 @@ impl<F: Future> Future for RunUntilDoneOwned<'_, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
         // SAFETY: structural pinning: neither field is ever moved out of the pinned struct.
         let this = unsafe { self.get_unchecked_mut() };
-        if let Some(e) = this.done.ctx.err() {
-            return Poll::Ready(Err(e));
-        }
-        // SAFETY: `fut` is pinned because `self` is (structural pinning, never moved).
-        if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        // SAFETY: as above, for `done`.
-        unsafe { Pin::new_unchecked(&mut this.done) }
-            .poll(cx)
-            .map(Err)
+        // SAFETY: both fields are pinned because `self` is (structural pinning, never moved).
+        let (fut, done) = unsafe {
+            (
+                Pin::new_unchecked(&mut this.fut),
+                Pin::new_unchecked(&mut this.done),
+            )
+        };
+        poll_guarded(fut, done, cx)
     }
 }
 
@@ -302,17 +299,14 @@ impl<F: Future> Future for RunUntilDone<'_, '_, F> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Self::Output> {
         // SAFETY: structural pinning: neither field is ever moved out of the pinned struct.
         let this = unsafe { self.get_unchecked_mut() };
-        if let Some(e) = this.done.ctx.err() {
-            return Poll::Ready(Err(e));
-        }
-        // SAFETY: `fut` is pinned because `self` is (structural pinning, never moved).
-        if let Poll::Ready(v) = unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        // SAFETY: as above, for `done`.
-        unsafe { Pin::new_unchecked(&mut this.done) }
-            .poll(cx)
-            .map(Err)
+        // SAFETY: both fields are pinned because `self` is (structural pinning, never moved).
+        let (fut, done) = unsafe {
+            (
+                Pin::new_unchecked(&mut this.fut),
+                Pin::new_unchecked(&mut this.done),
+            )
+        };
+        poll_guarded(fut, done, cx)
     }
 }
 
@@ -321,5 +315,38 @@ impl<F> fmt::Debug for RunUntilDone<'_, '_, F> {
         f.debug_struct("RunUntilDone")
             .field("done", &self.done)
             .finish_non_exhaustive()
+    }
+}
+
+/// The poll of [`RunUntilDone`] and [`RunUntilDoneOwned`]: done already wins; else the guarded
+/// future; else wait for done (which registers the waker, so a cancel wakes the task).
+fn poll_guarded<F: Future, D: GuardDone>(
+    fut: Pin<&mut F>,
+    mut done: Pin<&mut D>,
+    cx: &mut TaskCx<'_>,
+) -> Poll<Result<F::Output, Error>> {
+    if let Some(e) = done.as_mut().context().err() {
+        return Poll::Ready(Err(e));
+    }
+    if let Poll::Ready(v) = fut.poll(cx) {
+        return Poll::Ready(Ok(v));
+    }
+    done.poll(cx).map(Err)
+}
+
+/// A done-future that knows its context: [`Done`] and [`DoneOwned`].
+trait GuardDone: Future<Output = Error> {
+    fn context(self: Pin<&mut Self>) -> &Context<'_>;
+}
+
+impl GuardDone for Done<'_, '_> {
+    fn context(self: Pin<&mut Self>) -> &Context<'_> {
+        self.into_ref().get_ref().ctx
+    }
+}
+
+impl GuardDone for DoneOwned<'_> {
+    fn context(self: Pin<&mut Self>) -> &Context<'_> {
+        &self.into_ref().get_ref().ctx
     }
 }
