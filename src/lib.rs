@@ -47,6 +47,9 @@
 //! | `<-ctx.Done()` | [`Context::is_done`], [`Context::done`]`.await`, `std`: [`Context::wait`] |
 //! | `ctx.Err()`, `ctx.Deadline()` | [`Context::err`], [`Context::deadline`] |
 //! | `Canceled`, `DeadlineExceeded` | [`Error::Canceled`], [`Error::DeadlineExceeded`] |
+//! | gRPC's `grpc-timeout`, `metadata`; OpenTelemetry's propagators | [`propagate::grpc_timeout`], [`propagate::inject`], [`propagate::extract`] |
+//! | `http.Request.Context()` | `tower` feature: `ctxtree::tower::ServerLayer` |
+//! | `signal.NotifyContext` | `signal` feature (unix): `ctxtree::signal::notify_context` |
 //! | (tokio-util) `CancellationToken` | `tokio` feature: `Context::to_cancellation_token`, `context_from_token` |
 //!
 //! # Design
@@ -92,6 +95,13 @@
 //! * `alloc`: [`HeapKey`] values of any type, heap causes, boxed `after_func` closures,
 //!   [`HeapArena`].
 //! * `tokio`: conversions to and from `tokio_util::sync::CancellationToken`.
+//! * `http`: [`propagate::Carrier`] for `http::HeaderMap`.
+//! * `tower`: `tower` layers giving a server request its context (cancelled when the client
+//!   goes away) and carrying a client request's deadline (`ctxtree::tower`).
+//! * `signal` (unix): `ctxtree::signal::notify_context`, Go's `signal.NotifyContext`.
+//!
+//! Between processes, with no feature: [`propagate`] — the `grpc-timeout` codec, a header
+//! [`Carrier`](propagate::Carrier), `inject` and `extract`.
 
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -123,6 +133,7 @@ mod list;
 mod node;
 #[cfg(feature = "alloc")]
 mod pages;
+pub mod propagate;
 mod state;
 mod sync;
 mod time;
@@ -147,10 +158,14 @@ pub use value::{Key, KeyKind};
 
 #[cfg(feature = "alloc")]
 pub use layers::alloc::{HeapArena, HeapKey};
+#[cfg(all(feature = "signal", unix, not(ctxtree_loom)))]
+pub use layers::signal;
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
 pub use layers::std::{StdClock, background, global_arena, todo};
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub use layers::tokio::*;
+#[cfg(all(feature = "tower", not(ctxtree_loom)))]
+pub use layers::tower;
 
 #[cfg(all(test, ctxtree_loom))]
 #[path = "../loom-tests/mod.rs"]
