@@ -125,7 +125,7 @@ impl core::error::Error for EncodeError {}
 /// use ctxtree::propagate::grpc_timeout::{encode, EncodeError};
 /// assert_eq!(encode(Duration::from_nanos(99_999_999))?.as_str(), "99999999n");
 /// assert_eq!(encode(Duration::from_nanos(100_000_001))?.as_str(), "100000u"); // rounded down
-/// assert_eq!(encode(Duration::from_secs(3 * 86_400))?.as_str(), "259200000m");
+/// assert_eq!(encode(Duration::from_secs(3 * 86_400))?.as_str(), "259200S");
 /// assert_eq!(encode(Duration::ZERO), Err(EncodeError::Expired));
 /// # Ok::<(), EncodeError>(())
 /// ```
