@@ -48,7 +48,11 @@ const UNIT_NANOS: [(u8, u128); 6] = [
 ];
 
 fn unit_nanos(unit: u8) -> u128 {
-    UNIT_NANOS.iter().find(|(u, _)| *u == unit).expect("a unit").1
+    UNIT_NANOS
+        .iter()
+        .find(|(u, _)| *u == unit)
+        .expect("a unit")
+        .1
 }
 
 #[test]
@@ -61,7 +65,10 @@ fn encode_rounds_down_by_less_than_one_unit_of_the_finest_unit_that_fits() {
         let (unit, digits) = text.split_last().unwrap();
         assert!((1..=MAX_DIGITS).contains(&digits.len()), "{t:?} for {d:?}");
         assert!(digits.iter().all(u8::is_ascii_digit), "{t:?}");
-        assert!(digits.len() == 1 || digits[0] != b'0', "no leading zeros: {t:?}");
+        assert!(
+            digits.len() == 1 || digits[0] != b'0',
+            "no leading zeros: {t:?}"
+        );
         let back = grpc_timeout::decode(text).expect("encode's output decodes");
         assert_eq!(back, t.duration());
         // Never more time than was left.
@@ -69,11 +76,21 @@ fn encode_rounds_down_by_less_than_one_unit_of_the_finest_unit_that_fits() {
         let u = unit_nanos(*unit);
         let clamped = back == Duration::from_secs(99_999_999 * 3600);
         // Less than one unit lost, unless clamped at 99999999H.
-        assert!(clamped || d.as_nanos() - back.as_nanos() < u, "{d:?} -> {t:?}");
+        assert!(
+            clamped || d.as_nanos() - back.as_nanos() < u,
+            "{d:?} -> {t:?}"
+        );
         // The finest unit that fits: one finer would need more than 8 digits.
-        if let Some(pos) = UNIT_NANOS.iter().position(|(x, _)| x == unit).filter(|&p| p > 0) {
+        if let Some(pos) = UNIT_NANOS
+            .iter()
+            .position(|(x, _)| x == unit)
+            .filter(|&p| p > 0)
+        {
             let finer = UNIT_NANOS[pos - 1].1;
-            assert!(d.as_nanos() / finer > 99_999_999, "{t:?} is not the finest for {d:?}");
+            assert!(
+                d.as_nanos() / finer > 99_999_999,
+                "{t:?} is not the finest for {d:?}"
+            );
         }
     }
 }
@@ -89,7 +106,10 @@ fn decode_then_encode_then_decode_is_the_identity_on_valid_values() {
         }
         text.push(UNIT_NANOS[(rng.next() % 6) as usize].0);
         let d = grpc_timeout::decode(&text).expect("valid by construction");
-        let value: u128 = std::str::from_utf8(&text[..digits]).unwrap().parse().unwrap();
+        let value: u128 = std::str::from_utf8(&text[..digits])
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(d.as_nanos(), value * unit_nanos(text[digits]), "{text:?}");
         if d.is_zero() {
             assert_eq!(grpc_timeout::encode(d), Err(EncodeError::Expired));
@@ -97,7 +117,11 @@ fn decode_then_encode_then_decode_is_the_identity_on_valid_values() {
         }
         // Every unit divides the coarser ones: re-encoding in a finer unit is exact.
         let again = grpc_timeout::encode(d).unwrap();
-        assert_eq!(grpc_timeout::decode(again.as_bytes()), Ok(d), "{text:?} -> {again:?}");
+        assert_eq!(
+            grpc_timeout::decode(again.as_bytes()),
+            Ok(d),
+            "{text:?} -> {again:?}"
+        );
     }
 }
 
@@ -110,7 +134,10 @@ fn encode_at_the_unit_boundaries() {
         (Duration::from_nanos(100_000_999), "100000u"), // 999 ns rounded away
         (Duration::from_millis(300), "300000u"),
         (Duration::from_micros(99_999_999), "99999999u"),
-        (Duration::from_micros(99_999_999) + Duration::from_nanos(999), "99999999u"),
+        (
+            Duration::from_micros(99_999_999) + Duration::from_nanos(999),
+            "99999999u",
+        ),
         (Duration::from_secs(100), "100000m"),
         (Duration::from_millis(99_999_999), "99999999m"),
         (Duration::from_secs(100_000), "100000S"),
@@ -125,7 +152,10 @@ fn encode_at_the_unit_boundaries() {
     for &(d, want) in cases {
         assert_eq!(grpc_timeout::encode(d).unwrap().as_str(), want, "{d:?}");
     }
-    assert_eq!(grpc_timeout::encode(Duration::ZERO), Err(EncodeError::Expired));
+    assert_eq!(
+        grpc_timeout::encode(Duration::ZERO),
+        Err(EncodeError::Expired)
+    );
 }
 
 /// Every kind of malformed `grpc-timeout`: rejected with the error that names the rule.
@@ -160,15 +190,26 @@ fn decode_rejects_each_kind_of_malformed_value() {
         (b"99999999999H", TooLong { digits: 11 }),
         // Would overflow a u64 (and a Duration in hours): rejected on length, no arithmetic.
         (b"18446744073709551616n", TooLong { digits: 20 }),
-        (b"99999999999999999999999999999999999999H", TooLong { digits: 38 }),
+        (
+            b"99999999999999999999999999999999999999H",
+            TooLong { digits: 38 },
+        ),
     ];
     for &(text, want) in table {
-        assert_eq!(grpc_timeout::decode(text), Err(want), "{:?}", String::from_utf8_lossy(text));
+        assert_eq!(
+            grpc_timeout::decode(text),
+            Err(want),
+            "{:?}",
+            String::from_utf8_lossy(text)
+        );
         assert!(!want.to_string().is_empty());
     }
     // The valid edges, for contrast.
     assert_eq!(grpc_timeout::decode(b"0n"), Ok(Duration::ZERO));
-    assert_eq!(grpc_timeout::decode(b"00000001S"), Ok(Duration::from_secs(1)));
+    assert_eq!(
+        grpc_timeout::decode(b"00000001S"),
+        Ok(Duration::from_secs(1))
+    );
     assert_eq!(
         grpc_timeout::decode(b"99999999H"),
         Ok(Duration::from_secs(99_999_999 * 3600))
@@ -222,7 +263,10 @@ fn decimal_values_round_trip_and_reject_malformed_text() {
     assert_eq!(u64::decode(b"-1"), Err(ValueError::InvalidByte { at: 0 }));
     assert_eq!(u64::decode(b"12 "), Err(ValueError::InvalidByte { at: 2 }));
     assert_eq!(u64::decode(b"18446744073709551615"), Ok(u64::MAX));
-    assert_eq!(u64::decode(b"18446744073709551616"), Err(ValueError::Overflow));
+    assert_eq!(
+        u64::decode(b"18446744073709551616"),
+        Err(ValueError::Overflow)
+    );
     assert_eq!(u32::decode(b"4294967296"), Err(ValueError::Overflow));
     assert_eq!(u32::decode(b"0004294967295"), Ok(u32::MAX));
     assert_eq!(
@@ -242,9 +286,18 @@ fn tokens_pass_through_unchanged_and_reject_what_a_header_cannot_carry() {
         Token::<4>::decode(b"12345"),
         Err(ValueError::TooLong { len: 5, max: 4 })
     );
-    assert_eq!(Token::<15>::decode(b"a b"), Err(ValueError::InvalidByte { at: 1 }));
-    assert_eq!(Token::<15>::decode(b"ab\r\n"), Err(ValueError::InvalidByte { at: 2 }));
-    assert_eq!(Token::<15>::decode("é".as_bytes()), Err(ValueError::InvalidByte { at: 0 }));
+    assert_eq!(
+        Token::<15>::decode(b"a b"),
+        Err(ValueError::InvalidByte { at: 1 })
+    );
+    assert_eq!(
+        Token::<15>::decode(b"ab\r\n"),
+        Err(ValueError::InvalidByte { at: 2 })
+    );
+    assert_eq!(
+        Token::<15>::decode("é".as_bytes()),
+        Err(ValueError::InvalidByte { at: 0 })
+    );
 }
 
 #[test]
@@ -304,7 +357,12 @@ fn traceparent_follows_the_w3c_rules() {
         ),
     ];
     for &(text, want) in bad {
-        assert_eq!(TraceParent::decode(text), Err(want), "{}", String::from_utf8_lossy(text));
+        assert_eq!(
+            TraceParent::decode(text),
+            Err(want),
+            "{}",
+            String::from_utf8_lossy(text)
+        );
     }
 }
 
@@ -372,7 +430,10 @@ fn inject_writes_the_remaining_time_rounded_down_and_the_opted_in_values() {
 #[test]
 fn inject_fails_fast_on_a_done_context() {
     let (clock, arena) = fresh!();
-    let (ctx, cancel) = arena.background().with_timeout(Duration::from_millis(5)).unwrap();
+    let (ctx, cancel) = arena
+        .background()
+        .with_timeout(Duration::from_millis(5))
+        .unwrap();
     clock.advance(5_000);
     let mut h = BTreeMap::new();
     assert_eq!(
@@ -402,7 +463,10 @@ fn inject_reports_a_carrier_that_refuses() {
             Err(CarrierError::Full)
         }
     }
-    let (ctx, _cancel) = arena.background().with_timeout(Duration::from_secs(1)).unwrap();
+    let (ctx, _cancel) = arena
+        .background()
+        .with_timeout(Duration::from_secs(1))
+        .unwrap();
     let err = propagate::inject(&ctx, &mut ReadOnly).unwrap_err();
     assert_eq!(
         err,
@@ -429,16 +493,28 @@ fn extract_gives_the_callee_the_callers_time_capped_and_the_values() {
     assert_eq!(x.ctx.remaining(), Some(Duration::from_millis(250)));
     assert_eq!(x.ctx.value(&REQUEST_ID), Some(7));
     assert_eq!(x.ctx.value(&TENANT).unwrap().as_str(), "acme");
-    assert_eq!(x.ctx.value(&TRACE).as_deref(), TraceParent::decode(TRACEPARENT.as_bytes()).ok().as_ref());
+    assert_eq!(
+        x.ctx.value(&TRACE).as_deref(),
+        TraceParent::decode(TRACEPARENT.as_bytes()).ok().as_ref()
+    );
     assert!(x.rejected.is_empty());
 
     // The server's cap wins when it is shorter, and bounds a request without a timeout.
     let capped = PROPAGATOR.with_max_timeout(Duration::from_millis(100));
     let y = capped.extract(&server, &h).unwrap();
-    assert_eq!(y.timeout, Some(Duration::from_millis(250)), "what the caller sent");
+    assert_eq!(
+        y.timeout,
+        Some(Duration::from_millis(250)),
+        "what the caller sent"
+    );
     assert_eq!(y.ctx.remaining(), Some(Duration::from_millis(100)));
-    let z = capped.extract(&arena.background(), &BTreeMap::new()).unwrap();
-    assert_eq!((z.timeout, z.ctx.remaining()), (None, Some(Duration::from_millis(100))));
+    let z = capped
+        .extract(&arena.background(), &BTreeMap::new())
+        .unwrap();
+    assert_eq!(
+        (z.timeout, z.ctx.remaining()),
+        (None, Some(Duration::from_millis(100)))
+    );
     let longer = PROPAGATOR.with_max_timeout(Duration::from_secs(10));
     let w = longer.extract(&server, &h).unwrap();
     assert_eq!(w.ctx.remaining(), Some(Duration::from_millis(250)));
@@ -482,7 +558,10 @@ fn extract_drops_malformed_headers_and_says_why() {
         ("grpc-timeout", "1.5S"),
         ("x-request-id", "-7"),
         ("x-tenant", "a tenant with spaces"),
-        ("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        (
+            "traceparent",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ),
     ]);
     let (server, _stop) = arena.background().with_cancel().unwrap();
     let x = PROPAGATOR
@@ -490,7 +569,10 @@ fn extract_drops_malformed_headers_and_says_why() {
         .extract(&server, &h)
         .unwrap();
     // As if absent: the cap applies, no values are bound.
-    assert_eq!((x.timeout, x.ctx.remaining()), (None, Some(Duration::from_secs(2))));
+    assert_eq!(
+        (x.timeout, x.ctx.remaining()),
+        (None, Some(Duration::from_secs(2)))
+    );
     assert_eq!(x.ctx.value(&REQUEST_ID), None);
     assert_eq!(x.ctx.value(&TENANT), None);
     assert!(x.ctx.value(&TRACE).is_none());
@@ -502,7 +584,10 @@ fn extract_drops_malformed_headers_and_says_why() {
                 "grpc-timeout",
                 Malformed::Timeout(DecodeError::NonDigit { at: 1, byte: b'.' })
             ),
-            ("x-request-id", Malformed::Value(ValueError::InvalidByte { at: 0 })),
+            (
+                "x-request-id",
+                Malformed::Value(ValueError::InvalidByte { at: 0 })
+            ),
             (
                 "x-tenant",
                 Malformed::Value(ValueError::TooLong { len: 20, max: 15 })
@@ -519,7 +604,10 @@ fn extract_drops_malformed_headers_and_says_why() {
         text[0],
         "grpc-timeout dropped: grpc-timeout: byte 1 ('.') is not an ASCII digit"
     );
-    assert_eq!(text[3], "traceparent dropped: traceparent: all-zero trace-id");
+    assert_eq!(
+        text[3],
+        "traceparent dropped: traceparent: all-zero trace-id"
+    );
 }
 
 #[test]
@@ -543,7 +631,14 @@ fn rejections_beyond_capacity_are_counted() {
     ];
     static P: Propagator<'static> =
         Propagator::new().with_fields(&[&H[0], &H[1], &H[2], &H[3], &H[4], &H[5]]);
-    let h = headers(&[("h0", "x"), ("h1", "x"), ("h2", "x"), ("h3", "x"), ("h4", "x"), ("h5", "1")]);
+    let h = headers(&[
+        ("h0", "x"),
+        ("h1", "x"),
+        ("h2", "x"),
+        ("h3", "x"),
+        ("h4", "x"),
+        ("h5", "1"),
+    ]);
     let x = P.extract(&arena.background(), &h).unwrap();
     assert_eq!(x.rejected.len(), 5);
     assert_eq!(x.rejected.iter().count(), Rejections::CAPACITY);
@@ -560,7 +655,8 @@ fn extract_reports_a_full_arena_as_an_error() {
     );
     static NO_CLOCK: Arena<2> = Arena::new();
     assert_eq!(
-        propagate::extract(&NO_CLOCK.background(), &headers(&[("grpc-timeout", "1S")])).unwrap_err(),
+        propagate::extract(&NO_CLOCK.background(), &headers(&[("grpc-timeout", "1S")]))
+            .unwrap_err(),
         CreateError::NoClock
     );
 }
@@ -595,7 +691,13 @@ fn header_map_carrier_round_trips_and_refuses_invalid_pairs() {
     let x = PROPAGATOR.extract(&arena.background(), &h).unwrap();
     assert_eq!(x.ctx.remaining(), Some(Duration::from_secs(3)));
     assert_eq!(x.ctx.value(&REQUEST_ID), Some(9));
-    assert_eq!(Carrier::set(&mut h, "bad name", b"1"), Err(CarrierError::InvalidName));
-    assert_eq!(Carrier::set(&mut h, "ok", b"a\nb"), Err(CarrierError::InvalidValue));
+    assert_eq!(
+        Carrier::set(&mut h, "bad name", b"1"),
+        Err(CarrierError::InvalidName)
+    );
+    assert_eq!(
+        Carrier::set(&mut h, "ok", b"a\nb"),
+        Err(CarrierError::InvalidValue)
+    );
     assert_eq!(Carrier::get(&h, "bad name"), None);
 }
