@@ -87,48 +87,57 @@ fn seen(req: &Request<Incoming>) -> Seen {
 
 /// The backend: slow work (10 s) under the request's context; reports what it saw, and how and
 /// when its work stopped.
-async fn backend(tx: mpsc::UnboundedSender<Seen>, done: mpsc::UnboundedSender<(Error, Instant)>) -> SocketAddr {
-    serve(ServerLayer::new(ctxtree::background()).layer(service_fn(move |req: Request<Incoming>| {
-        let s = seen(&req);
-        let ctx = s.ctx.clone();
-        tx.send(s).unwrap();
-        let done = done.clone();
-        // The work runs in a task of its own under the request's context, so it is stopped by
-        // the context (deadline, or client gone), not by hyper dropping the handler.
-        let work = tokio::spawn(async move {
-            let out = ctx
-                .run_until_done_owned(tokio::time::sleep(Duration::from_secs(10)))
-                .await;
-            if let Err(e) = out {
-                done.send((e, Instant::now())).unwrap();
+async fn backend(
+    tx: mpsc::UnboundedSender<Seen>,
+    done: mpsc::UnboundedSender<(Error, Instant)>,
+) -> SocketAddr {
+    serve(ServerLayer::new(ctxtree::background()).layer(service_fn(
+        move |req: Request<Incoming>| {
+            let s = seen(&req);
+            let ctx = s.ctx.clone();
+            tx.send(s).unwrap();
+            let done = done.clone();
+            // The work runs in a task of its own under the request's context, so it is stopped by
+            // the context (deadline, or client gone), not by hyper dropping the handler.
+            let work = tokio::spawn(async move {
+                let out = ctx
+                    .run_until_done_owned(tokio::time::sleep(Duration::from_secs(10)))
+                    .await;
+                if let Err(e) = out {
+                    done.send((e, Instant::now())).unwrap();
+                }
+            });
+            async move {
+                let _ = work.await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
             }
-        });
-        async move {
-            let _ = work.await;
-            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"done"))))
-        }
-    })))
+        },
+    )))
     .await
 }
 
 /// The gateway: calls the backend under its request's context and relays the outcome.
 async fn gateway(backend: SocketAddr, tx: mpsc::UnboundedSender<Seen>) -> SocketAddr {
-    serve(ServerLayer::new(ctxtree::background()).layer(service_fn(move |req: Request<Incoming>| {
-        let s = seen(&req);
-        let ctx = s.ctx.clone();
-        tx.send(s).unwrap();
-        async move {
-            let resp = match call(backend, ctx).await {
-                Ok(r) => Response::new(Full::new(r.into_body().collect().await.unwrap().to_bytes())),
-                Err(e) => {
-                    let mut r = Response::new(Full::new(Bytes::from(e.to_string())));
-                    *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
-                    r
-                }
-            };
-            Ok::<_, Infallible>(resp)
-        }
-    })))
+    serve(ServerLayer::new(ctxtree::background()).layer(service_fn(
+        move |req: Request<Incoming>| {
+            let s = seen(&req);
+            let ctx = s.ctx.clone();
+            tx.send(s).unwrap();
+            async move {
+                let resp = match call(backend, ctx).await {
+                    Ok(r) => {
+                        Response::new(Full::new(r.into_body().collect().await.unwrap().to_bytes()))
+                    }
+                    Err(e) => {
+                        let mut r = Response::new(Full::new(Bytes::from(e.to_string())));
+                        *r.status_mut() = StatusCode::GATEWAY_TIMEOUT;
+                        r
+                    }
+                };
+                Ok::<_, Infallible>(resp)
+            }
+        },
+    )))
     .await
 }
 
@@ -141,21 +150,40 @@ async fn the_deadline_shrinks_hop_by_hop_and_stops_the_backend_at_the_deadline()
     let gw = gateway(back, gw_tx).await;
 
     let start = Instant::now();
-    let (ctx, _cancel) = ctxtree::background().with_timeout(Duration::from_millis(300)).unwrap();
-    let err = within("the client's call", call(gw, ctx.clone())).await.unwrap_err();
-    assert_eq!(err.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded), "{err}");
+    let (ctx, _cancel) = ctxtree::background()
+        .with_timeout(Duration::from_millis(300))
+        .unwrap();
+    let err = within("the client's call", call(gw, ctx.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<Error>(),
+        Some(&Error::DeadlineExceeded),
+        "{err}"
+    );
 
     let g = within("the gateway saw it", gw_seen.recv()).await.unwrap();
-    let b = within("the backend saw it", back_seen.recv()).await.unwrap();
+    let b = within("the backend saw it", back_seen.recv())
+        .await
+        .unwrap();
     let (g_header, b_header) = (g.header.unwrap(), b.header.unwrap());
     assert!(g_header <= Duration::from_millis(300), "{g_header:?}");
-    assert!(b_header < g_header, "shrinks: gateway {g_header:?}, backend {b_header:?}");
+    assert!(
+        b_header < g_header,
+        "shrinks: gateway {g_header:?}, backend {b_header:?}"
+    );
     assert!(b.ctx.deadline().is_some() && g.ctx.deadline().is_some());
 
     // The backend's 10 s of work stopped at the deadline: its own (DeadlineExceeded), or the
     // gateway's just before it, which closed the connection (Canceled, client gone).
-    let (e, at) = within("the backend's work stops", back_done.recv()).await.unwrap();
-    assert!(at.duration_since(start) < Duration::from_secs(5), "{:?}", at.duration_since(start));
+    let (e, at) = within("the backend's work stops", back_done.recv())
+        .await
+        .unwrap();
+    assert!(
+        at.duration_since(start) < Duration::from_secs(5),
+        "{:?}",
+        at.duration_since(start)
+    );
     match e {
         Error::DeadlineExceeded => {}
         Error::Canceled => assert!(b.ctx.cause().unwrap().is_static(&CLIENT_GONE)),
@@ -174,17 +202,28 @@ async fn a_client_that_disconnects_cancels_the_gateway_and_the_backend() {
     // A raw client with no deadline: writes a request, waits until the backend works on it,
     // then closes its socket.
     let mut sock = TcpStream::connect(gw).await.unwrap();
-    sock.write_all(b"GET / HTTP/1.1\r\nhost: gateway\r\n\r\n").await.unwrap();
-    let g = within("the gateway's handler starts", gw_seen.recv()).await.unwrap();
-    let b = within("the backend's handler starts", back_seen.recv()).await.unwrap();
+    sock.write_all(b"GET / HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        .await
+        .unwrap();
+    let g = within("the gateway's handler starts", gw_seen.recv())
+        .await
+        .unwrap();
+    let b = within("the backend's handler starts", back_seen.recv())
+        .await
+        .unwrap();
     assert_eq!((g.header, b.header), (None, None), "no deadline anywhere");
     assert_eq!((g.ctx.err(), b.ctx.err()), (None, None));
     let start = Instant::now();
     drop(sock);
 
-    assert_eq!(within("the gateway's context", g.ctx.done()).await, Error::Canceled);
+    assert_eq!(
+        within("the gateway's context", g.ctx.done()).await,
+        Error::Canceled
+    );
     assert!(g.ctx.cause().unwrap().is_static(&CLIENT_GONE));
-    let (e, at) = within("the backend's work stops", back_done.recv()).await.unwrap();
+    let (e, at) = within("the backend's work stops", back_done.recv())
+        .await
+        .unwrap();
     assert_eq!(e, Error::Canceled);
     assert!(b.ctx.cause().unwrap().is_static(&CLIENT_GONE));
     assert!(at.duration_since(start) < Duration::from_secs(5));
