@@ -227,7 +227,7 @@ fn decode_never_panics_on_random_bytes() {
         let len = (rng.next() % 14) as usize;
         let text: Vec<u8> = (0..len)
             .map(|_| {
-                if rng.next() % 4 == 0 {
+                if rng.next().is_multiple_of(4) {
                     rng.next() as u8
                 } else {
                     alphabet[(rng.next() % alphabet.len() as u64) as usize]
