@@ -15,8 +15,12 @@
 #     100 000-deep chains, minutes each under Miri; the unit tests run the same paths small).
 #   * tests/std_layer.rs (blocking waits, the timer thread, heap causes and values across real
 #     threads: Miri's data-race detector), minus SKIP_STD below.
+#   * tests/propagate.rs: the grpc-timeout and value codecs, inject/extract (pure; its property
+#     loops shrink under Miri via `cfg!(miri)`).
 # Not run: tests/go_parity.rs and tests/stress.rs (timing-based and 10^5-iteration multi-thread
-# stress: hours under Miri; loom covers the races they stress), tests/signal.rs (signals).
+# stress: hours under Miri; loom covers the races they stress), tests/signal.rs (signals);
+# tests/http_tower.rs, tests/loopback_e2e.rs (sockets, tokio's I/O driver) and
+# tests/signal_notify.rs (signals to re-executed child processes), which Miri cannot run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -51,6 +55,9 @@ cargo +nightly miri test --test panics -- --skip timer_thread
 step "tests/disarm.rs and tests/owned_futures.rs (without the tokio runtime tests)"
 cargo +nightly miri test --test disarm
 cargo +nightly miri test --test owned_futures -- --skip tokio_
+
+step "tests/propagate.rs (codecs, inject/extract)"
+cargo +nightly miri test --test propagate
 
 step "tests/late_deadlines.rs (Go's timeline for deadlines seen late)"
 # Each test leaks its `ManualClock` on purpose (an arena's clock is `&'static dyn Clock`).
