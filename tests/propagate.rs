@@ -225,15 +225,23 @@ fn decode_never_panics_on_random_bytes() {
     let mut accepted = 0;
     for _ in 0..CASES {
         let len = (rng.next() % 14) as usize;
-        let text: Vec<u8> = (0..len)
-            .map(|_| {
-                if rng.next().is_multiple_of(4) {
-                    rng.next() as u8
-                } else {
-                    alphabet[(rng.next() % alphabet.len() as u64) as usize]
-                }
-            })
-            .collect();
+        let text: Vec<u8> = if rng.next().is_multiple_of(3) {
+            // Well-shaped (digits, then a unit) in a third of the cases, so that valid values
+            // and the over-long ones are reached too.
+            let mut t: Vec<u8> = (0..len).map(|_| b'0' + (rng.next() % 10) as u8).collect();
+            t.push(b"HMSmun"[(rng.next() % 6) as usize]);
+            t
+        } else {
+            (0..len)
+                .map(|_| {
+                    if rng.next().is_multiple_of(4) {
+                        rng.next() as u8
+                    } else {
+                        alphabet[(rng.next() % alphabet.len() as u64) as usize]
+                    }
+                })
+                .collect()
+        };
         if let Ok(d) = grpc_timeout::decode(&text) {
             accepted += 1;
             // Accepted text is exactly digits then one unit.

@@ -96,10 +96,11 @@ pub static STOPPED: crate::StaticCause =
 /// Needs a `'static` parent ([`background()`](crate::background), a `static` arena, a leaked
 /// `HeapArena`): the canceler moves to the helper thread (see the [module docs](self)).
 ///
-/// Errors: an [`io::Error`] for a signal that cannot be caught (`SIGKILL`, `SIGSTOP`, the
-/// synchronous `SIGSEGV`, `SIGILL`, `SIGFPE`, `SIGBUS` as signal-hook forbids them: `InvalidInput`),
-/// an unknown number, a registration or thread-spawn failure; and
-/// [`CreateError`](crate::CreateError) as `io::Error` from the arena.
+/// Errors: an [`io::Error`] of kind `InvalidInput` for a signal that cannot be caught
+/// (`SIGKILL`, `SIGSTOP`, and the synchronous `SIGILL`, `SIGFPE`, `SIGSEGV`, which
+/// signal-hook forbids) or a number out of range; another `io::Error` for a signal
+/// signal-hook does not know (when its default must be restored), a failed registration or
+/// thread spawn; and [`CreateError`](crate::CreateError) as an `io::Error` from the arena.
 pub fn notify_context(
     parent: &Context<'static>,
     signals: &[i32],

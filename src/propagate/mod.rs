@@ -221,12 +221,18 @@ impl<'f> Propagator<'f> {
 
 impl fmt::Debug for Propagator<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut names = f.debug_list();
-        for field in self.fields {
-            names.entry(&field.name());
+        struct Names<'a>(&'a [&'a dyn Field]);
+        impl fmt::Debug for Names<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list()
+                    .entries(self.0.iter().map(|x| x.name()))
+                    .finish()
+            }
         }
-        names.finish()?;
-        write!(f, " max_timeout: {:?}", self.max_timeout)
+        f.debug_struct("Propagator")
+            .field("fields", &Names(self.fields))
+            .field("max_timeout", &self.max_timeout)
+            .finish()
     }
 }
 
