@@ -68,11 +68,20 @@ async fn connect(
     Future = impl Future<Output = Result<Response<hyper::body::Incoming>, hyper::Error>> + Send,
 > + Send {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    service_fn(move |req| sender.send_request(req))
+    // One request at a time, each after the connection is ready again (keep-alive).
+    let sender = std::sync::Arc::new(tokio::sync::Mutex::new(sender));
+    service_fn(move |req| {
+        let sender = sender.clone();
+        async move {
+            let mut sender = sender.lock().await;
+            sender.ready().await?;
+            sender.send_request(req).await
+        }
+    })
 }
 
 async fn body_text(resp: Response<hyper::body::Incoming>) -> String {

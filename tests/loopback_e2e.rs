@@ -63,6 +63,7 @@ async fn call(addr: SocketAddr, ctx: Context<'static>) -> Result<Response<Incomi
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
+    sender.ready().await?;
     let mut client = ClientLayer::new().layer(service_fn(move |req| sender.send_request(req)));
     let mut req = Request::new(Empty::<Bytes>::new());
     req.extensions_mut().insert(ctx);
