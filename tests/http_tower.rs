@@ -240,6 +240,7 @@ async fn a_full_arena_answers_503_without_running_the_handler() {
     let (held, keep) = SMALL.background().with_cancel().unwrap(); // the only node
     let parent = SMALL.background();
     let mut svc = ServerLayer::new(parent).layer(service_fn(move |_req: Request<()>| {
+        // ORDERING: Relaxed: a plain count, read after the calls it counts have returned.
         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ran")))) }
     }));
@@ -270,6 +271,7 @@ async fn the_client_layer_fails_fast_on_a_done_context_without_calling_the_servi
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = calls.clone();
     let mut client = ClientLayer::new().layer(service_fn(move |_req: Request<()>| {
+        // ORDERING: Relaxed: a plain count, read after the calls it counts have returned.
         counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async { Ok::<_, Infallible>(Response::new(())) }
     }));

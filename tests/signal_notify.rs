@@ -98,7 +98,7 @@ impl Kid {
     }
 
     /// How the child ended (killed and a failure if it takes longer than the limit).
-    fn end(mut self) -> ExitStatus {
+    fn end(&mut self) -> ExitStatus {
         let deadline = Instant::now() + LIMIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -110,6 +110,16 @@ impl Kid {
                 panic!("the child did not end within {LIMIT:?}");
             }
             std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Kid {
+    /// A failed assertion leaves no child behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }

@@ -4,12 +4,13 @@
 #[cfg(feature = "alloc")]
 pub(crate) mod alloc;
 // The std layer's global arena is a `static`, which needs `const` atomics: not under loom.
-#[cfg(feature = "http")]
-pub(crate) mod http;
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
 pub(crate) mod std;
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub(crate) mod tokio;
+// `Carrier` for `http::HeaderMap` (a trait impl: nothing to name publicly).
+#[cfg(feature = "http")]
+pub(crate) mod http;
 #[cfg(all(feature = "tower", not(ctxtree_loom)))]
 pub mod tower;
 // Unix only: signal-hook's self-pipe and `sigaction`.
