@@ -2,12 +2,14 @@
 //! client calls a gateway, which calls a backend.
 //!
 //! * The deadline shrinks hop by hop (each `grpc-timeout` is what the sender had left), and the
-//!   backend's slow work stops at the deadline, not at its 10 s.
+//!   backend's slow work stops at the deadline (2 s), not at its 60 s.
 //! * A client that drops its connection mid-request cancels the gateway's request context,
 //!   which abandons the gateway's call to the backend, which cancels the backend's.
 //!
-//! Every wait is bounded (`within`, 10 s); assertions are on order and outcome, with one
-//! generous bound (work stops within 5 s, not 10 s) that no scheduler delay should reach.
+//! Every wait is bounded (`within`, 30 s); assertions are on order and outcome, with one
+//! generous bound (work stops within 20 s, not 60 s) that no scheduler delay should reach. The
+//! deadline is 2 s so that the request surely reaches the backend before it, even in an
+//! instrumented build (ThreadSanitizer).
 
 #![cfg(all(feature = "tower", not(miri)))]
 
@@ -30,9 +32,9 @@ use tokio::sync::mpsc;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), fut)
+    tokio::time::timeout(Duration::from_secs(30), fut)
         .await
-        .unwrap_or_else(|_| panic!("timed out after 10 s: {what}"))
+        .unwrap_or_else(|_| panic!("timed out after 30 s: {what}"))
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -86,7 +88,7 @@ fn seen(req: &Request<Incoming>) -> Seen {
     }
 }
 
-/// The backend: slow work (10 s) under the request's context; reports what it saw, and how and
+/// The backend: slow work (60 s) under the request's context; reports what it saw, and how and
 /// when its work stopped.
 async fn backend(
     tx: mpsc::UnboundedSender<Seen>,
@@ -102,7 +104,7 @@ async fn backend(
             // the context (deadline, or client gone), not by hyper dropping the handler.
             let work = tokio::spawn(async move {
                 let out = ctx
-                    .run_until_done_owned(tokio::time::sleep(Duration::from_secs(10)))
+                    .run_until_done_owned(tokio::time::sleep(Duration::from_secs(60)))
                     .await;
                 if let Err(e) = out {
                     done.send((e, Instant::now())).unwrap();
@@ -152,7 +154,7 @@ async fn the_deadline_shrinks_hop_by_hop_and_stops_the_backend_at_the_deadline()
 
     let start = Instant::now();
     let (ctx, _cancel) = ctxtree::background()
-        .with_timeout(Duration::from_millis(300))
+        .with_timeout(Duration::from_secs(2))
         .unwrap();
     let err = within("the client's call", call(gw, ctx.clone()))
         .await
@@ -168,20 +170,20 @@ async fn the_deadline_shrinks_hop_by_hop_and_stops_the_backend_at_the_deadline()
         .await
         .unwrap();
     let (g_header, b_header) = (g.header.unwrap(), b.header.unwrap());
-    assert!(g_header <= Duration::from_millis(300), "{g_header:?}");
+    assert!(g_header <= Duration::from_secs(2), "{g_header:?}");
     assert!(
         b_header < g_header,
         "shrinks: gateway {g_header:?}, backend {b_header:?}"
     );
     assert!(b.ctx.deadline().is_some() && g.ctx.deadline().is_some());
 
-    // The backend's 10 s of work stopped at the deadline: its own (DeadlineExceeded), or the
+    // The backend's 60 s of work stopped at the deadline: its own (DeadlineExceeded), or the
     // gateway's just before it, which closed the connection (Canceled, client gone).
     let (e, at) = within("the backend's work stops", back_done.recv())
         .await
         .unwrap();
     assert!(
-        at.duration_since(start) < Duration::from_secs(5),
+        at.duration_since(start) < Duration::from_secs(20),
         "{:?}",
         at.duration_since(start)
     );
@@ -227,5 +229,5 @@ async fn a_client_that_disconnects_cancels_the_gateway_and_the_backend() {
         .unwrap();
     assert_eq!(e, Error::Canceled);
     assert!(b.ctx.cause().unwrap().is_static(&CLIENT_GONE));
-    assert!(at.duration_since(start) < Duration::from_secs(5));
+    assert!(at.duration_since(start) < Duration::from_secs(20));
 }
