@@ -13,9 +13,11 @@
 #   CTXTREE_STRESS_SCALE=20 ci/sanitizers.sh thread   a longer TSAN soak of tests/stress.rs
 #
 # What runs, debug builds (debug assertions on; reports carry file:line), `--all-features`:
-#   * TSAN: `--lib` and every test binary except tests/signal.rs (SKIP_TSAN below).
-#   * ASAN: `--lib` and every test binary, tests/signal.rs included.
-# Nothing is skipped by test name; no timing tolerance had to be widened.
+#   * TSAN: `--lib` and every test binary except tests/signal.rs and tests/signal_notify.rs
+#     (SKIP_TSAN below).
+#   * ASAN: `--lib` and every test binary, tests/signal.rs and tests/signal_notify.rs included.
+# Nothing is skipped by test name; no timing tolerance had to be widened (the socket tests give
+# their requests 2 s deadlines, so that an instrumented build reaches the server in time).
 #
 # How it is built: `RUSTFLAGS=-Zsanitizer=...` with `-Zbuild-std` and an explicit `--target`, so
 # std itself is rebuilt with the sanitizer (no `-Cunsafe-allow-abi-mismatch=sanitizer` needed,
@@ -79,7 +81,10 @@ export LSAN_OPTIONS="suppressions=$PWD/ci/lsan.supp:print_suppressions=0"
 #     of its interceptors, so the handler never interrupts an arbitrary instruction of the
 #     core (the point of the test); it degrades to running into its 60 s time cap. It runs
 #     under ASAN below, and under plain `cargo test`.
-SKIP_TSAN=(signal)
+#   signal_notify: the same deferral: a SIGINT sent to the child process is queued for a thread
+#     parked in a futex wait (not an interceptor) and never handled, so every child times out
+#     (measured: 4 of 6 tests fail at their 10 s limits). It runs under ASAN and plain tests.
+SKIP_TSAN=(signal signal_notify)
 
 all_tests=()
 for f in tests/*.rs; do all_tests+=("$(basename "$f" .rs)"); done
