@@ -15,4 +15,8 @@ done
 cargo build --lib --release --no-default-features --features alloc --target thumbv7em-none-eabihf
 # The crate is #![no_std] and declares `extern crate alloc` only with the alloc feature, so the
 # --no-default-features builds above are the proof that the core uses neither alloc nor std.
-echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc) build"
+# The docs of the core alone and of core + alloc, warnings denied: no intra-doc link may point at
+# an item of a feature that is off (src/lib.rs links those to docs.rs instead).
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-features
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-features --features alloc
+echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc) build; no_std docs link-clean"

@@ -484,7 +484,7 @@ impl<'a> Context<'a> {
     /// so the nearest binding of a key wins and a parent never sees its children's values.
     ///
     /// With a [`Key<T>`](crate::Key) the value is a small `Copy` value stored in the node (no
-    /// allocation); with a [`HeapKey<T>`](crate::HeapKey) (`alloc`) it can be anything.
+    /// allocation); with a [`HeapKey<T>`](https://docs.rs/ctxtree/latest/ctxtree/struct.HeapKey.html) (`alloc`) it can be anything.
     ///
     /// ```
     /// use ctxtree::{Arena, Key};
@@ -577,7 +577,7 @@ impl<'a> Context<'a> {
     /// its `cancel()` call, or in `after_func` itself if the context is already done; a deadline
     /// fires it in whoever observes or expires the deadline (the `std` timer thread, or the
     /// firmware's [`expire`](RawArena::expire) call). Keep it short; with `std`,
-    /// [`after_func_spawn`](Context::after_func_spawn) runs it on a new thread as Go does.
+    /// [`after_func_spawn`](https://docs.rs/ctxtree/latest/ctxtree/struct.Context.html#method.after_func_spawn) runs it on a new thread as Go does.
     ///
     /// If `f` panics, the panic never cuts the cancellation short: whoever ran `f` (a
     /// [`cancel`](Canceler::cancel), a deadline observation, `expire`, this call) first finishes
@@ -587,7 +587,7 @@ impl<'a> Context<'a> {
     ///
     /// `f` is stored in the node when it fits 16 bytes (8-aligned): no allocation. A larger
     /// closure is boxed automatically with `alloc` (one allocation, as
-    /// [`after_func_boxed`](Context::after_func_boxed)); without `alloc` it is a compile error.
+    /// [`after_func_boxed`](https://docs.rs/ctxtree/latest/ctxtree/struct.Context.html#method.after_func_boxed)); without `alloc` it is a compile error.
     /// That error comes from a `const` assertion evaluated when the call is monomorphised, so
     /// `cargo build` reports it and `cargo check` does not: stable Rust cannot bound a generic's
     /// size in its signature. On a context that can never be done, `f` is dropped unrun and no

@@ -103,7 +103,7 @@ impl<'a> Context<'a> {
     /// `cancelled_owned`). Costs one reference count, no allocation.
     ///
     /// A `Context<'static>` comes from a `static` [`Arena`](crate::Arena), the global arena
-    /// (`ctxtree::background()`, `std`), or a [`HeapArena`](crate::HeapArena) made `'static`
+    /// (`ctxtree::background()`, `std`), or a [`HeapArena`](https://docs.rs/ctxtree/latest/ctxtree/struct.HeapArena.html) made `'static`
     /// with `HeapArena::leak` (`alloc`).
     ///
     /// ```

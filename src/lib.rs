@@ -92,7 +92,29 @@
 //! * `alloc`: [`HeapKey`] values of any type, heap causes, boxed `after_func` closures,
 //!   [`HeapArena`].
 //! * `tokio`: conversions to and from `tokio_util::sync::CancellationToken`.
+//! * `defmt`: `defmt::Format` for [`Error`], [`CreateError`], [`ArenaStats`], [`Instant`] and
+//!   the causes, and `RawArena::dump_defmt`: firmware logs them without `core::fmt`.
+//! * `embassy-time`: `EmbassyClock`, a [`Clock`] on embassy-time's driver, and
+//!   `EmbassyDeadlines`, the task that fires deadlines on time (with the recipe of an embassy
+//!   application).
 
+// Links to items of features that are off: to their docs.rs pages instead of broken intra-doc
+// links (`cargo doc --no-default-features` with `-D warnings`, ci/nostd.sh). With the feature on
+// (docs.rs builds all of them), the same `[`X`]` is an intra-doc link.
+#![cfg_attr(
+    not(feature = "alloc"),
+    doc = "",
+    doc = "[`HeapArena`]: https://docs.rs/ctxtree/latest/ctxtree/struct.HeapArena.html",
+    doc = "[`HeapKey`]: https://docs.rs/ctxtree/latest/ctxtree/struct.HeapKey.html"
+)]
+#![cfg_attr(
+    not(feature = "std"),
+    doc = "",
+    doc = "[`background()`]: https://docs.rs/ctxtree/latest/ctxtree/fn.background.html",
+    doc = "[`todo()`]: https://docs.rs/ctxtree/latest/ctxtree/fn.todo.html",
+    doc = "[`StdClock`]: https://docs.rs/ctxtree/latest/ctxtree/struct.StdClock.html",
+    doc = "[`Context::wait`]: https://docs.rs/ctxtree/latest/ctxtree/struct.Context.html#method.wait"
+)]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(docsrs, doc(auto_cfg(hide(ctxtree_loom))))]
