@@ -19,7 +19,7 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
-fn root_name(root: Slot) -> &'static str {
+pub(crate) fn root_name(root: Slot) -> &'static str {
     if root == Slot::TODO {
         "context.TODO"
     } else {
@@ -125,6 +125,17 @@ impl RawArena {
     /// whole tree). It costs O(n²) in the number of used slots: a diagnostic, not a hot path.
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        self.walk(|step| match step {
+            Step::Root(root) => writeln!(w, "{}", root_name(root)),
+            Step::Node(s, depth) => self.line(s, depth, w),
+        })
+    }
+
+    /// The walk behind [`dump`](RawArena::dump) (and `dump_defmt`): calls `visit` with each
+    /// root that has live children, then each live node below it in pre-order with its depth
+    /// (1 for a root's child), holding a reference on the node and its ancestors meanwhile.
+    /// Stops at the first `Err`, releasing what it holds.
+    pub(crate) fn walk<E>(&self, mut visit: impl FnMut(Step) -> Result<(), E>) -> Result<(), E> {
         for root in [Slot::BACKGROUND, Slot::TODO] {
             let mut printed_root = false;
             // The references held on the current path, released however the walk ends: on an
@@ -141,10 +152,10 @@ impl RawArena {
                     Some(c) => {
                         path.deepest = c;
                         if !printed_root {
-                            writeln!(w, "{}", root_name(root))?;
+                            visit(Step::Root(root))?;
                             printed_root = true;
                         }
-                        self.line(c, depth, w)?;
+                        visit(Step::Node(c, depth))?;
                         depth += 1;
                         from = 0;
                     }
@@ -234,6 +245,15 @@ impl RawArena {
         }
         w.write_str("\n")
     }
+}
+
+/// One step of [`RawArena::walk`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Step {
+    /// A root (`Slot::BACKGROUND` or `Slot::TODO`), before its first live child.
+    Root(Slot),
+    /// A live node, held by the walk, and its depth below the root (1 for a root's child).
+    Node(Slot, usize),
 }
 
 /// The references a dump holds on its current path, from `deepest` up to (not including)

@@ -94,9 +94,6 @@
 //! * `tokio`: conversions to and from `tokio_util::sync::CancellationToken`.
 //! * `defmt`: `defmt::Format` for [`Error`], [`CreateError`], [`ArenaStats`], [`Instant`] and
 //!   the causes, and `RawArena::dump_defmt`: firmware logs them without `core::fmt`.
-//! * `embassy-time`: `EmbassyClock`, a [`Clock`] on embassy-time's driver, and
-//!   `EmbassyDeadlines`, the task that fires deadlines on time (with the recipe of an embassy
-//!   application).
 
 // Links to items of features that are off: to their docs.rs pages instead of broken intra-doc
 // links (`cargo doc --no-default-features` with `-D warnings`, ci/nostd.sh). With the feature on

@@ -1,5 +1,5 @@
-//! The `alloc` and `std` layers, built on the core and gated by features: a build without them
-//! compiles none of this and pays nothing for it.
+//! The `alloc`, `std`, `tokio`, `defmt` and `embassy-time` layers, built on the core and gated by
+//! features: a build without them compiles none of this and pays nothing for it.
 
 #[cfg(feature = "alloc")]
 pub(crate) mod alloc;
@@ -8,3 +8,7 @@ pub(crate) mod alloc;
 pub(crate) mod std;
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub(crate) mod tokio;
+// `defmt::Format` impls and `RawArena::dump_defmt`: impls and inherent methods, nothing to
+// re-export.
+#[cfg(feature = "defmt")]
+mod defmt;
