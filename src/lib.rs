@@ -94,6 +94,9 @@
 //! * `tokio`: conversions to and from `tokio_util::sync::CancellationToken`.
 //! * `defmt`: `defmt::Format` for [`Error`], [`CreateError`], [`ArenaStats`], [`Instant`] and
 //!   the causes, and `RawArena::dump_defmt`: firmware logs them without `core::fmt`.
+//! * `embassy-time`: `EmbassyClock`, a [`Clock`] on embassy-time's driver, and
+//!   `EmbassyDeadlines`, the task that fires deadlines on time (with the recipe of an embassy
+//!   application).
 
 // Links to items of features that are off: to their docs.rs pages instead of broken intra-doc
 // links (`cargo doc --no-default-features` with `-D warnings`, ci/nostd.sh). With the feature on
@@ -166,6 +169,8 @@ pub use value::{Key, KeyKind};
 
 #[cfg(feature = "alloc")]
 pub use layers::alloc::{HeapArena, HeapKey};
+#[cfg(all(feature = "embassy-time", not(ctxtree_loom)))]
+pub use layers::embassy_time::{EmbassyClock, EmbassyDeadlines};
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
 pub use layers::std::{StdClock, background, global_arena, todo};
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]

@@ -12,3 +12,7 @@ pub(crate) mod tokio;
 // re-export.
 #[cfg(feature = "defmt")]
 mod defmt;
+// embassy-time's driver as a `Clock`, and the deadline task. Its waker slot is a `static`
+// (`const` constructors): not under loom.
+#[cfg(all(feature = "embassy-time", not(ctxtree_loom)))]
+pub(crate) mod embassy_time;
