@@ -49,9 +49,9 @@ impl<'a> AfterFunc<'a> {
     /// (and its node released) before the panic is resumed.
     ///
     /// ```
-    /// use ctxtree::Arena;
+    /// use ctxtree::{Child, Arena};
     /// static ARENA: Arena<4> = Arena::new();
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// let reg = ctx.after_func(|| unreachable!("stopped before the cancel"))?;
     /// assert!(reg.stop());
     /// assert!(!reg.stop()); // a second stop reports nothing prevented

@@ -19,10 +19,10 @@ use crate::Error;
 /// A cause that needs no allocation: a message and a numeric code, kept in a `static`.
 ///
 /// ```
-/// use ctxtree::{Arena, StaticCause};
+/// use ctxtree::{Child, Arena, StaticCause};
 /// static WATCHDOG: StaticCause = StaticCause::with_code(7, "watchdog expired");
 /// static ARENA: Arena<4> = Arena::new();
-/// let (ctx, cancel) = ARENA.background().with_cancel_cause()?;
+/// let Child { ctx, cancel } = ARENA.background().with_cancel_cause()?;
 /// cancel.cancel_with(&WATCHDOG);
 /// assert_eq!(ctx.err(), Some(ctxtree::Error::Canceled));
 /// assert_eq!(ctx.cause().unwrap().to_string(), "watchdog expired");

@@ -102,12 +102,12 @@ impl RawArena {
     /// deadline and cause. What someone debugging a firmware hang looks at first.
     ///
     /// ```
-    /// use ctxtree::{Arena, Key};
+    /// use ctxtree::{Child, Arena, Key};
     /// static ARENA: Arena<8> = Arena::new();
     /// static USER: Key<u32> = Key::new("user");
-    /// let (req, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx: req, cancel } = ARENA.background().with_cancel()?;
     /// let val = req.with_value(&USER, 7)?;
-    /// let (_job, _c) = val.with_cancel()?;
+    /// let Child { ctx: _job, cancel: _c } = val.with_cancel()?;
     /// cancel.cancel();
     /// let mut out = String::new();
     /// ARENA.dump(&mut out).unwrap();

@@ -74,9 +74,10 @@ impl core::error::Error for CreateError {}
 /// or `Box<dyn Error>`, which keep it) where the reason matters.
 ///
 /// ```
+/// use ctxtree::Child;
 /// use std::time::Duration;
 /// fn handle(parent: &ctxtree::Context<'_>) -> Result<u32, ctxtree::Error> {
-///     let (ctx, _cancel) = parent.with_timeout(Duration::from_secs(1))?;
+///     let Child { ctx, cancel: _cancel } = parent.with_timeout(Duration::from_secs(1))?;
 ///     match ctx.err() {
 ///         Some(e) => Err(e),
 ///         None => Ok(42),
@@ -84,7 +85,7 @@ impl core::error::Error for CreateError {}
 /// }
 /// assert_eq!(handle(&ctxtree::background()), Ok(42));
 /// let full = ctxtree::HeapArena::with_capacity(1).with_clock(&ctxtree::StdClock);
-/// let (_held, _c) = full.background().with_cancel().unwrap(); // takes the only node
+/// let Child { ctx: _held, cancel: _c } = full.background().with_cancel().unwrap(); // takes the only node
 /// assert_eq!(handle(&full.background()), Err(ctxtree::Error::Canceled));
 /// ```
 impl From<CreateError> for Error {
@@ -98,8 +99,9 @@ impl From<CreateError> for Error {
 /// [`Unsupported`](std::io::ErrorKind::Unsupported); the `CreateError` is kept as the source.
 ///
 /// ```
+/// use ctxtree::Child;
 /// fn serve(parent: &ctxtree::Context<'_>) -> std::io::Result<()> {
-///     let (_ctx, _cancel) = parent.with_timeout(std::time::Duration::from_secs(1))?;
+///     let Child { ctx: _ctx, cancel: _cancel } = parent.with_timeout(std::time::Duration::from_secs(1))?;
 ///     Ok(())
 /// }
 /// serve(&ctxtree::background())?;
@@ -111,7 +113,7 @@ impl From<CreateError> for Error {
 ///
 /// // Boxed errors need nothing more: `CreateError` is an `Error + Send + Sync + 'static`.
 /// fn boxed(parent: &ctxtree::Context<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-///     let (_ctx, _cancel) = parent.with_cancel()?;
+///     let Child { ctx: _ctx, cancel: _cancel } = parent.with_cancel()?;
 ///     Ok(())
 /// }
 /// boxed(&ctxtree::background()).unwrap();

@@ -4,15 +4,15 @@
 //!
 //! ```
 //! use core::time::Duration;
-//! use ctxtree::{Arena, Error, Key, ManualClock};
+//! use ctxtree::{Child, Arena, Error, Key, ManualClock};
 //!
 //! static CLOCK: ManualClock = ManualClock::new(1_000); // ticks of 1 ms
 //! static ARENA: Arena<64> = Arena::new().with_clock(&CLOCK);
 //! static REQUEST: Key<u32> = Key::new("request");
 //!
 //! let req = ARENA.background().with_value(&REQUEST, 7)?;
-//! let (ctx, cancel) = req.with_timeout(Duration::from_millis(50))?;
-//! let (step, _step_cancel) = ctx.with_cancel()?;
+//! let Child { ctx, cancel } = req.with_timeout(Duration::from_millis(50))?;
+//! let Child { ctx: step, cancel: _step_cancel } = ctx.with_cancel()?;
 //! assert_eq!(step.value(&REQUEST), Some(7));
 //!
 //! CLOCK.advance(50);
@@ -158,7 +158,7 @@ mod layers;
 pub use after_func::AfterFunc;
 pub use arena::{Arena, ArenaStats, RawArena};
 pub use cause::{CancelCause, Cause, SharedCause, StaticCause};
-pub use context::{Canceler, Context};
+pub use context::{Canceler, Child, Context};
 pub use deadline::DeadlineWatch;
 pub use dump::Tree;
 pub use error::{CreateError, Error};
