@@ -10,7 +10,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use ctxtree::{Arena, ArenaStats, Cause, CreateError, Error, Instant, Key, StaticCause};
+use ctxtree::{Arena, ArenaStats, Cause, Child, CreateError, Error, Instant, Key, StaticCause};
 
 /// Frames logged so far; `acquire` starts one, `write` appends to it.
 static FRAMES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -125,10 +125,10 @@ fn dump_defmt_logs_one_frame_per_line_of_dump() {
     let _turn = serial();
     assert!(frames(|| ARENA.dump_defmt()).is_empty(), "an empty arena");
 
-    let (req, cancel) = ARENA.background().with_cancel_cause().unwrap();
+    let Child { ctx: req, cancel } = ARENA.background().with_cancel_cause().unwrap();
     let val = req.with_value(&USER, 7).unwrap();
-    let (_job, _c1) = val.with_cancel().unwrap();
-    let (_side, _c2) = ARENA
+    let _job = val.with_cancel().unwrap();
+    let _side = ARENA
         .todo()
         .with_deadline(Instant::from_ticks(500))
         .unwrap();

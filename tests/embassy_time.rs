@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context as TaskCx, Poll, Wake, Waker};
 
 use core::time::Duration;
-use ctxtree::{Arena, Clock, DeadlineWatch, EmbassyClock, EmbassyDeadlines, Error, Instant};
+use ctxtree::{Arena, Child, Clock, DeadlineWatch, EmbassyClock, EmbassyDeadlines, Error, Instant};
 use embassy_time::MockDriver;
 
 static CLOCK: EmbassyClock = EmbassyClock::new();
@@ -70,7 +70,10 @@ fn the_clock_is_the_driver() {
 fn a_timeout_on_the_embassy_clock_expires_when_the_driver_says() {
     static ARENA: Arena<4> = Arena::new().with_clock(&CLOCK);
     let _turn = serial();
-    let (ctx, _cancel) = ARENA
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = ARENA
         .background()
         .with_timeout(Duration::from_millis(10))
         .unwrap();
@@ -94,7 +97,10 @@ fn the_deadline_task_wakes_a_done_waiter_at_its_deadline() {
     let _turn = serial();
     let (task_flag, waiter_flag) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
     let mut task = pin!(DEADLINES.run(&ARENA));
-    let (ctx, _cancel) = ARENA
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = ARENA
         .background()
         .with_timeout(Duration::from_millis(50))
         .unwrap();
@@ -129,7 +135,10 @@ fn an_earlier_deadline_rearms_the_sleeping_task_and_a_later_one_does_not() {
     let task_flag = Arc::new(Flag::default());
     let flags: [Arc<Flag>; 3] = Default::default();
     let mut task = pin!(DEADLINES.run(&ARENA));
-    let (slow, _c1) = ARENA
+    let Child {
+        ctx: slow,
+        cancel: _c1,
+    } = ARENA
         .background()
         .with_timeout(Duration::from_secs(1))
         .unwrap();
@@ -138,7 +147,10 @@ fn an_earlier_deadline_rearms_the_sleeping_task_and_a_later_one_does_not() {
     assert!(poll_with(task.as_mut(), &task_flag).is_pending()); // armed for 1 s
 
     // A later deadline being awaited leaves the task asleep.
-    let (later, _c2) = ARENA
+    let Child {
+        ctx: later,
+        cancel: _c2,
+    } = ARENA
         .background()
         .with_timeout(Duration::from_secs(2))
         .unwrap();
@@ -147,7 +159,10 @@ fn an_earlier_deadline_rearms_the_sleeping_task_and_a_later_one_does_not() {
     assert!(!task_flag.take(), "a later deadline woke the task");
 
     // An earlier one wakes it, and it re-arms for that one.
-    let (fast, _c3) = ARENA
+    let Child {
+        ctx: fast,
+        cancel: _c3,
+    } = ARENA
         .background()
         .with_timeout(Duration::from_millis(10))
         .unwrap();

@@ -134,7 +134,7 @@ impl RawArena {
     /// # defmt::timestamp!("");
     /// use ctxtree::Arena;
     /// static ARENA: Arena<8> = Arena::new();
-    /// let (_req, _cancel) = ARENA.background().with_cancel()?;
+    /// let _req = ARENA.background().with_cancel()?;
     /// ARENA.dump_defmt();
     /// // context.Background
     /// //   WithCancel #0 [live]

@@ -75,7 +75,7 @@ impl From<Instant> for embassy_time::Instant {
 ///
 /// ```no_run
 /// use core::time::Duration;
-/// use ctxtree::{Arena, DeadlineWatch, EmbassyClock, EmbassyDeadlines};
+/// use ctxtree::{Arena, Child, DeadlineWatch, EmbassyClock, EmbassyDeadlines};
 ///
 /// static CLOCK: EmbassyClock = EmbassyClock::new();
 /// static DEADLINES: EmbassyDeadlines = EmbassyDeadlines::new();
@@ -93,7 +93,7 @@ impl From<Instant> for embassy_time::Instant {
 ///
 /// // #[embassy_executor::task]
 /// async fn request() {
-///     let Ok((ctx, _cancel)) = ARENA.background().with_timeout(Duration::from_millis(50)) else {
+///     let Ok(Child { ctx, cancel: _cancel }) = ARENA.background().with_timeout(Duration::from_millis(50)) else {
 ///         return; // ArenaFull: refuse the request
 ///     };
 ///     ctx.done().await; // woken by `deadline_task` 50 ms from now, or by an earlier cancel
