@@ -19,7 +19,7 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
-pub(crate) fn root_name(root: Slot) -> &'static str {
+fn root_name(root: Slot) -> &'static str {
     if root == Slot::TODO {
         "context.TODO"
     } else {
