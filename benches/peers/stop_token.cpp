@@ -8,7 +8,8 @@
 //
 //   stop_token/<Go benchmark name> <median ns/op> <min ns/op> <max ns/op>
 //
-// over SAMPLES samples of about MS_PER_SAMPLE milliseconds each (default 20).
+// over SAMPLES samples of about MS_PER_SAMPLE milliseconds each (default 20), and two lines
+// `cpu/fetch_add`, `cpu/compare_exchange`: the cost of one uncontended atomic read-modify-write.
 //
 // The translation, one for one with benches/go_parity.rs:
 // * `WithCancel(parent)` is a new std::stop_source plus a std::stop_callback on the parent's
@@ -31,6 +32,8 @@
 #include <stop_token>
 #include <string>
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <vector>
 
 namespace {
@@ -82,8 +85,8 @@ Stats measure(F body) {
   return {ns[ns.size() / 2], ns.front(), ns.back()};
 }
 
-void print(std::string const& name, Stats s) {
-  std::printf("stop_token/%s %.4f %.4f %.4f\n", name.c_str(), s.median, s.min, s.max);
+void print(std::string const& name, Stats s, const char* prefix = "stop_token") {
+  std::printf("%s/%s %.4f %.4f %.4f\n", prefix, name.c_str(), s.median, s.min, s.max);
   std::fflush(stdout);
 }
 
@@ -178,6 +181,25 @@ void cancel_tree() {
   }
 }
 
+// What one uncontended atomic read-modify-write costs on this machine (`lock xadd`, `lock
+// cmpxchg` on x86-64): the unit of ctxtree's tree operations (tests/rmw_count.rs counts them).
+// Back to back on one line, each waits for the previous (a locked instruction drains the store
+// buffer), so this is their latency, as in a chain of dependent tree steps.
+void rmw_cost() {
+  alignas(64) static std::atomic<std::uint32_t> word{0};
+  print("fetch_add", measure([&](long n) {
+          for (long i = 0; i < n; ++i) opaque(&word)->fetch_add(1, std::memory_order_relaxed);
+        }),
+        "cpu");
+  print("compare_exchange", measure([&](long n) {
+          for (long i = 0; i < n; ++i) {
+            std::uint32_t v = opaque(&word)->load(std::memory_order_relaxed);
+            opaque(&word)->compare_exchange_strong(v, v + 1, std::memory_order_acq_rel);
+          }
+        }),
+        "cpu");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -188,6 +210,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  rmw_cost();
   checks();
   cancel_tree();
   return 0;
