@@ -100,11 +100,7 @@ fn enclosing_fn(file: &str, line: u32) -> String {
             && (i == 0 || t[..i].ends_with(' '))
         {
             let name = &t[i + 3..];
-            return name
-                .split(|c: char| c == '(' || c == '<')
-                .next()
-                .unwrap_or("?")
-                .to_string();
+            return name.split(['(', '<']).next().unwrap_or("?").to_string();
         }
     }
     "?".into()
