@@ -82,6 +82,29 @@ fn cancel_tree(depth: usize, open_root: bool) -> Phases {
     ph
 }
 
+/// `CommonParentCancel`'s iteration on one thread: a child of a live shared parent (under a
+/// value node, as in Go), its value looked up, cancelled, released.
+fn common_parent(iters: usize) -> Phases {
+    static KEY: ctxtree::Key<&'static str> = ctxtree::Key::new("key");
+    let mut ph = Phases::new();
+    let root = ARENA.background().with_value(&KEY, "value").expect("arena");
+    let Child {
+        ctx: shared,
+        cancel: _shared_cancel,
+    } = root.with_cancel().expect("arena");
+    for _ in 0..iters {
+        let Child { ctx, cancel } =
+            counted(&mut ph, "1 create", || shared.with_cancel()).expect("arena");
+        assert_eq!(
+            counted(&mut ph, "2 value", || ctx.value(&KEY)),
+            Some("value")
+        );
+        counted(&mut ph, "3 cancel (drop canceler)", || drop(cancel));
+        counted(&mut ph, "4 drop ctx handle", || drop(ctx));
+    }
+    ph
+}
+
 fn total(ph: &Phases) -> u64 {
     ph.values().flat_map(|p| p.values()).sum()
 }
@@ -188,6 +211,13 @@ fn cancel_tree_rmw_per_node() {
             );
         }
     }
+    let cp = common_parent(100);
+    out += &report("CommonParentCancel (one thread, 100 iterations)", &cp, 100);
+    assert!(
+        total(&cp) <= BUDGET_PER_NODE * 100,
+        "CommonParentCancel: {} RMWs for 100 children{out}",
+        total(&cp)
+    );
     println!("{out}");
     // Linear in the depth: the same count for every node added, whatever the depth.
     let step = |a: (u64, u64), b: (u64, u64)| (b.1 - a.1) / (b.0 - a.0);
