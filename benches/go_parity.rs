@@ -291,6 +291,32 @@ fn deep_value_same_goroutine(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DeepValueMiss (not in Go's suite)
+// ---------------------------------------------------------------------------------------------
+
+/// One distinct key per level of the `DeepValueMiss` chains.
+static MISS_KEYS: [Key<i64>; 1000] = [const { Key::new("miss") }; 1000];
+
+/// Issue 14: `DeepValueSameGoRoutine` at depth 1000. A chain of `depth` values (one key per
+/// level, as Go's `WithValue(ctx, i, i)`), then `ctx.value(&MISSING)`: a key bound nowhere on
+/// the path. Go's lookup, and ctxtree 0.1's, walk the whole chain; the target is O(1) whatever
+/// the depth (≤ 10 ns at depth 1000), so the depths show the slope.
+fn deep_value_miss(c: &mut Criterion) {
+    let mut g = c.benchmark_group("DeepValueMiss");
+    for depth in [10usize, 100, 1000] {
+        let mut ctx = ARENA.background();
+        for (i, key) in MISS_KEYS.iter().enumerate().take(depth) {
+            ctx = ctx.with_value(key, i as i64).expect("arena");
+        }
+        assert_eq!(ctx.value(&MISSING), None);
+        g.bench_function(format!("depth={depth}"), |b| {
+            b.iter(|| black_box(black_box(&ctx).value(&MISSING)))
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 // ContextCancelDone (parallel)
 // ---------------------------------------------------------------------------------------------
 
@@ -317,6 +343,7 @@ criterion_group!(
     cancel_tree,
     check_canceled,
     deep_value_same_goroutine,
+    deep_value_miss,
     err_ok,
     err_canceled,
 );

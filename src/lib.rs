@@ -176,6 +176,12 @@ pub use layers::std::{StdClock, background, global_arena, todo};
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub use layers::tokio::*;
 
+/// Per-call-site atomic read-modify-write counters: a diagnostic build only
+/// (`--cfg ctxtree_count_rmw`, see `tests/rmw_count.rs`).
+#[cfg(all(ctxtree_count_rmw, not(ctxtree_loom), feature = "std"))]
+#[doc(hidden)]
+pub use sync::rmw_count;
+
 #[cfg(all(test, ctxtree_loom))]
 #[path = "../loom-tests/mod.rs"]
 mod loom_tests;
