@@ -264,7 +264,7 @@ impl<'a> Context<'a> {
     /// Initialises a slot just taken with `alloc_slot`. `refs` counts the handles to be returned
     /// plus one if the node will be linked into `src`'s list. Takes the child's reference on
     /// `self`.
-    fn init_taken(
+    pub(crate) fn init_taken(
         &self,
         slot: Slot,
         kind: Kind,
@@ -292,7 +292,7 @@ impl<'a> Context<'a> {
     /// already is (tree invariant #3) — or if `src`'s deadline has passed, observed or not: Go's
     /// timer fired then, so the child is born with the parent's error and cause. `now` is a clock
     /// reading the caller already has; otherwise the clock is read only if `src` has a deadline.
-    fn new_canceller(
+    pub(crate) fn new_canceller(
         &self,
         kind: Kind,
         own_deadline: Option<u64>,
@@ -358,7 +358,7 @@ impl<'a> Context<'a> {
     }
 
     #[inline]
-    fn pair(&self, slot: Slot) -> (Context<'a>, Canceler<'a>) {
+    pub(crate) fn pair(&self, slot: Slot) -> (Context<'a>, Canceler<'a>) {
         (
             Context {
                 arena: self.arena,

@@ -119,6 +119,7 @@ mod deadline;
 mod dump;
 mod error;
 mod future;
+mod linked;
 mod list;
 mod node;
 #[cfg(feature = "alloc")]

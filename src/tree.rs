@@ -252,7 +252,7 @@ impl RawArena {
                 unsafe { crate::value::drop_owned(&node.payload().value.val) }
             }),
             // ORDERING: Relaxed: exclusive ownership.
-            Kind::AfterFunc if !node.head.load(Ordering::Relaxed).is_done() => {
+            Kind::AfterFunc | Kind::Link if !node.head.load(Ordering::Relaxed).is_done() => {
                 // Neither fired nor stopped (its context was released while never done): drop
                 // the closure unrun.
                 panics.run(|| {
@@ -515,8 +515,13 @@ impl RawArena {
         }
         // SAFETY: we hold a reference on c.
         let kind = unsafe { ch.kind() };
-        if kind == Kind::AfterFunc {
-            ch.fire(panics);
+        if matches!(kind, Kind::AfterFunc | Kind::Link) {
+            if kind == Kind::Link {
+                // A linked context's registration: it cancels that context with our record.
+                crate::linked::fire_link(ch, cn.rec_of(h), panics);
+            } else {
+                ch.fire(panics);
+            }
             let mine = self.unlink_node(cn, c, ch, panics);
             self.release_node_in(c, ch, 1 + mine as u32, panics);
             return Descend::Again;
