@@ -11,17 +11,20 @@
 //! * `R`, a `Kind::Link` registration in `other`'s child list (in `other`'s arena). It fires
 //!   once, when `other` is done, like an `after_func` node — but its firing is given `other`'s
 //!   record ([`fire_link`]), and cancels `C` with that error and a copy of that cause. Its
-//!   "closure" is one reference on `C`: firing consumes it, stopping drops it.
+//!   "closure" is one reference on `C`: stopping drops it; a fired `R` keeps it until `R` is
+//!   freed, so that a second canceller of `other` that meets the fired `R` can help cancel
+//!   `C` rather than return before `C` is done.
 //! * `S`, an `AfterFunc` registration in `C`'s own list, whose callback stops `R` (claims it,
 //!   drops its reference on `C`, unlinks it from `other`'s list) and then drops `S`'s
 //!   reference on `R`.
 //!
 //! # No leak in any order
-//! References: `R` holds `C` (until it fires or is stopped); `S` holds `R` (until `S` fires)
+//! References: `R` holds `C` (until it is stopped or freed); `S` holds `R` (until `S` fires)
 //! and, as `C`'s child, `C`; nothing holds `S` but `C`'s list. No cycle outlives `C` being
 //! done: once `C` is done — cancelled by `ctx`, by its canceler, by its deadline, or by `R` —
-//! `S` fires, which stops `R` (or finds it fired) and releases it; `R`'s reference on `C` goes
-//! with its firing or its stop; then `C` is freed with its last handle. `R` and `S` claim their
+//! `S` fires, which stops `R` (or finds it fired) and releases it; `R` leaves `other`'s list by
+//! that stop or by the traversal that fired it, is freed, and its reference on `C` goes with
+//! it; then `C` is freed with its last handle. `R` and `S` claim their
 //! nodes with the same compare-and-swap as `after_func` and `stop` (`HeadWord::claim_fire`,
 //! `claim_stop`): of "`R` fires" and "`S` stops `R`", exactly one happens.
 //!
@@ -394,21 +397,32 @@ fn deadline_cause(arena: &RawArena, src: Slot, dl: u64) -> *mut u8 {
 }
 
 /// Fires the link registration `rn` (a `Kind::Link` node the caller holds) with its owner's
-/// record `rec`: cancels its linked context with `rec`'s error and a copy of its cause, then
-/// drops the registration's reference on it. Nothing if the registration was stopped (its
-/// context done first) or already fired. Called by the traversal that cancels the owner
-/// (`RawArena::descend`), or at creation if the owner is done.
+/// record `rec`: cancels its linked context with `rec`'s error and a copy of its cause. Called
+/// by the traversal that cancels the owner (`RawArena::descend`), or at creation if the owner
+/// is done.
+///
+/// Nothing if the registration was stopped (its context was done first). If another thread
+/// fired it, this one *helps*: it cancels the linked context too (idempotent; the first record
+/// wins), so that no canceller of the owner returns before the linked context is done, as
+/// none returns before the owner's own subtree is (tree invariant #6) — a late canceller
+/// helps instead of waiting. That is why a fired registration keeps its reference on the
+/// linked context until it is freed (`RawArena::teardown`), where a stopped one drops it at
+/// once (`RawArena::stop_in`).
 pub(crate) fn fire_link(rn: &Node, rec: Rec, panics: &mut Panics) {
-    if rn.head.claim_fire() == Claim::AlreadyDone {
+    if rn.head.claim_fire() == Claim::AlreadyDone
+        // ORDERING: Acquire: pairs with the AcqRel claim that set `DONE` (and `STOPPED`, for a
+        // stop): a stop's release of the target happened before, so we must not touch it.
+        && rn.head.load(Ordering::Acquire).is_stopped()
+    {
         return;
     }
-    let t = rn.payload.with_mut(|p| {
-        // SAFETY: our claim makes the target ours to consume, once; the caller's reference pins
-        // the node; the target's arena outlives it (`Context::link`'s contract).
+    let t = rn.payload.with(|p| {
+        // SAFETY: a fired registration's target is pinned until the registration is freed, and
+        // the caller's reference pins the registration; the target's arena outlives it
+        // (`Context::link`'s contract). The target is plain data, only read.
         unsafe { Target::read(&raw const (*p).func.env) }
     });
     cancel_with_copy(t.arena.get(), t.slot, rec, panics);
-    t.arena.release_in(t.slot, 1, panics);
 }
 
 /// Cancels the linked context `c` of `arena` (pinned by the caller) with `rec`, read from
@@ -450,12 +464,13 @@ fn expire_if_due(arena: &RawArena, c: Slot, panics: &mut Panics) {
     }
 }
 
-/// `R`'s closure, dropped unrun (stopped by `S`, or torn down unfired): its reference on `C`.
+/// `R`'s closure, dropped: its reference on `C`. By `S` stopping `R`, or by the teardown of
+/// an `R` that fired (or, never in practice, neither fired nor was stopped).
 ///
 /// # Safety
 /// `env` holds the `Target` of a link registration, consumed here once.
 unsafe fn release_target(env: *mut Inline, run: bool) {
-    debug_assert!(!run, "a link registration fires through `fire_link`");
+    debug_assert!(!run, "a link registration fires through `fire_link`, never its closure");
     // SAFETY: per the contract; the target's arena outlives the registration.
     let t = unsafe { Target::read(env) };
     t.arena.release(t.slot, 1);

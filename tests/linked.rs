@@ -862,3 +862,32 @@ fn contexts_move_across_threads() {
     cancel_other.cancel();
     assert_eq!(t.join().unwrap(), Error::Canceled);
 }
+
+/// Two threads cancel `other` at once: neither returns before the linked context is done — a
+/// canceller that meets the registration already fired by the other helps cancel it (as
+/// neither returns before `other`'s own subtree is done). Bounded: a fixed number of rounds.
+#[test]
+fn no_canceller_of_other_returns_before_the_linked_context_is_done() {
+    static ARENA: Arena<32> = Arena::new();
+    let rounds = if cfg!(miri) { 5 } else { 500 };
+    for round in 0..rounds {
+        let (ctx, cancel_ctx) = ARENA.background().with_cancel().unwrap();
+        let (other, cancel_other) = ARENA.background().with_cancel().unwrap();
+        let (linked, cancel) = ctx.with_linked(&other).unwrap();
+        // A subtree that takes the firing thread a while to cancel; the oldest child is the
+        // last one cancelled.
+        let subtree: Vec<_> = (0..16).map(|_| linked.with_cancel().unwrap()).collect();
+        let last = &subtree[0].0;
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                s.spawn(|| {
+                    cancel_other.cancel_with(&WHY);
+                    assert!(last.is_done(), "round {round}: returned early");
+                    assert!(linked.cause().unwrap().is_static(&WHY));
+                });
+            }
+        });
+        drop((subtree, linked, cancel, ctx, cancel_ctx, other, cancel_other));
+        assert_eq!(ARENA.stats().live, 0, "round {round}");
+    }
+}
