@@ -459,7 +459,10 @@ fn expire_if_due(arena: &RawArena, c: Slot, panics: &mut Panics) {
     let Some(clock) = arena.hdr.clock else {
         return;
     };
-    if panics.call(|| clock.now().ticks()).is_some_and(|now| now >= dl) {
+    if panics
+        .call(|| clock.now().ticks())
+        .is_some_and(|now| now >= dl)
+    {
         arena.expire_from_in(c, dl, panics);
     }
 }
@@ -470,7 +473,10 @@ fn expire_if_due(arena: &RawArena, c: Slot, panics: &mut Panics) {
 /// # Safety
 /// `env` holds the `Target` of a link registration, consumed here once.
 unsafe fn release_target(env: *mut Inline, run: bool) {
-    debug_assert!(!run, "a link registration fires through `fire_link`, never its closure");
+    debug_assert!(
+        !run,
+        "a link registration fires through `fire_link`, never its closure"
+    );
     // SAFETY: per the contract; the target's arena outlives the registration.
     let t = unsafe { Target::read(env) };
     t.arena.release(t.slot, 1);

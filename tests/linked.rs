@@ -13,8 +13,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ctxtree::{
-    Arena, CancelCause, Clock, Context, CreateError, Error, Instant, Key, ManualClock,
-    StaticCause,
+    Arena, CancelCause, Clock, Context, CreateError, Error, Instant, Key, ManualClock, StaticCause,
 };
 
 static WHY: StaticCause = StaticCause::with_code(3, "the other side went away");
@@ -38,9 +37,17 @@ fn linked_dropped_first() {
     let (ctx, cancel_ctx) = ARENA.background().with_cancel().unwrap();
     let (other, cancel_other) = ARENA.background().with_cancel().unwrap();
     let (linked, cancel) = ctx.with_linked(&other).unwrap();
-    assert_eq!(ARENA.stats().live, 5, "ctx, other, the context and its two registrations");
+    assert_eq!(
+        ARENA.stats().live,
+        5,
+        "ctx, other, the context and its two registrations"
+    );
     drop((linked, cancel));
-    assert_eq!(ARENA.stats().live, 2, "both registrations left with the context");
+    assert_eq!(
+        ARENA.stats().live,
+        2,
+        "both registrations left with the context"
+    );
     assert_eq!(ctx.err(), None);
     assert_eq!(other.err(), None);
     drop((ctx, cancel_ctx, other, cancel_other));
@@ -119,11 +126,19 @@ fn other_cancelled_first() {
     let cause = linked.cause().unwrap();
     assert!(cause.is_static(&WHY));
     assert_eq!(cause.code(), Some(3));
-    assert_eq!(ctx.err(), None, "a parent never sees its child's cancellation");
+    assert_eq!(
+        ctx.err(),
+        None,
+        "a parent never sees its child's cancellation"
+    );
     cancel_ctx.cancel(); // later: changes nothing
     assert!(linked.cause().unwrap().is_static(&WHY));
     drop((linked, cancel));
-    assert_eq!(ARENA.stats().live, 2, "ctx and other, held by their handles");
+    assert_eq!(
+        ARENA.stats().live,
+        2,
+        "ctx and other, held by their handles"
+    );
     drop((ctx, cancel_ctx, other, cancel_other));
     assert_eq!(ARENA.stats().live, 0);
 }
@@ -180,7 +195,11 @@ fn disarm_keeps_it_linked_until_a_parent_is_done() {
         assert_eq!(linked.err(), None, "disarm cancels nothing");
         let watcher = linked.clone();
         drop(linked);
-        assert_eq!(ARENA.stats().live, 5, "still linked: Go's recipe without stop()");
+        assert_eq!(
+            ARENA.stats().live,
+            5,
+            "still linked: Go's recipe without stop()"
+        );
         if other_first {
             cancel_other.cancel_with(&WHY);
             assert!(watcher.cause().unwrap().is_static(&WHY));
@@ -189,7 +208,11 @@ fn disarm_keeps_it_linked_until_a_parent_is_done() {
             assert_eq!(watcher.err(), Some(Error::Canceled));
         }
         drop(watcher);
-        assert_eq!(ARENA.stats().live, 2, "ctx and other, held by their handles");
+        assert_eq!(
+            ARENA.stats().live,
+            2,
+            "ctx and other, held by their handles"
+        );
         drop((ctx, cancel_ctx, other, cancel_other));
         assert_eq!(ARENA.stats().live, 0);
     }
@@ -203,7 +226,11 @@ fn disarmed_under_background_is_released_when_other_is_done() {
     let (linked, cancel) = ARENA.background().with_linked(&other).unwrap();
     cancel.disarm();
     drop(linked);
-    assert_eq!(ARENA.stats().live, 4, "other and the three nodes of the link");
+    assert_eq!(
+        ARENA.stats().live,
+        4,
+        "other and the three nodes of the link"
+    );
     drop((other, cancel_other));
     assert_eq!(ARENA.stats().live, 0);
 }
@@ -247,8 +274,21 @@ fn born_done_with_the_first_parents_record() {
     let (linked, cancel) = ctx2.with_linked(&other).unwrap();
     assert_eq!(linked.err(), Some(Error::Canceled));
     assert!(linked.cause().unwrap().is_static(&OTHER_DL));
-    assert_eq!(ARENA.stats().live, 4, "ctx, ctx2, other, and the context alone");
-    drop((linked, cancel, ctx, cancel_ctx, ctx2, cancel_ctx2, other, cancel_other));
+    assert_eq!(
+        ARENA.stats().live,
+        4,
+        "ctx, ctx2, other, and the context alone"
+    );
+    drop((
+        linked,
+        cancel,
+        ctx,
+        cancel_ctx,
+        ctx2,
+        cancel_ctx2,
+        other,
+        cancel_other,
+    ));
     assert_eq!(ARENA.stats().live, 0);
 }
 
@@ -319,9 +359,11 @@ fn others_earlier_deadline_is_the_deadline_and_expires_lazily_with_its_cause() {
         .unwrap();
     let (linked, _cancel) = ctx.with_linked(&other).unwrap();
     assert_eq!(linked.deadline(), Some(Instant::from_ticks(t0 + 50)));
-    assert!(linked.to_string().starts_with(
-        "context.Background.WithDeadline(@"
-    ));
+    assert!(
+        linked
+            .to_string()
+            .starts_with("context.Background.WithDeadline(@")
+    );
     assert_eq!(linked.to_string().matches(".WithDeadline(").count(), 2);
     CLOCK.advance(49);
     assert!(!linked.is_done());
@@ -415,7 +457,11 @@ fn a_deadline_of_other_already_past_is_born_exceeded() {
     let (linked, _cancel) = ARENA.background().with_linked(&other).unwrap();
     assert_eq!(linked.err(), Some(Error::DeadlineExceeded));
     assert!(linked.cause().unwrap().is_static(&OTHER_DL));
-    assert_eq!(ARENA.stats().live, 2, "other and the context: nothing to listen to");
+    assert_eq!(
+        ARENA.stats().live,
+        2,
+        "other and the context: nothing to listen to"
+    );
 }
 
 #[test]
@@ -457,10 +503,18 @@ fn a_heap_deadline_cause_of_other_is_copied() {
         .with_deadline_cause(Instant::from_ticks(t0 + 5), why.clone())
         .unwrap();
     let (linked, cancel) = ARENA.background().with_linked(&other).unwrap();
-    assert_eq!(std::sync::Arc::strong_count(&why), 3, "other's and the linked context's");
+    assert_eq!(
+        std::sync::Arc::strong_count(&why),
+        3,
+        "other's and the linked context's"
+    );
     drop((other, cancel_other)); // cancels and frees other
     CLOCK.advance(5);
-    assert_eq!(linked.err(), Some(Error::Canceled), "other's cancel came first");
+    assert_eq!(
+        linked.err(),
+        Some(Error::Canceled),
+        "other's cancel came first"
+    );
     assert_eq!(linked.cause().unwrap(), Error::Canceled);
     drop((linked, cancel));
     assert_eq!(ARENA.stats().live, 0);
@@ -594,7 +648,10 @@ fn a_static_arena_and_the_global_arena() {
     let (device, unplug) = FIRMWARE.background().with_cancel().unwrap();
     let (transfer, cancel) = device.with_linked_static(&request).unwrap();
     let hour = transfer.deadline().unwrap().ticks() - ctxtree::StdClock.now().ticks();
-    assert!(hour <= 3_600_000_000_000 && hour > 3_590_000_000_000, "{hour}");
+    assert!(
+        hour <= 3_600_000_000_000 && hour > 3_590_000_000_000,
+        "{hour}"
+    );
     cancel_request.cancel_with(&WHY);
     assert!(transfer.cause().unwrap().is_static(&WHY));
     drop((transfer, cancel, device, unplug, request));
@@ -887,7 +944,15 @@ fn no_canceller_of_other_returns_before_the_linked_context_is_done() {
                 });
             }
         });
-        drop((subtree, linked, cancel, ctx, cancel_ctx, other, cancel_other));
+        drop((
+            subtree,
+            linked,
+            cancel,
+            ctx,
+            cancel_ctx,
+            other,
+            cancel_other,
+        ));
         assert_eq!(ARENA.stats().live, 0, "round {round}");
     }
 }
