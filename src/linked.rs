@@ -34,7 +34,9 @@
 //! returns [`CreateError::ArenaFull`] with nothing created.
 //!
 //! A disarmed `C` (or a leaked handle) keeps `R` in `other`'s list until `ctx`, `other` or its
-//! deadline is done — Go's merge recipe whose `stop` is never called.
+//! deadline is done — Go's merge recipe whose `stop` is never called. Creating `C` does not
+//! tell the arena's deadline hook (no timer entry per link): like any context, `C` is expired
+//! when its deadline is observed, expired by `expire`, or watched by a waiter.
 //!
 //! # Causes
 //! A cause read through `other` is borrowed from `other`'s tree, which `C` does not keep
@@ -333,9 +335,6 @@ impl<'a> Context<'a> {
             sn.next.set_not_linked();
             sn.fire(&mut panics);
             self.arena.release_in(s, 1, &mut panics);
-        } else if !linked.is_done() {
-            // So that a timer expires C, and with it S and R, at its deadline.
-            linked.watch();
         }
         panics.resume();
     }
