@@ -956,3 +956,40 @@ fn no_canceller_of_other_returns_before_the_linked_context_is_done() {
         assert_eq!(ARENA.stats().live, 0, "round {round}");
     }
 }
+
+#[test]
+fn the_dump_shows_both_registrations() {
+    static ARENA: Arena<8> = Arena::new();
+    let (ctx, _cc) = ARENA.background().with_cancel().unwrap();
+    let (other, cancel_other) = ARENA.background().with_cancel().unwrap();
+    let (_linked, _cancel) = ctx.with_linked(&other).unwrap();
+    let dump = ARENA.tree().to_string();
+    assert_eq!(dump.matches("Link #").count(), 1, "{dump}");
+    assert_eq!(dump.matches("AfterFunc #").count(), 1, "{dump}");
+    assert_eq!(dump.matches("[pending]").count(), 2, "{dump}");
+    cancel_other.cancel();
+    let dump = ARENA.tree().to_string();
+    assert!(
+        !dump.contains("Link #") && !dump.contains("AfterFunc #"),
+        "{dump}"
+    );
+    drop(other);
+}
+
+/// On the global arena, a waiter on the linked context is woken by the `std` timer at `other`'s
+/// deadline (the linked context owns it: a waiter watches it). Skipped under Miri (the timer
+/// thread outlives the test process's main thread: see ci/miri.sh).
+#[test]
+fn global_timer_wakes_a_waiter_at_others_deadline() {
+    let (other, _co) = ctxtree::background()
+        .with_timeout_cause(core::time::Duration::from_millis(20), &OTHER_DL)
+        .unwrap();
+    let (ctx, _cc) = ctxtree::background().with_cancel().unwrap();
+    let (linked, _cancel) = ctx.with_linked(&other).unwrap();
+    assert_eq!(linked.deadline(), other.deadline());
+    assert_eq!(
+        linked.wait_timeout(core::time::Duration::from_secs(60)),
+        Some(Error::DeadlineExceeded)
+    );
+    assert!(linked.cause().unwrap().is_static(&OTHER_DL));
+}
