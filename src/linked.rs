@@ -103,6 +103,43 @@ impl Target<'_> {
     }
 }
 
+/// The slots of `R` (in `other`'s arena) and `S` (in `C`'s), taken before anything is
+/// created so that a full arena fails the whole link; returned to their free stacks when
+/// dropped, unless [`into_slots`](Reserved::into_slots) hands them over.
+struct Reserved<'x> {
+    other: &'x RawArena,
+    r: Slot,
+    own: &'x RawArena,
+    s: Slot,
+}
+
+impl<'x> Reserved<'x> {
+    fn take(other: &'x RawArena, own: &'x RawArena) -> Result<Self, CreateError> {
+        let r = other.alloc_slot()?;
+        match own.alloc_slot() {
+            Ok(s) => Ok(Reserved { other, r, own, s }),
+            Err(e) => {
+                // Never initialised: straight back to the free stack.
+                other.push(r);
+                Err(e)
+            }
+        }
+    }
+
+    fn into_slots(self) -> (Slot, Slot) {
+        let this = core::mem::ManuallyDrop::new(self);
+        (this.r, this.s)
+    }
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        // Never initialised (their `refs` still 0): straight back to the free stacks.
+        self.other.push(self.r);
+        self.own.push(self.s);
+    }
+}
+
 impl<'a> Context<'a> {
     /// A child of `self` that is also cancelled when `other` is: done when `self`, `other` or
     /// its own [`Canceler`] is done, whichever comes first, with that one's error and cause.
@@ -197,10 +234,12 @@ impl<'a> Context<'a> {
         let own = (other_dl < self.deadline_ticks()).then_some(other_dl);
         // Observed once, as any reader would: a deadline that passed is recorded now.
         let other_done = other.is_done();
+        // A guard: the slots go back to their free stacks however this call ends (an `Err`,
+        // a born-done context, a panicking clock), unless `arm` takes them.
         let reserved = if other_done {
             None
         } else {
-            Some(self.reserve(other)?)
+            Some(Reserved::take(other.arena.get(), self.arena.get())?)
         };
         let made = match own {
             Some(dl) => {
@@ -213,15 +252,7 @@ impl<'a> Context<'a> {
             }
             None => self.new_canceller(Kind::Cancel, None, ptr::null_mut(), None),
         };
-        let c = match made {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(r) = reserved {
-                    self.unreserve(other, r);
-                }
-                return Err(e);
-            }
-        };
+        let c = made?;
         let (linked, cancel) = self.pair(c);
         if other_done {
             // ORDERING: Acquire: `other`'s done word, then its cause (see `publish_done`).
@@ -239,14 +270,12 @@ impl<'a> Context<'a> {
                 let _ = self.arena.cancel_tree(c, rec);
             }
         }
-        if let Some(r) = reserved {
+        if let Some(reserved) = reserved {
             // ORDERING: Acquire: as any observer of a done word.
-            if self.arena.node(c).head.load(Ordering::Acquire).is_done() {
-                // Born done: nothing to listen to.
-                self.unreserve(other, r);
-            } else {
-                self.arm(other, osrc, &linked, r);
+            if !self.arena.node(c).head.load(Ordering::Acquire).is_done() {
+                self.arm(other, osrc, &linked, reserved.into_slots());
             }
+            // (Else born done: nothing to listen to; the guard returns the slots.)
         }
         Ok((linked, cancel))
     }
@@ -267,24 +296,6 @@ impl<'a> Context<'a> {
         let at = mine.now().add_ticks(mine.ticks_for(left)).ticks();
         // `u64::MAX` means "none" in a node (see `deadline_child`).
         Ok(at.min(u64::MAX - 1))
-    }
-
-    /// Takes the slots of `R` (in `other`'s arena) and `S` (in ours), or none.
-    fn reserve(&self, other: &Context<'_>) -> Result<(Slot, Slot), CreateError> {
-        let r = other.arena.alloc_slot()?;
-        match self.arena.alloc_slot() {
-            Ok(s) => Ok((r, s)),
-            Err(e) => {
-                other.arena.push(r);
-                Err(e)
-            }
-        }
-    }
-
-    /// Returns reserved slots, never initialised, to their free stacks.
-    fn unreserve(&self, other: &Context<'_>, (r, s): (Slot, Slot)) {
-        other.arena.push(r);
-        self.arena.push(s);
     }
 
     /// Registers the live linked context `linked` on `other` (`R`, in slot `r`) and on itself

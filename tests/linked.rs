@@ -10,7 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use ctxtree::{
     Arena, CancelCause, Clock, Context, CreateError, Error, Instant, Key, ManualClock, StaticCause,
@@ -992,4 +992,75 @@ fn global_timer_wakes_a_waiter_at_others_deadline() {
         Some(Error::DeadlineExceeded)
     );
     assert!(linked.cause().unwrap().is_static(&OTHER_DL));
+}
+
+/// A clock that panics while the link is being made (user code: DESIGN §4), after the link's
+/// slots were reserved: the panic propagates, and neither a node nor a reserved slot is lost —
+/// the arena still hands out every slot it has.
+#[test]
+fn a_panicking_clock_loses_no_slot() {
+    /// Panics once, on the read after `.0` more reads (`usize::MAX`: never).
+    struct Flaky(AtomicUsize, ManualClock, AtomicBool);
+    impl Clock for Flaky {
+        fn now(&self) -> Instant {
+            match self.0.load(Ordering::SeqCst) {
+                usize::MAX => {}
+                0 => {
+                    self.0.store(usize::MAX, Ordering::SeqCst);
+                    self.2.store(true, Ordering::SeqCst);
+                    panic!("clock failure");
+                }
+                left => self.0.store(left - 1, Ordering::SeqCst),
+            }
+            self.1.now()
+        }
+        fn ticks_per_second(&self) -> u64 {
+            1_000
+        }
+    }
+    static CLOCK: Flaky = Flaky(
+        AtomicUsize::new(usize::MAX),
+        ManualClock::new(1_000),
+        AtomicBool::new(false),
+    );
+    static ARENA: Arena<6> = Arena::new().with_clock(&CLOCK);
+    let t0 = CLOCK.now().ticks();
+    let (ctx, _cc) = ARENA
+        .background()
+        .with_deadline(Instant::from_ticks(t0 + 100))
+        .unwrap();
+    let (other, _co) = ARENA
+        .background()
+        .with_deadline(Instant::from_ticks(t0 + 50))
+        .unwrap();
+    let mut panicked = 0;
+    for reads in 0..6 {
+        CLOCK.0.store(reads, Ordering::SeqCst);
+        CLOCK.2.store(false, Ordering::SeqCst);
+        let r = catch_unwind(AssertUnwindSafe(|| ctx.with_linked(&other)));
+        CLOCK.0.store(usize::MAX, Ordering::SeqCst);
+        let failed = CLOCK.2.load(Ordering::SeqCst);
+        assert_eq!(
+            r.is_err(),
+            failed,
+            "the clock's panic propagates ({reads} reads)"
+        );
+        drop(r); // a made link is released with the clock working again
+        panicked += failed as usize;
+        assert_eq!(ARENA.stats().live, 2, "{reads} reads, panicked: {failed}");
+        let _rest: Vec<_> = (0..4)
+            .map(|_| ARENA.background().with_cancel().unwrap())
+            .collect();
+        assert_eq!(
+            ARENA.stats().live,
+            6,
+            "every slot is still handed out ({reads} reads)"
+        );
+    }
+    assert!(
+        panicked >= 3,
+        "the clock panicked at {panicked} points of the link only"
+    );
+    let (linked, _cancel) = ctx.with_linked(&other).unwrap();
+    assert_eq!(linked.deadline(), Some(Instant::from_ticks(t0 + 50)));
 }
