@@ -915,9 +915,10 @@ fn contexts_move_across_threads() {
     let (ctx, _cc) = ARENA.background().with_cancel().unwrap();
     let (other, cancel_other) = ARENA.background().with_cancel().unwrap();
     let (linked, _cancel): (Context<'static>, _) = ctx.with_linked(&other).unwrap();
-    let t = std::thread::spawn(move || linked.wait()); // woken by the cancel below
+    // Woken by the cancel below (bounded: a lost wake-up fails after a minute, never hangs).
+    let t = std::thread::spawn(move || linked.wait_timeout(core::time::Duration::from_secs(60)));
     cancel_other.cancel();
-    assert_eq!(t.join().unwrap(), Error::Canceled);
+    assert_eq!(t.join().unwrap(), Some(Error::Canceled));
 }
 
 /// Two threads cancel `other` at once: neither returns before the linked context is done — a
