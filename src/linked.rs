@@ -24,9 +24,10 @@
 //! done: once `C` is done — cancelled by `ctx`, by its canceler, by its deadline, or by `R` —
 //! `S` fires, which stops `R` (or finds it fired) and releases it; `R` leaves `other`'s list by
 //! that stop or by the traversal that fired it, is freed, and its reference on `C` goes with
-//! it; then `C` is freed with its last handle. `R` and `S` claim their
-//! nodes with the same compare-and-swap as `after_func` and `stop` (`HeadWord::claim_fire`,
-//! `claim_stop`): of "`R` fires" and "`S` stops `R`", exactly one happens.
+//! it; then `C` is freed with its last handle. `R` and `S` claim `R` with the compare-and-swaps
+//! of `after_func` and `stop` (`HeadWord::claim_fire`, `claim_stop`): of "`R` fires" and "`S`
+//! stops `R`", exactly one happens (a second canceller of `other` that finds `R` fired helps
+//! cancel `C`, which is idempotent).
 //!
 //! Creation links `R` before `S`, so `S` never stops an `R` whose link is still being
 //! attempted; a list found closed (`other` or `C` done meanwhile) fires the node at once, as
