@@ -366,7 +366,7 @@ impl<'a> Context<'a> {
     /// Initialises a slot just taken with `alloc_slot`. `refs` counts the handles to be returned
     /// plus one if the node will be linked into `src`'s list. Takes the child's reference on
     /// `self`.
-    fn init_taken(
+    pub(crate) fn init_taken(
         &self,
         slot: Slot,
         kind: Kind,
@@ -394,7 +394,7 @@ impl<'a> Context<'a> {
     /// already is (tree invariant #3) — or if `src`'s deadline has passed, observed or not: Go's
     /// timer fired then, so the child is born with the parent's error and cause. `now` is a clock
     /// reading the caller already has; otherwise the clock is read only if `src` has a deadline.
-    fn new_canceller(
+    pub(crate) fn new_canceller(
         &self,
         kind: Kind,
         own_deadline: Option<u64>,
@@ -460,7 +460,7 @@ impl<'a> Context<'a> {
     }
 
     #[inline]
-    fn pair(&self, slot: Slot) -> Child<'a> {
+    pub(crate) fn pair(&self, slot: Slot) -> Child<'a> {
         Child {
             ctx: Context {
                 arena: self.arena,

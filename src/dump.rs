@@ -78,6 +78,7 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
         }
         Kind::WithoutCancel => f.write_str(".WithoutCancel"),
         Kind::AfterFunc => f.write_str(".AfterFunc"),
+        Kind::Link => f.write_str(".Link"),
         Kind::Free => f.write_str(".<free>"),
     }
 }
@@ -234,7 +235,7 @@ impl RawArena {
                     write!(w, " cause=\"{}\"", unsafe { cause::decode(p) })?;
                 }
             }
-            Kind::AfterFunc => {
+            Kind::AfterFunc | Kind::Link => {
                 w.write_str(match (h.is_done(), h.is_stopped()) {
                     (false, _) => " [pending]",
                     (true, false) => " [fired]",

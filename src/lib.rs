@@ -44,6 +44,7 @@
 //! | `WithValue`, `ctx.Value(k)` | [`Context::with_value`], [`Context::value`] with a `static` [`Key`] |
 //! | `WithoutCancel` | [`Context::without_cancel`] |
 //! | `AfterFunc(ctx, f)` → `stop` | [`Context::after_func`] → [`AfterFunc::stop`] |
+//! | `AfterFunc(b, func() { cancel(Cause(b)) })` merge recipe | [`Context::with_linked`] (.NET: `CreateLinkedTokenSource`) |
 //! | `<-ctx.Done()` | [`Context::is_done`], [`Context::done`]`.await`, `std`: [`Context::wait`] |
 //! | `ctx.Err()`, `ctx.Deadline()` | [`Context::err`], [`Context::deadline`] |
 //! | `Canceled`, `DeadlineExceeded` | [`Error::Canceled`], [`Error::DeadlineExceeded`] |
@@ -141,6 +142,7 @@ mod deadline;
 mod dump;
 mod error;
 mod future;
+mod linked;
 mod list;
 mod node;
 #[cfg(feature = "alloc")]

@@ -40,6 +40,10 @@ impl Format for CreateError {
                     "context arena has no clock: a timeout cannot be computed"
                 )
             }
+            CreateError::ForeignArena => write!(
+                f,
+                "linked contexts of two arenas: use with_linked_static (both 'static)"
+            ),
         }
     }
 }
@@ -205,6 +209,7 @@ impl Format for Line<'_> {
             }
             Kind::WithoutCancel => write!(f, "WithoutCancel"),
             Kind::AfterFunc => write!(f, "AfterFunc"),
+            Kind::Link => write!(f, "Link"),
             Kind::Free => write!(f, "<free>"),
         }
         write!(f, " #{=u32}", s.index());
@@ -229,7 +234,7 @@ impl Format for Line<'_> {
                     write!(f, " cause=\"{}\"", unsafe { cause::decode(p) });
                 }
             }
-            Kind::AfterFunc => match (h.is_done(), h.is_stopped()) {
+            Kind::AfterFunc | Kind::Link => match (h.is_done(), h.is_stopped()) {
                 (false, _) => write!(f, " [pending]"),
                 (true, false) => write!(f, " [fired]"),
                 (true, true) => write!(f, " [stopped]"),
