@@ -25,6 +25,7 @@
 
 mod common;
 
+use ctxtree::Child;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -56,7 +57,10 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Go: `ctx, cancel := WithCancel(Background()); defer cancel(); for b.Loop() { if ctx.Err() != nil { b.Fatal } }`.
 fn err_ok(c: &mut Criterion) {
-    let (ctx, _cancel) = ARENA.background().with_cancel().expect("arena");
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = ARENA.background().with_cancel().expect("arena");
     c.bench_function("ErrOK", |b| {
         b.iter(|| {
             if black_box(&ctx).err().is_some() {
@@ -68,7 +72,7 @@ fn err_ok(c: &mut Criterion) {
 
 /// Go: `ctx, cancel := WithCancel(Background()); cancel(); for b.Loop() { if ctx.Err() == nil { b.Fatal } }`.
 fn err_canceled(c: &mut Criterion) {
-    let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+    let Child { ctx, cancel } = ARENA.background().with_cancel().expect("arena");
     cancel.cancel();
     c.bench_function("ErrCanceled", |b| {
         b.iter(|| {
@@ -82,7 +86,7 @@ fn err_canceled(c: &mut Criterion) {
 /// Go: on a cancelled context, `Err` runs `ctx.Err()`, `Done` runs a non-blocking receive
 /// from `ctx.Done()` (here `is_done()`). Go discards the results; `black_box` keeps them.
 fn check_canceled(c: &mut Criterion) {
-    let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+    let Child { ctx, cancel } = ARENA.background().with_cancel().expect("arena");
     cancel.cancel();
     let mut g = c.benchmark_group("CheckCanceled");
     g.bench_function("Err", |b| b.iter(|| black_box(black_box(&ctx).err())));
@@ -108,7 +112,7 @@ fn check_canceled(c: &mut Criterion) {
 fn build_context_tree<'a>(root: Context<'a>, depth: usize, keep: &mut Vec<Canceler<'a>>) {
     let mut root = root;
     for _ in 0..depth {
-        let (child, cancel) = root
+        let Child { ctx: child, cancel } = root
             .with_cancel()
             .expect("arena sized for the deepest tree");
         keep.push(cancel);
@@ -141,7 +145,7 @@ fn cancel_tree(c: &mut Criterion) {
         // `depth`-deep tree before returning (and releases the root's handle).
         g.bench_function(format!("depth={depth}/Root=OpenCanceler"), |b| {
             b.iter(|| {
-                let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+                let Child { ctx, cancel } = ARENA.background().with_cancel().expect("arena");
                 build_context_tree(ctx, depth, &mut keep);
                 drop(cancel);
                 release(&mut keep);
@@ -151,7 +155,7 @@ fn cancel_tree(c: &mut Criterion) {
         // every child is born cancelled.
         g.bench_function(format!("depth={depth}/Root=ClosedCanceler"), |b| {
             b.iter(|| {
-                let (ctx, cancel) = ARENA.background().with_cancel().expect("arena");
+                let Child { ctx, cancel } = ARENA.background().with_cancel().expect("arena");
                 cancel.cancel();
                 build_context_tree(ctx, depth, &mut keep);
                 release(&mut keep);
@@ -186,12 +190,15 @@ fn cancel_tree(c: &mut Criterion) {
 /// dropped at the end of the iteration (Go leaves it to the collector).
 fn common_parent_cancel(c: &mut Criterion) {
     let root = ARENA.background().with_value(&KEY, "value").expect("arena");
-    let (shared, _shared_cancel) = root.with_cancel().expect("arena");
+    let Child {
+        ctx: shared,
+        cancel: _shared_cancel,
+    } = root.with_cancel().expect("arena");
     c.bench_function("CommonParentCancel", |b| {
         b.iter_custom(|iters| {
             run_parallel(iters, |n| {
                 for _ in 0..n {
-                    let (ctx, cancel) = shared.with_cancel().expect("arena");
+                    let Child { ctx, cancel } = shared.with_cancel().expect("arena");
                     if ctx.value(&KEY) != Some("value") {
                         panic!("should not be reached");
                     }
@@ -229,7 +236,7 @@ fn with_timeout(c: &mut Criterion) {
                     s.spawn(move || {
                         (0..per_p)
                             .map(|_| {
-                                let (_ctx, cancel) = ctxtree::background()
+                                let Child { ctx: _ctx, cancel } = ctxtree::background()
                                     .with_timeout(HOUR)
                                     .expect("global arena");
                                 cancel
@@ -247,7 +254,8 @@ fn with_timeout(c: &mut Criterion) {
                     let mut wcf: [Option<Canceler<'static>>; 10] = [const { None }; 10];
                     for _ in 0..n {
                         for f in wcf.iter_mut() {
-                            let (_ctx, cancel) = bg.with_timeout(HOUR).expect("global arena");
+                            let Child { ctx: _ctx, cancel } =
+                                bg.with_timeout(HOUR).expect("global arena");
                             *f = Some(cancel);
                         }
                         for f in wcf.iter_mut() {
@@ -283,13 +291,42 @@ fn deep_value_same_goroutine(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DeepValueMiss (not in Go's suite)
+// ---------------------------------------------------------------------------------------------
+
+/// One distinct key per level of the `DeepValueMiss` chains.
+static MISS_KEYS: [Key<i64>; 1000] = [const { Key::new("miss") }; 1000];
+
+/// Issue 14: `DeepValueSameGoRoutine` at depth 1000. A chain of `depth` values (one key per
+/// level, as Go's `WithValue(ctx, i, i)`), then `ctx.value(&MISSING)`: a key bound nowhere on
+/// the path. Go's lookup, and ctxtree 0.1's, walk the whole chain; the target is O(1) whatever
+/// the depth (≤ 10 ns at depth 1000), so the depths show the slope.
+fn deep_value_miss(c: &mut Criterion) {
+    let mut g = c.benchmark_group("DeepValueMiss");
+    for depth in [10usize, 100, 1000] {
+        let mut ctx = ARENA.background();
+        for (i, key) in MISS_KEYS.iter().enumerate().take(depth) {
+            ctx = ctx.with_value(key, i as i64).expect("arena");
+        }
+        assert_eq!(ctx.value(&MISSING), None);
+        g.bench_function(format!("depth={depth}"), |b| {
+            b.iter(|| black_box(black_box(&ctx).value(&MISSING)))
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 // ContextCancelDone (parallel)
 // ---------------------------------------------------------------------------------------------
 
 /// Go: `ctx, cancel := WithCancel(Background()); defer cancel()`, then in parallel
 /// `select { case <-ctx.Done(): default: }` on the live context.
 fn context_cancel_done(c: &mut Criterion) {
-    let (ctx, _cancel) = ARENA.background().with_cancel().expect("arena");
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = ARENA.background().with_cancel().expect("arena");
     c.bench_function("ContextCancelDone", |b| {
         b.iter_custom(|iters| {
             run_parallel(iters, |n| {
@@ -306,6 +343,7 @@ criterion_group!(
     cancel_tree,
     check_canceled,
     deep_value_same_goroutine,
+    deep_value_miss,
     err_ok,
     err_canceled,
 );

@@ -90,6 +90,7 @@ mod ct {
                 None => ARENA.background().with_cancel(),
             }
             .expect("arena sized for the deepest tree")
+            .into_parts()
         }
         #[inline(always)]
         fn ctx(node: &Self::Node) -> &Self::Ctx {
@@ -530,7 +531,7 @@ fn with_timeout(c: &mut Criterion) {
                                 ctxtree::background()
                                     .with_timeout(HOUR)
                                     .expect("global arena")
-                                    .1
+                                    .cancel
                             })
                             .collect::<Vec<_>>()
                     })
@@ -545,7 +546,7 @@ fn with_timeout(c: &mut Criterion) {
                     let mut wcf: [Option<ctxtree::Canceler<'static>>; 10] = [const { None }; 10];
                     for _ in 0..n {
                         for f in wcf.iter_mut() {
-                            *f = Some(bg.with_timeout(HOUR).expect("global arena").1);
+                            *f = Some(bg.with_timeout(HOUR).expect("global arena").cancel);
                         }
                         for f in wcf.iter_mut() {
                             drop(f.take());

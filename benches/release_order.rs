@@ -13,6 +13,7 @@
 //!
 //! `cargo bench --bench release_order` (or `-- --output-format bencher`).
 
+use ctxtree::Child;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -48,9 +49,12 @@ fn release_order(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let (parent, cancel) = arena.background().with_cancel().expect("arena");
+                        let Child {
+                            ctx: parent,
+                            cancel,
+                        } = arena.background().with_cancel().expect("arena");
                         let mut kids: Vec<Option<(Context<'_>, Canceler<'_>)>> = (0..n)
-                            .map(|_| Some(parent.with_cancel().expect("arena")))
+                            .map(|_| Some(parent.with_cancel().expect("arena").into_parts()))
                             .collect();
                         let start = Instant::now();
                         for &i in order {

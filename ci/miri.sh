@@ -9,8 +9,9 @@
 #     waiter list with delegation, the dump). All of them, no `cfg_attr(miri, ignore)`; loop
 #     counts shrink under Miri (`SCALE`), never the checks.
 #   * tests/no_alloc.rs: every core path, whole; tests/oom.rs, tests/panics.rs (minus the
-#     global timer thread), tests/late_deadlines.rs, tests/disarm.rs and tests/owned_futures.rs
-#     (minus the tokio-runtime tests: realtime clocks), whole.
+#     global timer thread), tests/late_deadlines.rs, tests/disarm.rs, tests/linked.rs (minus
+#     its global timer test) and tests/owned_futures.rs (minus the tokio-runtime tests: realtime
+#     clocks), whole.
 #   * tests/arena.rs, minus the scale tests (`million_*`, `many_*`, `deep_*`: 10^5–10^6 nodes or
 #     100 000-deep chains, minutes each under Miri; the unit tests run the same paths small).
 #   * tests/std_layer.rs (blocking waits, the timer thread, heap causes and values across real
@@ -58,6 +59,9 @@ cargo +nightly miri test --test owned_futures -- --skip tokio_
 
 step "tests/propagate.rs (codecs, inject/extract)"
 cargo +nightly miri test --test propagate
+step "tests/linked.rs (with_linked: every release order, two arenas, exhaustion, panics)"
+# The one test on the global arena's timer thread is left to the std run below (see there).
+cargo +nightly miri test --test linked -- --skip global_timer
 
 step "tests/late_deadlines.rs (Go's timeline for deadlines seen late)"
 # Each test leaks its `ManualClock` on purpose (an arena's clock is `&'static dyn Clock`).

@@ -15,4 +15,22 @@ done
 cargo build --lib --release --no-default-features --features alloc --target thumbv7em-none-eabihf
 # The crate is #![no_std] and declares `extern crate alloc` only with the alloc feature, so the
 # --no-default-features builds above are the proof that the core uses neither alloc nor std.
-echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc) build"
+# The defmt and embassy-time layers, as firmware builds them: libraries only (defmt's global
+# logger and embassy's time driver are the final binary's to link). thumbv6m too: embassy-time
+# runs on Cortex-M0 with the CAS fallback.
+cargo build --lib --release --no-default-features --features defmt,embassy-time --target thumbv7em-none-eabihf
+cargo build --lib --release --no-default-features --features defmt,embassy-time,portable-atomic/critical-section --target thumbv6m-none-eabi
+# Both are optional: off, they are not in the dependency tree (normal and build edges: the tests'
+# dev-dependency on embassy-time's mock driver is not the library's).
+for feats in "--no-default-features" "--no-default-features --features alloc" ""; do
+  # shellcheck disable=SC2086 # $feats is a list of arguments
+  if cargo tree --locked -e normal,build $feats --target thumbv7em-none-eabihf | grep -E '(^|[^a-z])(defmt|embassy)'; then
+    echo "nostd.sh: defmt/embassy in the dependency tree with '$feats'" >&2
+    exit 1
+  fi
+done
+# The docs of the core alone and of core + alloc, warnings denied: no intra-doc link may point at
+# an item of a feature that is off (src/lib.rs links those to docs.rs instead).
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-features
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-features --features alloc
+echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc, +defmt/embassy-time) build; no_std docs link-clean"

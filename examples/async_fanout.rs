@@ -16,6 +16,7 @@
 //!
 //! Run with `cargo run --example async_fanout`.
 
+use ctxtree::Child;
 use std::time::{Duration, Instant};
 
 use ctxtree::{CancelCause, Context, Error, HeapKey};
@@ -82,8 +83,14 @@ async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
     let req = ctxtree::background()
         .with_value(&REQUEST_ID, id.to_string())
         .expect("the global arena grows");
-    let (req, _req_cancel) = req.with_timeout(REQUEST_TIMEOUT).expect("arena grows");
-    let (fanout, cancel_fanout) = req.with_cancel_cause().expect("arena grows");
+    let Child {
+        ctx: req,
+        cancel: _req_cancel,
+    } = req.with_timeout(REQUEST_TIMEOUT).expect("arena grows");
+    let Child {
+        ctx: fanout,
+        cancel: cancel_fanout,
+    } = req.with_cancel_cause().expect("arena grows");
     println!("{id}: {fanout}");
     // Reports how the fan-out ended; it owns its handle, so it needs no borrow of `fanout`.
     let watcher = tokio::spawn(fanout.done_owned());

@@ -195,7 +195,10 @@ fn server(name: &'static str, backend_port: Option<u16>) {
     } else {
         (root.clone(), None)
     };
-    let (alive, stay) = signalled.with_timeout(LIFETIME).expect("context");
+    let ctxtree::Child {
+        ctx: alive,
+        cancel: stay,
+    } = signalled.with_timeout(LIFETIME).expect("context");
     thread::spawn(move || {
         // Our stdin is the client's pipe: EOF means the client is gone.
         let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
@@ -411,7 +414,10 @@ fn client() {
         "--- scene 1: a 300 ms deadline, client -> gateway -> backend ---".into(),
     );
     let req = root.with_value(&REQUEST_ID, 1).unwrap();
-    let (ctx, _cancel) = req.with_timeout(Duration::from_millis(300)).unwrap();
+    let ctxtree::Child {
+        ctx,
+        cancel: _cancel,
+    } = req.with_timeout(Duration::from_millis(300)).unwrap();
     let out = call("client", gateway_port, &ctx);
     record("client", format!("#1 result: {}", describe(&out)));
     thread::sleep(Duration::from_millis(100)); // let the other hops log their end
@@ -421,7 +427,7 @@ fn client() {
         "--- scene 2: the client hangs up mid-request ---".into(),
     );
     let req = root.with_value(&REQUEST_ID, 2).unwrap();
-    let (ctx, cancel) = req.with_timeout(Duration::from_secs(5)).unwrap();
+    let ctxtree::Child { ctx, cancel } = req.with_timeout(Duration::from_secs(5)).unwrap();
     let hangup = thread::spawn(move || {
         thread::sleep(Duration::from_millis(150));
         record("client", "#2 hangs up (closes its connection)".into());
@@ -437,7 +443,10 @@ fn client() {
         "--- scene 3: SIGINT to the gateway mid-request ---".into(),
     );
     let req = root.with_value(&REQUEST_ID, 3).unwrap();
-    let (ctx, _cancel) = req.with_timeout(Duration::from_secs(5)).unwrap();
+    let ctxtree::Child {
+        ctx,
+        cancel: _cancel,
+    } = req.with_timeout(Duration::from_secs(5)).unwrap();
     let interrupt = thread::spawn(move || {
         thread::sleep(Duration::from_millis(150));
         record(

@@ -12,6 +12,7 @@
 //!
 //! Run with `cargo run --example fanout`.
 
+use ctxtree::Child;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -112,8 +113,14 @@ fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
     let start = Instant::now();
     let req = ctxtree::background().with_value(&REQUEST_ID, id.to_string());
     let req = req.expect("the global arena grows");
-    let (req, _req_cancel) = req.with_timeout(REQUEST_TIMEOUT).expect("arena grows");
-    let (fanout, cancel_fanout) = req.with_cancel_cause().expect("arena grows");
+    let Child {
+        ctx: req,
+        cancel: _req_cancel,
+    } = req.with_timeout(REQUEST_TIMEOUT).expect("arena grows");
+    let Child {
+        ctx: fanout,
+        cancel: cancel_fanout,
+    } = req.with_cancel_cause().expect("arena grows");
     println!("{id}: {fanout}");
 
     enum Msg {

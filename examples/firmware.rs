@@ -13,6 +13,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::time::Duration;
+use ctxtree::Child;
 use std::thread;
 
 use ctxtree::{Arena, Clock, Context, DeadlineWatch, Error, Key, ManualClock, StaticCause};
@@ -65,19 +66,37 @@ fn main() -> Result<(), ctxtree::CreateError> {
     let now = CLOCK.now();
 
     // The supervisor must finish its cycle within 400 ticks, or the watchdog cause fires.
-    let (supervisor, _sup) = root.with_deadline_cause(now.add_ticks(400), &WATCHDOG)?;
+    let Child {
+        ctx: supervisor,
+        cancel: _sup,
+    } = root.with_deadline_cause(now.add_ticks(400), &WATCHDOG)?;
 
     // Sensors: the IMU has 300 ticks; the barometer only 60 (it will time out).
-    let (sensors, sensors_cancel) = supervisor.with_cancel()?;
+    let Child {
+        ctx: sensors,
+        cancel: sensors_cancel,
+    } = supervisor.with_cancel()?;
     let imu_ctx = sensors.with_value(&TASK, "imu")?;
-    let (imu, _imu) = imu_ctx.with_timeout(Duration::from_millis(300))?;
+    let Child {
+        ctx: imu,
+        cancel: _imu,
+    } = imu_ctx.with_timeout(Duration::from_millis(300))?;
     let baro_ctx = sensors.with_value(&TASK, "baro")?;
-    let (baro, _baro) = baro_ctx.with_timeout(Duration::from_millis(60))?;
+    let Child {
+        ctx: baro,
+        cancel: _baro,
+    } = baro_ctx.with_timeout(Duration::from_millis(60))?;
 
     // Comms: the radio asks for 1000 ticks but cannot outlive the supervisor's watchdog.
-    let (comms, _comms) = supervisor.with_cancel()?;
+    let Child {
+        ctx: comms,
+        cancel: _comms,
+    } = supervisor.with_cancel()?;
     let radio_ctx = comms.with_value(&TASK, "radio")?;
-    let (radio, _radio) = radio_ctx.with_timeout(Duration::from_millis(1000))?;
+    let Child {
+        ctx: radio,
+        cancel: _radio,
+    } = radio_ctx.with_timeout(Duration::from_millis(1000))?;
     let logger = comms.with_value(&TASK, "logger")?;
     let _power_down = radio.after_func(|| RADIO_POWERED.store(false, Ordering::SeqCst))?;
 

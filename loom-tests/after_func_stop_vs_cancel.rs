@@ -4,6 +4,7 @@
 //! consumed exactly once — run, or dropped unrun — and never leaked (a leaked loom `Arc` fails
 //! the model).
 
+use crate::Child;
 use core::sync::atomic::Ordering;
 
 use loom::sync::Arc;
@@ -44,7 +45,7 @@ fn stop_vs_cancel_exactly_one() {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
         let runs = counter();
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let reg = ctx.after_func(callback(&runs)).unwrap();
         let stopper = thread::spawn(move || {
             let stopped = reg.stop();
@@ -76,7 +77,7 @@ fn stop_and_drop_vs_canceler_drop() {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
         let runs = counter();
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let reg = ctx.after_func(callback(&runs)).unwrap();
         drop(ctx);
         let stopper = thread::spawn(move || reg.stop());
@@ -99,7 +100,7 @@ fn register_vs_cancel_runs_once() {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
         let runs = counter();
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let cb = callback(&runs);
         let seen = runs.clone();
         let registrar = thread::spawn(move || {

@@ -7,6 +7,7 @@
 //! after reuse), never miss a child, and every reference it takes must be given back so that
 //! the arena returns to its baseline.
 
+use crate::Child;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, linked_children, run_model};
@@ -21,9 +22,18 @@ fn parent_cancel_vs_child_cancel_and_drop() {
         // is tried before the never-used tail), else the never-used fourth.
         loom::lazy_static! { static ref ARENA: Arena<4> = Arena::new(); }
         let arena: &'static Arena<4> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
-        let (g, g_cancel) = c.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
+        let Child {
+            ctx: g,
+            cancel: g_cancel,
+        } = c.with_cancel().unwrap();
         let (cs, gs) = (c.slot, g.slot);
         let releaser = thread::spawn(move || {
             drop(c_cancel); // cancels C and G, unlinks C from P
@@ -35,7 +45,10 @@ fn parent_cancel_vs_child_cancel_and_drop() {
         });
         p_cancel.cancel();
         assert!(p.is_done());
-        let (x, x_cancel) = releaser.join().unwrap();
+        let Child {
+            ctx: x,
+            cancel: x_cancel,
+        } = releaser.join().unwrap();
         assert_eq!(x.err(), None, "a canceller visited a recycled slot");
         record.record(x.slot == cs || x.slot == gs);
         assert!(linked_children(arena, p.slot).is_empty());
@@ -55,8 +68,14 @@ fn parent_cancel_vs_child_handle_drop() {
     run_model("parent_cancel_vs_child_handle_drop", || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
         let c2 = c.clone();
         let releaser = thread::spawn(move || {
             drop(c);

@@ -5,6 +5,7 @@
 //! whichever cause reached it first, and `G` and `H`, cancelled only through `C`, report exactly
 //! `C`'s.
 
+use crate::Child;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, is_done_word, linked_children, run_model};
@@ -25,10 +26,22 @@ fn cancel_parent_and_middle_of_chain() {
     run_model("cancel_parent_and_middle_of_chain", move || {
         loom::lazy_static! { static ref ARENA: Arena<4> = Arena::new(); }
         let arena: &'static Arena<4> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
-        let (g, g_cancel) = c.with_cancel().unwrap();
-        let (h, h_cancel) = g.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
+        let Child {
+            ctx: g,
+            cancel: g_cancel,
+        } = c.with_cancel().unwrap();
+        let Child {
+            ctx: h,
+            cancel: h_cancel,
+        } = g.with_cancel().unwrap();
         let (gs, hs) = (g.slot, h.slot);
         let middle = thread::spawn(move || {
             c_cancel.cancel_with(&B);

@@ -7,6 +7,7 @@
 //! everything else and tries to allocate into the same 2-slot arena: it may only get a slot
 //! that is really free.
 
+use crate::Child;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, run_model};
@@ -29,8 +30,14 @@ fn last_handle_recycles_once() {
     run_model("last_handle_recycles_once", move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
         let ps = p.slot;
         let holder = thread::spawn(move || {
             let c2 = c.clone();
@@ -49,7 +56,7 @@ fn last_handle_recycles_once() {
         // Succeeds only on a slot that is really free; never one the holder still uses.
         let x = arena.background().with_cancel();
         record.record(x.is_ok());
-        if let Ok((x, _)) = &x {
+        if let Ok(Child { ctx: x, .. }) = &x {
             intact(x, Slot::BACKGROUND);
             assert_eq!(x.err(), None);
         } else {
@@ -69,8 +76,14 @@ fn cascade_vs_parent_drop() {
     run_model("cascade_vs_parent_drop", || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
         p_cancel.cancel();
         assert_eq!(c.err(), Some(Error::Canceled));
         let child_side = thread::spawn(move || drop((c, c_cancel)));

@@ -5,6 +5,7 @@
 
 extern crate std;
 
+use crate::Child;
 use std::string::{String, ToString};
 
 use loom::sync::Arc;
@@ -30,8 +31,14 @@ fn two_static_causes_one_winner() {
     run_model("two_static_causes_one_winner", move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (parent, cancel) = arena.background().with_cancel().unwrap();
-        let (child, child_cancel) = parent.with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: child,
+            cancel: child_cancel,
+        } = parent.with_cancel().unwrap();
         let cancel = Arc::new(cancel);
         let (p2, c2, cancel2) = (parent.clone(), child.clone(), cancel.clone());
         let other = thread::spawn(move || {
@@ -81,8 +88,14 @@ fn two_heap_causes_one_winner() {
     run_model("two_heap_causes_one_winner", move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (parent, cancel) = arena.background().with_cancel().unwrap();
-        let (child, child_cancel) = parent.with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: child,
+            cancel: child_cancel,
+        } = parent.with_cancel().unwrap();
         let cancel = Arc::new(cancel);
         let (c2, cancel2) = (child.clone(), cancel.clone());
         let other = thread::spawn(move || {
@@ -117,11 +130,14 @@ fn expiry_vs_cancel_with_cause_never_mix() {
         // No clock: the deadline fires only through `expire`.
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (d, cancel) = arena
+        let Child { ctx: d, cancel } = arena
             .background()
             .with_deadline_cause(crate::Instant::from_ticks(10), &LATE)
             .unwrap();
-        let (child, child_cancel) = d.with_cancel().unwrap();
+        let Child {
+            ctx: child,
+            cancel: child_cancel,
+        } = d.with_cancel().unwrap();
         let (d2, c2) = (d.clone(), child.clone());
         let driver = thread::spawn(move || {
             arena.expire(crate::Instant::from_ticks(10));

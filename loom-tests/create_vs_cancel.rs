@@ -3,6 +3,7 @@
 //! new child, or the child sees the parent done and is born done — with the parent's error and
 //! cause either way, and done before the parent's `cancel()` returns.
 
+use crate::Child;
 use core::sync::atomic::Ordering;
 
 use loom::sync::Arc;
@@ -28,12 +29,18 @@ fn with_cancel_vs_parent_cancel() {
     run_model("with_cancel_vs_parent_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (parent, cancel) = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = arena.background().with_cancel().unwrap();
         let seen = published();
         let creator = {
             let seen = seen.clone();
             thread::spawn(move || {
-                let (child, child_cancel) = parent.with_cancel().unwrap();
+                let Child {
+                    ctx: child,
+                    cancel: child_cancel,
+                } = parent.with_cancel().unwrap();
                 let born_done = child.is_done();
                 // ORDERING: Release: the child exists before its slot is seen.
                 seen.store(child.slot.index() + 1, Ordering::Release);
@@ -75,9 +82,15 @@ fn with_deadline_vs_parent_cancel() {
     run_model("with_deadline_vs_parent_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (parent, cancel) = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = arena.background().with_cancel().unwrap();
         let creator = thread::spawn(move || {
-            let (child, child_cancel) = parent.with_deadline(Instant::from_ticks(5)).unwrap();
+            let Child {
+                ctx: child,
+                cancel: child_cancel,
+            } = parent.with_deadline(Instant::from_ticks(5)).unwrap();
             let born_done = child.is_done();
             (parent, child, child_cancel, born_done)
         });
@@ -105,11 +118,17 @@ fn with_cancel_under_value_vs_parent_drop() {
     run_model("with_cancel_under_value_vs_parent_drop", move || {
         loom::lazy_static! { static ref ARENA: Arena<3> = Arena::new(); }
         let arena: &'static Arena<3> = &ARENA;
-        let (parent, cancel) = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = arena.background().with_cancel().unwrap();
         let value = parent.with_value(&KEY, 7).unwrap();
         drop(parent);
         let creator = thread::spawn(move || {
-            let (child, child_cancel) = value.with_cancel().unwrap();
+            let Child {
+                ctx: child,
+                cancel: child_cancel,
+            } = value.with_cancel().unwrap();
             let born_done = child.is_done();
             assert_eq!(child.value(&KEY), Some(7));
             (child, child_cancel, born_done)

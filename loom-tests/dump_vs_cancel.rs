@@ -5,6 +5,7 @@
 
 extern crate std;
 
+use crate::Child;
 use std::string::String;
 use std::vec::Vec;
 
@@ -59,8 +60,14 @@ fn dump_vs_cancel_free_and_reuse() {
         // Four slots: Y always finds one, even while the dump pins the old path.
         loom::lazy_static! { static ref ARENA: Arena<4> = Arena::new(); }
         let arena: &'static Arena<4> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
         let v = c.with_value(&K, 1).unwrap();
         let (ps, cs, vs) = (p.slot, c.slot, v.slot);
         let mutator = thread::spawn(move || {
@@ -95,8 +102,14 @@ fn display_vs_ancestor_cancel_and_release() {
     run_model("display_vs_ancestor_cancel_and_release", || {
         loom::lazy_static! { static ref ARENA: Arena<3> = Arena::new(); }
         let arena: &'static Arena<3> = &ARENA;
-        let (p, p_cancel) = arena.background().with_cancel().unwrap();
-        let (c, c_cancel) = p.with_cancel().unwrap();
+        let Child {
+            ctx: p,
+            cancel: p_cancel,
+        } = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = p.with_cancel().unwrap();
         let v = c.with_value(&K, 1).unwrap();
         let printer = thread::spawn(move || {
             let s = std::format!("{v}");

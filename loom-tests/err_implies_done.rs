@@ -7,6 +7,7 @@
 //! `support::Outcomes` for why), and the models check that observers really saw the contexts
 //! both before and after the cancel.
 
+use crate::Child;
 use core::sync::atomic::Ordering;
 
 use loom::sync::Arc;
@@ -41,9 +42,12 @@ fn observer_vs_cancel_with_cause() {
     run_model("observer_vs_cancel_with_cause", move || {
         loom::lazy_static! { static ref ARENA: Arena<3> = Arena::new(); }
         let arena: &'static Arena<3> = &ARENA;
-        let (c, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx: c, cancel } = arena.background().with_cancel().unwrap();
         let v = c.with_value(&KEY, 1).unwrap(); // done through its canceller ancestor
-        let (g, g_cancel) = c.with_cancel().unwrap(); // done through the traversal
+        let Child {
+            ctx: g,
+            cancel: g_cancel,
+        } = c.with_cancel().unwrap(); // done through the traversal
         let watched = [g.clone(), v.clone()];
         let observer = thread::spawn(move || {
             let mut seen = [None; 2];
@@ -74,11 +78,14 @@ fn observer_vs_clock_advance() {
     let record = outcomes.clone();
     run_model("observer_vs_clock_advance", move || {
         let (clock, arena) = clocked_arena();
-        let (d, cancel) = arena
+        let Child { ctx: d, cancel } = arena
             .background()
             .with_deadline_cause(Instant::from_ticks(1), &LATE)
             .unwrap();
-        let (g, g_cancel) = d.with_cancel().unwrap();
+        let Child {
+            ctx: g,
+            cancel: g_cancel,
+        } = d.with_cancel().unwrap();
         let done = Arc::new(AtomicUsize::new(0));
         let done2 = done.clone();
         let watched = [g.clone(), d.clone()];

@@ -4,6 +4,7 @@
 //! (`DeadlineExceeded`, the deadline's cause) or (`Canceled`, no cause), and every observer —
 //! whoever it is, whenever it looks after its own operation returned — sees that same pair.
 
+use crate::Child;
 use core::sync::atomic::Ordering;
 
 use loom::sync::Arc;
@@ -37,11 +38,14 @@ fn expire_vs_cancel_vs_lazy_check() {
     let record = outcomes.clone();
     run_model("expire_vs_cancel_vs_lazy_check", move || {
         let (clock, arena) = clocked_arena();
-        let (d, cancel) = arena
+        let Child { ctx: d, cancel } = arena
             .background()
             .with_deadline_cause(Instant::from_ticks(10), &LATE)
             .unwrap();
-        let (c, c_cancel) = d.with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: c_cancel,
+        } = d.with_cancel().unwrap();
         assert_eq!(c.deadline(), Some(Instant::from_ticks(10)));
         clock.set(Instant::from_ticks(10));
         let d2 = d.clone();
@@ -84,7 +88,7 @@ fn expire_vs_lazy_check_fires_once() {
     run_model("expire_vs_lazy_check_fires_once", || {
         let (clock, arena) = clocked_arena();
         let runs = Arc::new(AtomicUsize::new(0));
-        let (d, cancel) = arena
+        let Child { ctx: d, cancel } = arena
             .background()
             .with_deadline(Instant::from_ticks(10))
             .unwrap();

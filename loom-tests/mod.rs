@@ -21,8 +21,11 @@
 //! re-validation of a link after `try_acquire` (`cancel_vs_release`), the winner's error on a
 //! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
 //! Release of `link` (`create_vs_cancel`), the waiter drain's hand-off to the lock holder
-//! (`waiter_wakeup`: deadlock), and a `Deadline` node's own record when a traversal reaches it
-//! after its deadline (`nested_deadlines_expire_vs_lazy`).
+//! (`waiter_wakeup`: deadlock), a `Deadline` node's own record when a traversal reaches it
+//! after its deadline (`nested_deadlines_expire_vs_lazy`), and, for linked contexts, firing the
+//! registration on a closed list (`linked_create_vs_cancel_other`), stopping it when the
+//! linked context's own list is found closed (`linked_create_vs_cancel_ctx`) and a second
+//! canceller's help (`linked_two_cancellers_of_other`).
 
 extern crate std;
 
@@ -39,6 +42,8 @@ mod err_implies_done;
 mod exhaustion;
 mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
+mod linked_create_vs_cancel;
+mod linked_release_vs_cancel_other;
 mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
 mod unlink_by_hint;

@@ -10,6 +10,7 @@
 //! both `Canceled`, or `I` expired if its timer "fired" while the cancel was on its way down
 //! (Go's cancel takes each child's lock in turn; a timer can take it first).
 
+use crate::Child;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, clocked_arena, run_model};
@@ -45,11 +46,14 @@ fn nested_deadlines_expire_vs_lazy_vs_cancel() {
     let record = outcomes.clone();
     run_model("nested_deadlines_expire_vs_lazy_vs_cancel", move || {
         let (clock, arena) = clocked_arena();
-        let (outer, cancel) = arena
+        let Child { ctx: outer, cancel } = arena
             .background()
             .with_deadline_cause(Instant::from_ticks(10), &OUTER)
             .unwrap();
-        let (inner, inner_cancel) = outer
+        let Child {
+            ctx: inner,
+            cancel: inner_cancel,
+        } = outer
             .with_deadline_cause(Instant::from_ticks(5), &INNER)
             .unwrap();
         let driver = thread::spawn(move || {
@@ -97,11 +101,14 @@ fn nested_deadlines_expire_vs_lazy_vs_cancel() {
 fn nested_deadlines_two_lazy_observers_vs_expire() {
     run_model("nested_deadlines_two_lazy_observers_vs_expire", || {
         let (clock, arena) = clocked_arena();
-        let (outer, cancel) = arena
+        let Child { ctx: outer, cancel } = arena
             .background()
             .with_deadline_cause(Instant::from_ticks(10), &OUTER)
             .unwrap();
-        let (inner, inner_cancel) = outer
+        let Child {
+            ctx: inner,
+            cancel: inner_cancel,
+        } = outer
             .with_deadline_cause(Instant::from_ticks(5), &INNER)
             .unwrap();
         clock.set(Instant::from_ticks(20));

@@ -46,7 +46,7 @@ fn two_threads_grow_one_page() {
         let other = thread::spawn(move || arena.background().with_cancel().unwrap());
         let mine = arena.background().with_cancel().unwrap();
         let theirs = other.join().unwrap();
-        assert_ne!(mine.0.slot, theirs.0.slot);
+        assert_ne!(mine.ctx.slot, theirs.ctx.slot);
         assert_eq!(arena.capacity(), 2);
         assert_eq!(arena.stats().live, 2);
         drop((mine, theirs));

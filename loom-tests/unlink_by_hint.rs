@@ -12,26 +12,26 @@
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, linked_children, run_model};
+use crate::Arena;
 use crate::list::probe;
 use crate::state::Slot;
-use crate::{Arena, Canceler, Context};
 
-type Pair = (Context<'static>, Canceler<'static>);
+type Pair = crate::Child<'static>;
 
 /// `P` with children `C4 → C3 → C2` (front to back), each hinted with its predecessor: `C1`,
 /// created first and released first, made the search walk past all three.
 fn hinted_children(arena: &'static Arena<5>) -> (Pair, [Pair; 3]) {
     let p = arena.background().with_cancel().unwrap();
-    let c1 = p.0.with_cancel().unwrap();
-    let c2 = p.0.with_cancel().unwrap();
-    let c3 = p.0.with_cancel().unwrap();
-    let c4 = p.0.with_cancel().unwrap();
+    let c1 = p.ctx.with_cancel().unwrap();
+    let c2 = p.ctx.with_cancel().unwrap();
+    let c3 = p.ctx.with_cancel().unwrap();
+    let c4 = p.ctx.with_cancel().unwrap();
     probe::take();
     drop(c1);
     assert_eq!(probe::take(), 3, "the setup's search walks C4, C3, C2");
     assert_eq!(
-        linked_children(arena, p.0.slot),
-        [c4.0.slot, c3.0.slot, c2.0.slot]
+        linked_children(arena, p.ctx.slot),
+        [c4.ctx.slot, c3.ctx.slot, c2.ctx.slot]
     );
     (p, [c2, c3, c4])
 }
@@ -41,7 +41,7 @@ fn race(a: usize, b: usize, hinted: &Outcomes<usize>) {
     loom::lazy_static! { static ref ARENA: Arena<5> = Arena::new(); }
     let arena: &'static Arena<5> = &ARENA;
     let (p, kids) = hinted_children(arena);
-    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].0.slot);
+    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].ctx.slot);
     let mut kids = kids.map(Some);
     let (ka, kb) = (kids[a].take().unwrap(), kids[b].take().unwrap());
     let seen = hinted.clone();
@@ -55,7 +55,7 @@ fn race(a: usize, b: usize, hinted: &Outcomes<usize>) {
     hinted.record(probe::take_hinted());
     other.join().unwrap();
     let left = 3 - a - b;
-    assert_eq!(linked_children(arena, p.0.slot), [slots[left]]);
+    assert_eq!(linked_children(arena, p.ctx.slot), [slots[left]]);
     assert_eq!(arena.stats().live, 2);
     drop(kids);
     drop(p);
@@ -95,7 +95,7 @@ fn hint_unlink_vs_insert() {
         loom::lazy_static! { static ref ARENA: Arena<5> = Arena::new(); }
         let arena: &'static Arena<5> = &ARENA;
         let (p, [c2, c3, c4]) = hinted_children(arena);
-        let parent = p.0.clone();
+        let parent = p.ctx.clone();
         let linker = thread::spawn(move || {
             let c5 = parent.with_cancel().unwrap();
             drop(parent);
@@ -106,8 +106,8 @@ fn hint_unlink_vs_insert() {
         h.record(probe::take_hinted());
         let c5 = linker.join().unwrap();
         assert_eq!(
-            linked_children(arena, p.0.slot),
-            [c5.0.slot, c4.0.slot, c3.0.slot]
+            linked_children(arena, p.ctx.slot),
+            [c5.ctx.slot, c4.ctx.slot, c3.ctx.slot]
         );
         drop((c3, c4, c5, p));
         assert_quiescent(arena);
@@ -124,14 +124,17 @@ fn hint_unlink_vs_cancel_traversal() {
         loom::lazy_static! { static ref ARENA: Arena<5> = Arena::new(); }
         let arena: &'static Arena<5> = &ARENA;
         let (p, [c2, c3, c4]) = hinted_children(arena);
-        let (p_ctx, p_cancel) = p;
+        let crate::Child {
+            ctx: p_ctx,
+            cancel: p_cancel,
+        } = p;
         let canceller = thread::spawn(move || p_cancel.cancel());
         probe::take_hinted();
         drop(c3);
         h.record(probe::take_hinted());
         canceller.join().unwrap();
         // Every child is done and out of the list, each unlinked exactly once.
-        assert!(c2.0.is_done() && c4.0.is_done());
+        assert!(c2.ctx.is_done() && c4.ctx.is_done());
         assert!(linked_children(arena, p_ctx.slot).is_empty());
         assert_eq!(arena.stats().live, 3);
         drop((c2, c4, p_ctx));
@@ -156,12 +159,12 @@ fn hint_names_a_slot_reused_by_a_node_being_linked() {
             loom::lazy_static! { static ref ARENA: Arena<5> = Arena::new(); }
             let arena: &'static Arena<5> = &ARENA;
             let p = arena.background().with_cancel().unwrap();
-            let c1 = p.0.with_cancel().unwrap();
-            let c3 = p.0.with_cancel().unwrap();
-            let c4 = p.0.with_cancel().unwrap();
+            let c1 = p.ctx.with_cancel().unwrap();
+            let c3 = p.ctx.with_cancel().unwrap();
+            let c4 = p.ctx.with_cancel().unwrap();
             drop(c1); // the search hints C3 with C4
-            let s4 = c4.0.slot;
-            let (pa, px) = (p.0.clone(), p.0.clone());
+            let s4 = c4.ctx.slot;
+            let (pa, px) = (p.ctx.clone(), p.ctx.clone());
             let a = thread::spawn(move || {
                 drop(c4); // C3 becomes first; its hint still names C4's slot
                 // Reuses C4's slot unless another was freed in between (the free stack is LIFO).
@@ -176,10 +179,10 @@ fn hint_names_a_slot_reused_by_a_node_being_linked() {
             });
             drop(c3);
             let (c5, c6) = (a.join().unwrap(), x.join().unwrap());
-            r.record(c5.0.slot == s4);
-            let mut left = linked_children(arena, p.0.slot);
+            r.record(c5.ctx.slot == s4);
+            let mut left = linked_children(arena, p.ctx.slot);
             left.sort_unstable();
-            let mut want = [c5.0.slot, c6.0.slot];
+            let mut want = [c5.ctx.slot, c6.ctx.slot];
             want.sort_unstable();
             assert_eq!(left, want);
             assert_eq!(arena.stats().live, 3);

@@ -10,19 +10,19 @@
 use loom::thread;
 
 use super::support::{assert_quiescent, linked_children, run_model};
+use crate::Arena;
 use crate::state::Slot;
-use crate::{Arena, Canceler, Context};
 
-type Pair = (Context<'static>, Canceler<'static>);
+type Pair = crate::Child<'static>;
 
 fn three_children(arena: &'static Arena<4>) -> (Pair, [Pair; 3]) {
     let p = arena.background().with_cancel().unwrap();
-    let c1 = p.0.with_cancel().unwrap();
-    let c2 = p.0.with_cancel().unwrap();
-    let c3 = p.0.with_cancel().unwrap();
+    let c1 = p.ctx.with_cancel().unwrap();
+    let c2 = p.ctx.with_cancel().unwrap();
+    let c3 = p.ctx.with_cancel().unwrap();
     assert_eq!(
-        linked_children(arena, p.0.slot),
-        [c3.0.slot, c2.0.slot, c1.0.slot]
+        linked_children(arena, p.ctx.slot),
+        [c3.ctx.slot, c2.ctx.slot, c1.ctx.slot]
     );
     (p, [c1, c2, c3])
 }
@@ -33,21 +33,21 @@ fn race(a: usize, b: usize) {
     let arena: &'static Arena<4> = &ARENA;
     let (p, [c1, c2, c3]) = three_children(arena);
     let mut kids = [Some(c1), Some(c2), Some(c3)];
-    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].as_ref().unwrap().0.slot);
+    let slots: [Slot; 3] = core::array::from_fn(|i| kids[i].as_ref().unwrap().ctx.slot);
     let (ca, cb) = (kids[a].take().unwrap(), kids[b].take().unwrap());
     let other = thread::spawn(move || drop(cb));
     drop(ca);
     other.join().unwrap();
     let left = 3 - a - b; // the index that was neither
     assert_eq!(
-        linked_children(arena, p.0.slot),
+        linked_children(arena, p.ctx.slot),
         [slots[left]],
         "wrong survivors after removing {a} and {b}"
     );
     // The two removed nodes are freed: each list reference was released exactly once.
     assert_eq!(arena.stats().live, 2);
     drop(kids);
-    assert!(linked_children(arena, p.0.slot).is_empty());
+    assert!(linked_children(arena, p.ctx.slot).is_empty());
     drop(p);
     assert_quiescent(arena);
 }
@@ -71,18 +71,18 @@ fn unlink_head_vs_link() {
         loom::lazy_static! { static ref ARENA: Arena<4> = Arena::new(); }
         let arena: &'static Arena<4> = &ARENA;
         let p = arena.background().with_cancel().unwrap();
-        let c1 = p.0.with_cancel().unwrap();
-        let c2 = p.0.with_cancel().unwrap();
-        let parent = p.0.clone();
+        let c1 = p.ctx.with_cancel().unwrap();
+        let c2 = p.ctx.with_cancel().unwrap();
+        let parent = p.ctx.clone();
         let linker = thread::spawn(move || {
             let c3 = parent.with_cancel().unwrap();
             drop(parent);
             c3
         });
-        let s1 = c1.0.slot;
+        let s1 = c1.ctx.slot;
         drop(c2);
         let c3 = linker.join().unwrap();
-        assert_eq!(linked_children(arena, p.0.slot), [c3.0.slot, s1]);
+        assert_eq!(linked_children(arena, p.ctx.slot), [c3.ctx.slot, s1]);
         assert_eq!(arena.stats().live, 3);
         drop((c1, c3, p));
         assert_quiescent(arena);

@@ -20,6 +20,7 @@
 
 extern crate std;
 
+use crate::Child;
 use core::future::Future;
 use core::pin::Pin;
 use core::sync::atomic::Ordering;
@@ -93,7 +94,7 @@ fn done_future_vs_cancel() {
     run_model("done_future_vs_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<1> = Arena::new(); }
         let arena: &'static Arena<1> = &ARENA;
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let waiter = thread::spawn(move || {
             let (err, waited) = block_on_waited(ctx.done());
             assert_eq!(err, Error::Canceled);
@@ -128,7 +129,7 @@ fn two_done_futures_vs_cancel() {
     run_model("two_done_futures_vs_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let v = ctx.with_value(&KEY, 1).unwrap();
         let (count, waker) = counting();
         {
@@ -184,7 +185,7 @@ fn two_registrants_race_the_drain() {
     run_model_capped("two_registrants_race_the_drain", 2, move || {
         loom::lazy_static! { static ref ARENA: Arena<2> = Arena::new(); }
         let arena: &'static Arena<2> = &ARENA;
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let v = ctx.with_value(&KEY, 1).unwrap();
         let c2 = ctx.clone();
         let a = thread::spawn(move || {
@@ -239,7 +240,7 @@ fn reregister_new_waker_vs_cancel() {
     run_model("reregister_new_waker_vs_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<1> = Arena::new(); }
         let arena: &'static Arena<1> = &ARENA;
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let (count, first) = counting();
         let waiter = thread::spawn(move || {
             let fut = Rewaker {
@@ -275,7 +276,7 @@ fn drop_pending_future_vs_cancel() {
     run_model("drop_pending_future_vs_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<1> = Arena::new(); }
         let arena: &'static Arena<1> = &ARENA;
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let (count, waker) = counting();
         let waiter = thread::spawn(move || {
             let poll = {

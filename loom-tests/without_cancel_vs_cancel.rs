@@ -3,6 +3,7 @@
 //! context it came from, and it still sees that context's values — including after the
 //! cancelled parent's handles are all gone (it holds the chain through its parent reference).
 
+use crate::Child;
 use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, linked_children, run_model};
@@ -17,7 +18,7 @@ fn without_cancel_child_vs_parent_cancel() {
     run_model("without_cancel_child_vs_parent_cancel", move || {
         loom::lazy_static! { static ref ARENA: Arena<4> = Arena::new(); }
         let arena: &'static Arena<4> = &ARENA;
-        let (p, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx: p, cancel } = arena.background().with_cancel().unwrap();
         let v = p.with_value(&KEY, 7).unwrap();
         let v2 = v.clone();
         let detacher = thread::spawn(move || {
@@ -25,7 +26,10 @@ fn without_cancel_child_vs_parent_cancel() {
             let w = v2.without_cancel().unwrap();
             drop(v2);
             // A cancel child of the detached context: linked nowhere, never cancelled.
-            let (c, c_cancel) = w.with_cancel().unwrap();
+            let Child {
+                ctx: c,
+                cancel: c_cancel,
+            } = w.with_cancel().unwrap();
             assert!(!w.is_done() && !c.is_done());
             assert_eq!((w.value(&KEY), c.value(&KEY)), (Some(7), Some(7)));
             (w, c, c_cancel, parent_done)

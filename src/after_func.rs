@@ -49,9 +49,9 @@ impl<'a> AfterFunc<'a> {
     /// (and its node released) before the panic is resumed.
     ///
     /// ```
-    /// use ctxtree::Arena;
+    /// use ctxtree::{Child, Arena};
     /// static ARENA: Arena<4> = Arena::new();
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// let reg = ctx.after_func(|| unreachable!("stopped before the cancel"))?;
     /// assert!(reg.stop());
     /// assert!(!reg.stop()); // a second stop reports nothing prevented
@@ -63,26 +63,36 @@ impl<'a> AfterFunc<'a> {
             // ORDERING: Relaxed: nothing else is published through this flag.
             return self.stopped.swap(1, Ordering::Relaxed) == 0;
         };
-        let n = arena.node(slot);
+        let mut panics = Panics::new();
+        let stopped = arena.stop_in(slot, &mut panics);
+        panics.resume();
+        stopped
+    }
+}
+
+impl RawArena {
+    /// Stops the registration `slot` (an `AfterFunc` or `Link` node the caller pins): claims
+    /// it, drops its closure unrun and unlinks it from its owner's list (Go: stop unlinks).
+    /// Returns false if it already fired or was stopped. A panic of the closure's drop goes to
+    /// `panics`, after which the registration is still unregistered.
+    pub(crate) fn stop_in(&self, slot: Slot, panics: &mut Panics) -> bool {
+        let n = self.node(slot);
         if n.head.claim_stop() == Claim::AlreadyDone {
             return false;
         }
-        // We won: drop the closure unrun (user code: a panic is resumed once we are done), then
-        // leave the owner's list (Go: stop unlinks).
-        let mut panics = Panics::new();
+        // We won: drop the closure unrun, then leave the owner's list.
         panics.run(|| {
             n.payload.with_mut(|p| {
-                // SAFETY: our claim makes the closure ours to consume once; our handle pins the
+                // SAFETY: our claim makes the closure ours to consume once; the caller pins the
                 // node.
                 unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) }
             })
         });
-        // SAFETY: our handle pins the node.
-        let owner = unsafe { arena.list_owner(n) };
-        if owner.is_some_and(|o| arena.unlink_in(o, slot, &mut panics)) {
-            arena.release_in(slot, 1, &mut panics);
+        // SAFETY: the caller pins the node.
+        let owner = unsafe { self.list_owner(n) };
+        if owner.is_some_and(|o| self.unlink_in(o, slot, panics)) {
+            self.release_in(slot, 1, panics);
         }
-        panics.resume();
         true
     }
 }

@@ -231,11 +231,11 @@ unsafe impl Sync for ArenaRef<'_> {}
 /// small header, known at compile time.
 ///
 /// ```
-/// use ctxtree::{Arena, CreateError};
+/// use ctxtree::{Child, Arena, CreateError};
 /// static ARENA: Arena<2> = Arena::new();
 /// let root = ARENA.background();
-/// let (a, _ca) = root.with_cancel()?;
-/// let (_b, cb) = a.with_cancel()?;
+/// let Child { ctx: a, cancel: _ca } = root.with_cancel()?;
+/// let Child { ctx: _b, cancel: cb } = a.with_cancel()?;
 /// assert_eq!(a.with_cancel().err(), Some(CreateError::ArenaFull)); // an Err, never a panic
 /// drop(cb); // releases b's node (the handle `_b` still holds it: drop that too)
 /// drop(_b);

@@ -19,10 +19,10 @@ use crate::Error;
 /// A cause that needs no allocation: a message and a numeric code, kept in a `static`.
 ///
 /// ```
-/// use ctxtree::{Arena, StaticCause};
+/// use ctxtree::{Child, Arena, StaticCause};
 /// static WATCHDOG: StaticCause = StaticCause::with_code(7, "watchdog expired");
 /// static ARENA: Arena<4> = Arena::new();
-/// let (ctx, cancel) = ARENA.background().with_cancel_cause()?;
+/// let Child { ctx, cancel } = ARENA.background().with_cancel_cause()?;
 /// cancel.cancel_with(&WATCHDOG);
 /// assert_eq!(ctx.err(), Some(ctxtree::Error::Canceled));
 /// assert_eq!(ctx.cause().unwrap().to_string(), "watchdog expired");
@@ -319,4 +319,27 @@ pub(crate) unsafe fn drop_owned(p: *mut u8) {
     }
     #[cfg(not(feature = "alloc"))]
     let _ = p;
+}
+
+/// An owned copy of the cause behind the slot pointer `p` (any tags; null stays null), for a
+/// context that must keep it beyond the life of the node `p` was read from (a linked context,
+/// `src/linked.rs`): a static cause is the same `'static` pointer, untagged; a heap cause is a
+/// new [`SharedCause`] box on the same `Arc` (one allocation; `Box` aborts on failure, as for
+/// every heap cause).
+///
+/// # Safety
+/// `p` must be null or come from [`CancelCause::into_raw`] (possibly re-tagged), with its
+/// referent alive for the duration of the call.
+pub(crate) unsafe fn clone_owned(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        return p;
+    }
+    let raw = p.map_addr(|a| a & !TAG_MASK);
+    #[cfg(feature = "alloc")]
+    if tags(p) & TAG_HEAP != 0 {
+        // SAFETY: a heap pointer is a live `SharedCause` box (the caller's contract).
+        let error = unsafe { &*raw.cast::<SharedCause>() }.error.clone();
+        return CancelCause::Shared(error).into_raw();
+    }
+    raw
 }

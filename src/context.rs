@@ -24,17 +24,18 @@ use crate::{AfterFunc, CreateError, Error};
 /// handler; [`is_done`](Context::is_done) is one atomic load on a context without a deadline.
 ///
 /// ```
-/// use ctxtree::{Arena, Error};
+/// use ctxtree::{Child, Arena, Error};
 /// static ARENA: Arena<16> = Arena::new();
 ///
-/// let (parent, cancel) = ARENA.background().with_cancel()?;
-/// let (child, _child_cancel) = parent.with_cancel()?;
+/// let Child { ctx: parent, cancel } = ARENA.background().with_cancel()?;
+/// let Child { ctx: child, cancel: _child_cancel } = parent.with_cancel()?;
 /// assert!(!child.is_done());
 /// cancel.cancel(); // cancels the whole subtree before returning
 /// assert_eq!(child.err(), Some(Error::Canceled));
 /// assert_eq!(child.to_string(), "context.Background.WithCancel.WithCancel");
 /// # Ok::<(), ctxtree::CreateError>(())
 /// ```
+/// use ctxtree::Child;
 pub struct Context<'a> {
     pub(crate) arena: ArenaRef<'a>,
     /// The node, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
@@ -51,30 +52,109 @@ pub struct Context<'a> {
 /// [`disarm`](Canceler::disarm) it.
 ///
 /// # Go's `ctx, _ :=`
-/// `let (ctx, _) = parent.with_cancel()?` drops the canceler at once and so cancels `ctx` at
-/// once. The `#[must_use]` on `Canceler` does not catch it: rustc's `unused_must_use` looks
-/// only at an expression statement whose whole value is discarded, not at a `_` inside a
-/// pattern (nor does clippy's `let_underscore_must_use`, which looks at `let _ = …` only).
-/// What the lint does see, as an error under `deny`:
-///
-/// ```compile_fail
-/// #![deny(unused_must_use)]
-/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
-/// ARENA.background().with_cancel().unwrap().1; // error: unused `Canceler` that must be used
-/// ```
-///
-/// and what it lets through, silently (this compiles under the same `deny`):
-///
-/// ```
-/// #![deny(unused_must_use)]
-/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
-/// let (ctx, _) = ARENA.background().with_cancel().unwrap();
-/// assert!(ctx.is_done()); // the trap: cancelled already
-/// ```
+/// A `Canceler` comes out of a constructor inside a [`Child`], a struct, so Go's habit
+/// `let (ctx, _) = parent.with_timeout(d)?` — which in ctxtree would drop the canceler, and so
+/// cancel `ctx`, at once — does not compile. See [`Child`].
 #[must_use = "dropping a Canceler cancels its context at once"]
 pub struct Canceler<'a> {
     arena: ArenaRef<'a>,
     slot: Slot,
+}
+
+/// What [`with_cancel`](Context::with_cancel), [`with_deadline`](Context::with_deadline),
+/// [`with_timeout`](Context::with_timeout) (and their `…_cause` forms) return: the new context
+/// and the [`Canceler`] that cancels it, in named fields.
+///
+/// Go writes `ctx, cancel := context.WithTimeout(parent, d)`; ctxtree writes
+///
+/// ```
+/// use core::time::Duration;
+/// use ctxtree::{Arena, Child, Error, ManualClock};
+/// static CLOCK: ManualClock = ManualClock::new(1_000);
+/// static ARENA: Arena<4> = Arena::new().with_clock(&CLOCK);
+///
+/// let Child { ctx, cancel } = ARENA.background().with_timeout(Duration::from_millis(50))?;
+/// assert_eq!(ctx.err(), None);
+/// drop(cancel); // Go's `defer cancel()` happens when `cancel` goes out of scope
+/// assert_eq!(ctx.err(), Some(Error::Canceled));
+/// # Ok::<(), ctxtree::CreateError>(())
+/// ```
+/// use ctxtree::Child;
+///
+/// # Why a struct and not a tuple: Go's `ctx, _ :=`
+/// Dropping a `Canceler` cancels its context (RAII in place of Go's `defer cancel()`). Had the
+/// constructors returned a tuple, Go's habit `let (ctx, _) = parent.with_timeout(d)?` would
+/// compile and hand back a context cancelled at once: `_` drops the canceler at the end of the
+/// statement, and no lint sees it (`unused_must_use` looks only at whole discarded
+/// expressions, clippy's `let_underscore_must_use` only at `let _ = …`). With a struct the habit
+/// is a type error:
+///
+/// ```compile_fail,E0308
+/// static ARENA: ctxtree::Arena<2> = ctxtree::Arena::new();
+/// let (ctx, _) = ARENA.background().with_cancel().unwrap(); // error[E0308]: expected `Child`, found tuple
+/// # drop(ctx);
+/// ```
+///
+/// and each way to keep the context says what happens to its canceler:
+///
+/// ```
+/// use ctxtree::{Arena, Child, Error};
+/// static ARENA: Arena<4> = Arena::new();
+///
+/// // Go's `ctx, _ := …` (never cancelled by hand; done with its parent or deadline): disarm.
+/// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
+/// cancel.disarm();
+/// assert_eq!(ctx.err(), None);
+///
+/// // One binding that cancels when it goes out of scope: `Child` derefs to its `Context`.
+/// let scope = ARENA.background().with_cancel()?;
+/// let step = scope.with_cancel()?; // a grandchild, through `Deref`
+/// assert!(!step.is_done());
+/// drop(scope);
+/// assert_eq!(step.err(), Some(Error::Canceled));
+///
+/// // Discarding the canceler is still possible, but it is spelled out.
+/// let Child { ctx, cancel: _ } = ARENA.background().with_cancel()?;
+/// assert_eq!(ctx.err(), Some(Error::Canceled));
+/// # Ok::<(), ctxtree::CreateError>(())
+/// ```
+/// use ctxtree::Child;
+///
+/// `#[must_use]`: a `Child` discarded whole (`parent.with_cancel()?;`) warns, as it would
+/// create a context and cancel it at once.
+#[must_use = "dropping a Child cancels its context at once; bind it: `let Child { ctx, cancel } = …`"]
+pub struct Child<'a> {
+    /// The new context.
+    pub ctx: Context<'a>,
+    /// Cancels `ctx` (and every context derived from it) when told to or when dropped.
+    pub cancel: Canceler<'a>,
+}
+
+impl<'a> Child<'a> {
+    /// The context and its canceler as a tuple, for code that stores or passes them apart.
+    /// Spelled out on purpose: `let Child { ctx, cancel: _ } = parent.with_cancel()?.into_parts()` still
+    /// cancels at once.
+    #[inline]
+    pub fn into_parts(self) -> (Context<'a>, Canceler<'a>) {
+        (self.ctx, self.cancel)
+    }
+}
+
+impl<'a> core::ops::Deref for Child<'a> {
+    type Target = Context<'a>;
+    #[inline]
+    fn deref(&self) -> &Context<'a> {
+        &self.ctx
+    }
+}
+
+impl fmt::Debug for Child<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Child")
+            .field("ctx", &self.ctx)
+            .field("cancel", &self.cancel)
+            .finish()
+    }
 }
 
 // Handles are two words, so that they travel in registers: a 24-byte `Context` cost ~35% of
@@ -109,13 +189,35 @@ impl<'a> Context<'a> {
     // ------------------------------------------------------------------------------------------
 
     /// The done word of this context, after a lazy deadline check; `None` while it is not done.
+    ///
+    /// The hot path (a fixed slot, no deadline) makes no call: the paged slots of a growing
+    /// `HeapArena` and the deadline check share one cold call, so that no register is saved
+    /// around the load (no push/pop) and a done context returns without a jump (issue 14:
+    /// `ErrCanceled` 4 -> 2.5 cycles, `CheckCanceled/Err` 3.5 -> 3).
     #[inline(always)]
     fn done_word(&self) -> Option<Head> {
         let src = self.src.slot()?;
+        if let Some(n) = self.arena.slots.get(src.index() as usize) {
+            // ORDERING: Acquire pairs with the Release in `HeadWord::publish_done`: what the
+            // canceller did before cancelling is visible once `DONE` is (as with Go's closed
+            // Done channel).
+            let w = n.head.load(Ordering::Acquire);
+            if w.is_done() {
+                return Some(w);
+            }
+            if !w.timed() {
+                return None;
+            }
+        }
+        self.done_word_slow(src)
+    }
+
+    /// [`done_word`](Context::done_word) for a paged slot, or a node with a deadline.
+    #[cold]
+    #[inline(never)]
+    fn done_word_slow(&self, src: Slot) -> Option<Head> {
         let n = self.arena.node(src);
-        // ORDERING: Acquire pairs with the Release in `HeadWord::publish_done`: what the
-        // canceller did before cancelling is visible once `DONE` is (as with Go's closed Done
-        // channel).
+        // ORDERING: Acquire, as in `done_word`.
         let w = n.head.load(Ordering::Acquire);
         if w.is_done() {
             return Some(w);
@@ -192,11 +294,11 @@ impl<'a> Context<'a> {
     ///
     /// ```
     /// use core::time::Duration;
-    /// use ctxtree::{Arena, ManualClock};
+    /// use ctxtree::{Child, Arena, ManualClock};
     /// static CLOCK: ManualClock = ManualClock::new(1_000); // 1 tick = 1 ms
     /// static ARENA: Arena<4> = Arena::new().with_clock(&CLOCK);
     /// assert_eq!(ARENA.background().remaining(), None);
-    /// let (ctx, _cancel) = ARENA.background().with_timeout(Duration::from_millis(50))?;
+    /// let Child { ctx, cancel: _cancel } = ARENA.background().with_timeout(Duration::from_millis(50))?;
     /// CLOCK.advance(20);
     /// assert_eq!(ctx.remaining(), Some(Duration::from_millis(30)));
     /// CLOCK.advance(40);
@@ -264,7 +366,7 @@ impl<'a> Context<'a> {
     /// Initialises a slot just taken with `alloc_slot`. `refs` counts the handles to be returned
     /// plus one if the node will be linked into `src`'s list. Takes the child's reference on
     /// `self`.
-    fn init_taken(
+    pub(crate) fn init_taken(
         &self,
         slot: Slot,
         kind: Kind,
@@ -292,7 +394,7 @@ impl<'a> Context<'a> {
     /// already is (tree invariant #3) — or if `src`'s deadline has passed, observed or not: Go's
     /// timer fired then, so the child is born with the parent's error and cause. `now` is a clock
     /// reading the caller already has; otherwise the clock is read only if `src` has a deadline.
-    fn new_canceller(
+    pub(crate) fn new_canceller(
         &self,
         kind: Kind,
         own_deadline: Option<u64>,
@@ -358,18 +460,18 @@ impl<'a> Context<'a> {
     }
 
     #[inline]
-    fn pair(&self, slot: Slot) -> (Context<'a>, Canceler<'a>) {
-        (
-            Context {
+    pub(crate) fn pair(&self, slot: Slot) -> Child<'a> {
+        Child {
+            ctx: Context {
                 arena: self.arena,
                 slot,
                 src: Src::of(slot),
             },
-            Canceler {
+            cancel: Canceler {
                 arena: self.arena,
                 slot,
             },
-        )
+        }
     }
 
     /// A child that is cancelled when `self` is, or when its [`Canceler`] says so (Go:
@@ -377,7 +479,7 @@ impl<'a> Context<'a> {
     ///
     /// Errors: [`CreateError::ArenaFull`].
     #[inline]
-    pub fn with_cancel(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    pub fn with_cancel(&self) -> Result<Child<'a>, CreateError> {
         let slot = self.new_canceller(Kind::Cancel, None, ptr::null_mut(), None)?;
         Ok(self.pair(slot))
     }
@@ -385,7 +487,7 @@ impl<'a> Context<'a> {
     /// Go's `WithCancelCause`: the same as [`with_cancel`](Context::with_cancel) — every
     /// [`Canceler`] can give a cause with [`cancel_with`](Canceler::cancel_with).
     #[inline]
-    pub fn with_cancel_cause(&self) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    pub fn with_cancel_cause(&self) -> Result<Child<'a>, CreateError> {
         self.with_cancel()
     }
 
@@ -397,7 +499,7 @@ impl<'a> Context<'a> {
     /// passed (by the arena's clock), the child is born done with `DeadlineExceeded`.
     ///
     /// Errors: [`CreateError::ArenaFull`].
-    pub fn with_deadline(&self, at: Instant) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    pub fn with_deadline(&self, at: Instant) -> Result<Child<'a>, CreateError> {
         self.deadline_child(at.ticks(), ptr::null_mut(), None)
     }
 
@@ -407,7 +509,7 @@ impl<'a> Context<'a> {
         &self,
         at: Instant,
         cause: impl Into<CancelCause>,
-    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    ) -> Result<Child<'a>, CreateError> {
         self.deadline_child(at.ticks(), cause.into().into_raw(), None)
     }
 
@@ -415,10 +517,7 @@ impl<'a> Context<'a> {
     ///
     /// Errors: [`CreateError::NoClock`] if the arena has no clock, [`CreateError::ArenaFull`].
     #[inline]
-    pub fn with_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    pub fn with_timeout(&self, timeout: Duration) -> Result<Child<'a>, CreateError> {
         let (at, now) = self.timeout_to_deadline(timeout)?;
         self.deadline_child(at, ptr::null_mut(), Some(now))
     }
@@ -429,7 +528,7 @@ impl<'a> Context<'a> {
         &self,
         timeout: Duration,
         cause: impl Into<CancelCause>,
-    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    ) -> Result<Child<'a>, CreateError> {
         let (at, now) = self.timeout_to_deadline(timeout)?;
         self.deadline_child(at, cause.into().into_raw(), Some(now))
     }
@@ -451,7 +550,7 @@ impl<'a> Context<'a> {
         at: u64,
         cause: *mut u8,
         now: Option<u64>,
-    ) -> Result<(Context<'a>, Canceler<'a>), CreateError> {
+    ) -> Result<Child<'a>, CreateError> {
         // `u64::MAX` means "no deadline" inside a node: a deadline that far out (a saturated
         // `with_timeout(Duration::MAX)`) is still a deadline, one tick earlier.
         let at = at.min(u64::MAX - 1);
@@ -470,21 +569,21 @@ impl<'a> Context<'a> {
                 return Err(e);
             }
         };
-        let (ctx, canceler) = self.pair(slot);
+        let child = self.pair(slot);
         if now.is_some_and(|t| t >= at) {
             // Already past: done at once, as Go does (unless born done with its parent's error
             // and cause: then this cancel finds it done and changes nothing).
             let rec = self.arena.deadline_rec(slot);
             let _ = self.arena.cancel_tree(slot, rec);
         }
-        Ok((ctx, canceler))
+        Ok(child)
     }
 
     /// A child carrying `value` under `key` (Go: `WithValue`). Lookups walk up from a context,
     /// so the nearest binding of a key wins and a parent never sees its children's values.
     ///
     /// With a [`Key<T>`](crate::Key) the value is a small `Copy` value stored in the node (no
-    /// allocation); with a [`HeapKey<T>`](crate::HeapKey) (`alloc`) it can be anything.
+    /// allocation); with a [`HeapKey<T>`](https://docs.rs/ctxtree/latest/ctxtree/struct.HeapKey.html) (`alloc`) it can be anything.
     ///
     /// ```
     /// use ctxtree::{Arena, Key};
@@ -577,7 +676,7 @@ impl<'a> Context<'a> {
     /// its `cancel()` call, or in `after_func` itself if the context is already done; a deadline
     /// fires it in whoever observes or expires the deadline (the `std` timer thread, or the
     /// firmware's [`expire`](RawArena::expire) call). Keep it short; with `std`,
-    /// [`after_func_spawn`](Context::after_func_spawn) runs it on a new thread as Go does.
+    /// [`after_func_spawn`](https://docs.rs/ctxtree/latest/ctxtree/struct.Context.html#method.after_func_spawn) runs it on a new thread as Go does.
     ///
     /// If `f` panics, the panic never cuts the cancellation short: whoever ran `f` (a
     /// [`cancel`](Canceler::cancel), a deadline observation, `expire`, this call) first finishes
@@ -587,7 +686,7 @@ impl<'a> Context<'a> {
     ///
     /// `f` is stored in the node when it fits 16 bytes (8-aligned): no allocation. A larger
     /// closure is boxed automatically with `alloc` (one allocation, as
-    /// [`after_func_boxed`](Context::after_func_boxed)); without `alloc` it is a compile error.
+    /// [`after_func_boxed`](https://docs.rs/ctxtree/latest/ctxtree/struct.Context.html#method.after_func_boxed)); without `alloc` it is a compile error.
     /// That error comes from a `const` assertion evaluated when the call is monomorphised, so
     /// `cargo build` reports it and `cargo check` does not: stable Rust cannot bound a generic's
     /// size in its signature. On a context that can never be done, `f` is dropped unrun and no
@@ -595,15 +694,16 @@ impl<'a> Context<'a> {
     ///
     /// ```
     /// use core::sync::atomic::{AtomicBool, Ordering};
-    /// use ctxtree::Arena;
+    /// use ctxtree::{Child, Arena};
     /// static ARENA: Arena<4> = Arena::new();
     /// static RAN: AtomicBool = AtomicBool::new(false);
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// let _reg = ctx.after_func(|| RAN.store(true, Ordering::SeqCst))?;
     /// cancel.cancel();
     /// assert!(RAN.load(Ordering::SeqCst));
     /// # Ok::<(), ctxtree::CreateError>(())
     /// ```
+    /// use ctxtree::Child;
     ///
     /// Errors: [`CreateError::ArenaFull`] (`f` is dropped unrun).
     pub fn after_func<F: FnOnce() + Send + 'static>(
@@ -781,19 +881,15 @@ impl<'a> Canceler<'a> {
     /// does with a child whose `cancel` is never called. A child of `Background`, `TODO` or a
     /// `without_cancel` context is released with its last handle.
     ///
-    /// This is the spelling of Go's `ctx, _ := context.WithTimeout(parent, d)`: in ctxtree,
-    /// `let (ctx, _) = parent.with_timeout(d)?` drops the canceler at once, and so cancels the
-    /// context at once (see the README's Go table).
+    /// This is the spelling of Go's `ctx, _ := context.WithTimeout(parent, d)` (Go's own
+    /// spelling, `let (ctx, _) = …`, does not compile: see [`Child`]).
     ///
     /// ```
-    /// use ctxtree::{Arena, Error};
+    /// use ctxtree::{Child, Arena, Error};
     /// static ARENA: Arena<4> = Arena::new();
-    /// let (parent, cancel_parent) = ARENA.background().with_cancel()?;
+    /// let Child { ctx: parent, cancel: cancel_parent } = ARENA.background().with_cancel()?;
     ///
-    /// let (ctx, _) = parent.with_cancel()?; // Go's habit: `_` drops the canceler ...
-    /// assert_eq!(ctx.err(), Some(Error::Canceled)); // ... which cancels at once
-    ///
-    /// let (ctx, cancel) = parent.with_cancel()?;
+    /// let Child { ctx, cancel } = parent.with_cancel()?;
     /// cancel.disarm(); // keeps it alive
     /// assert_eq!(ctx.err(), None);
     /// cancel_parent.cancel(); // still cancelled through its parent

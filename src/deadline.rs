@@ -60,9 +60,9 @@ impl RawArena {
     /// due, then resumes the first panic (see [`Canceler::cancel`](crate::Canceler::cancel)).
     ///
     /// ```
-    /// use ctxtree::{Arena, Error, Instant};
+    /// use ctxtree::{Child, Arena, Error, Instant};
     /// static ARENA: Arena<8> = Arena::new(); // no clock: deadlines fire only through expire
-    /// let (ctx, _c) = ARENA.background().with_deadline(Instant::from_ticks(100))?;
+    /// let Child { ctx, cancel: _c } = ARENA.background().with_deadline(Instant::from_ticks(100))?;
     /// assert_eq!(ARENA.expire(Instant::from_ticks(99)), Some(Instant::from_ticks(100)));
     /// assert!(!ctx.is_done());
     /// assert_eq!(ARENA.expire(Instant::from_ticks(100)), None);

@@ -78,6 +78,7 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
         }
         Kind::WithoutCancel => f.write_str(".WithoutCancel"),
         Kind::AfterFunc => f.write_str(".AfterFunc"),
+        Kind::Link => f.write_str(".Link"),
         Kind::Free => f.write_str(".<free>"),
     }
 }
@@ -102,12 +103,12 @@ impl RawArena {
     /// deadline and cause. What someone debugging a firmware hang looks at first.
     ///
     /// ```
-    /// use ctxtree::{Arena, Key};
+    /// use ctxtree::{Child, Arena, Key};
     /// static ARENA: Arena<8> = Arena::new();
     /// static USER: Key<u32> = Key::new("user");
-    /// let (req, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx: req, cancel } = ARENA.background().with_cancel()?;
     /// let val = req.with_value(&USER, 7)?;
-    /// let (_job, _c) = val.with_cancel()?;
+    /// let Child { ctx: _job, cancel: _c } = val.with_cancel()?;
     /// cancel.cancel();
     /// let mut out = String::new();
     /// ARENA.dump(&mut out).unwrap();
@@ -125,6 +126,17 @@ impl RawArena {
     /// whole tree). It costs O(n²) in the number of used slots: a diagnostic, not a hot path.
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        self.walk(|step| match step {
+            Step::Root(root) => writeln!(w, "{}", root_name(root)),
+            Step::Node(s, depth) => self.line(s, depth, w),
+        })
+    }
+
+    /// The walk behind [`dump`](RawArena::dump) (and `dump_defmt`): calls `visit` with each
+    /// root that has live children, then each live node below it in pre-order with its depth
+    /// (1 for a root's child), holding a reference on the node and its ancestors meanwhile.
+    /// Stops at the first `Err`, releasing what it holds.
+    pub(crate) fn walk<E>(&self, mut visit: impl FnMut(Step) -> Result<(), E>) -> Result<(), E> {
         for root in [Slot::BACKGROUND, Slot::TODO] {
             let mut printed_root = false;
             // The references held on the current path, released however the walk ends: on an
@@ -141,10 +153,10 @@ impl RawArena {
                     Some(c) => {
                         path.deepest = c;
                         if !printed_root {
-                            writeln!(w, "{}", root_name(root))?;
+                            visit(Step::Root(root))?;
                             printed_root = true;
                         }
-                        self.line(c, depth, w)?;
+                        visit(Step::Node(c, depth))?;
                         depth += 1;
                         from = 0;
                     }
@@ -223,7 +235,7 @@ impl RawArena {
                     write!(w, " cause=\"{}\"", unsafe { cause::decode(p) })?;
                 }
             }
-            Kind::AfterFunc => {
+            Kind::AfterFunc | Kind::Link => {
                 w.write_str(match (h.is_done(), h.is_stopped()) {
                     (false, _) => " [pending]",
                     (true, false) => " [fired]",
@@ -234,6 +246,15 @@ impl RawArena {
         }
         w.write_str("\n")
     }
+}
+
+/// One step of [`RawArena::walk`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Step {
+    /// A root (`Slot::BACKGROUND` or `Slot::TODO`), before its first live child.
+    Root(Slot),
+    /// A live node, held by the walk, and its depth below the root (1 for a root's child).
+    Node(Slot, usize),
 }
 
 /// The references a dump holds on its current path, from `deepest` up to (not including)

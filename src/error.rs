@@ -53,7 +53,15 @@ pub enum CreateError {
     /// arena by and counts these refusals.
     ArenaFull,
     /// A timeout needs the current time, and the arena was built without a [`Clock`](crate::Clock).
+    /// Also [`Context::with_linked_static`](crate::Context::with_linked_static) across two
+    /// arenas when the second context has a deadline and either arena has no clock to
+    /// translate it by.
     NoClock,
+    /// [`Context::with_linked`](crate::Context::with_linked) was given a context of another
+    /// arena: a link across arenas is sound only between arenas that live forever, which its
+    /// signature cannot check. Link two `'static` contexts with
+    /// [`with_linked_static`](crate::Context::with_linked_static) instead.
+    ForeignArena,
 }
 
 impl fmt::Display for CreateError {
@@ -61,6 +69,9 @@ impl fmt::Display for CreateError {
         f.write_str(match self {
             CreateError::ArenaFull => "context arena is full",
             CreateError::NoClock => "context arena has no clock: a timeout cannot be computed",
+            CreateError::ForeignArena => {
+                "linked contexts of two arenas: use with_linked_static (both 'static)"
+            }
         })
     }
 }
@@ -70,13 +81,14 @@ impl core::error::Error for CreateError {}
 /// A context that could not be created is reported to code that speaks only [`Error`] as one
 /// cancelled at birth: the work it would have guarded must not start. This lets `?` propagate
 /// a constructor's failure from a function returning `Result<_, ctxtree::Error>`; the reason
-/// (`ArenaFull`, `NoClock`) is lost, so keep `CreateError` (or convert it to `std::io::Error`
+/// (`ArenaFull`, `NoClock`, `ForeignArena`) is lost, so keep `CreateError` (or convert it to `std::io::Error`
 /// or `Box<dyn Error>`, which keep it) where the reason matters.
 ///
 /// ```
+/// use ctxtree::Child;
 /// use std::time::Duration;
 /// fn handle(parent: &ctxtree::Context<'_>) -> Result<u32, ctxtree::Error> {
-///     let (ctx, _cancel) = parent.with_timeout(Duration::from_secs(1))?;
+///     let Child { ctx, cancel: _cancel } = parent.with_timeout(Duration::from_secs(1))?;
 ///     match ctx.err() {
 ///         Some(e) => Err(e),
 ///         None => Ok(42),
@@ -84,7 +96,7 @@ impl core::error::Error for CreateError {}
 /// }
 /// assert_eq!(handle(&ctxtree::background()), Ok(42));
 /// let full = ctxtree::HeapArena::with_capacity(1).with_clock(&ctxtree::StdClock);
-/// let (_held, _c) = full.background().with_cancel().unwrap(); // takes the only node
+/// let Child { ctx: _held, cancel: _c } = full.background().with_cancel().unwrap(); // takes the only node
 /// assert_eq!(handle(&full.background()), Err(ctxtree::Error::Canceled));
 /// ```
 impl From<CreateError> for Error {
@@ -94,12 +106,13 @@ impl From<CreateError> for Error {
 }
 
 /// `?` on a constructor in a function returning `std::io::Result` (`std`): `ArenaFull` is
-/// [`OutOfMemory`](std::io::ErrorKind::OutOfMemory), `NoClock` is
+/// [`OutOfMemory`](std::io::ErrorKind::OutOfMemory), `NoClock` and `ForeignArena` are
 /// [`Unsupported`](std::io::ErrorKind::Unsupported); the `CreateError` is kept as the source.
 ///
 /// ```
+/// use ctxtree::Child;
 /// fn serve(parent: &ctxtree::Context<'_>) -> std::io::Result<()> {
-///     let (_ctx, _cancel) = parent.with_timeout(std::time::Duration::from_secs(1))?;
+///     let Child { ctx: _ctx, cancel: _cancel } = parent.with_timeout(std::time::Duration::from_secs(1))?;
 ///     Ok(())
 /// }
 /// serve(&ctxtree::background())?;
@@ -111,7 +124,7 @@ impl From<CreateError> for Error {
 ///
 /// // Boxed errors need nothing more: `CreateError` is an `Error + Send + Sync + 'static`.
 /// fn boxed(parent: &ctxtree::Context<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-///     let (_ctx, _cancel) = parent.with_cancel()?;
+///     let Child { ctx: _ctx, cancel: _cancel } = parent.with_cancel()?;
 ///     Ok(())
 /// }
 /// boxed(&ctxtree::background()).unwrap();
@@ -122,7 +135,7 @@ impl From<CreateError> for std::io::Error {
     fn from(e: CreateError) -> Self {
         let kind = match e {
             CreateError::ArenaFull => std::io::ErrorKind::OutOfMemory,
-            CreateError::NoClock => std::io::ErrorKind::Unsupported,
+            CreateError::NoClock | CreateError::ForeignArena => std::io::ErrorKind::Unsupported,
         };
         std::io::Error::new(kind, e)
     }

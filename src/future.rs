@@ -49,9 +49,9 @@ impl<'a> Context<'a> {
     /// waiting costs no arena node.
     ///
     /// ```
-    /// use ctxtree::{Arena, Error};
+    /// use ctxtree::{Child, Arena, Error};
     /// static ARENA: Arena<4> = Arena::new();
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// cancel.cancel();
     /// assert_eq!(futures::executor::block_on(ctx.done()), Error::Canceled);
     /// # Ok::<(), ctxtree::CreateError>(())
@@ -69,9 +69,9 @@ impl<'a> Context<'a> {
     /// polled wins over a future that would complete at once.
     ///
     /// ```
-    /// use ctxtree::{Arena, Error};
+    /// use ctxtree::{Child, Arena, Error};
     /// static ARENA: Arena<4> = Arena::new();
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// assert_eq!(futures::executor::block_on(ctx.run_until_done(async { 7 })), Ok(7));
     /// cancel.cancel();
     /// let never = core::future::pending::<()>();
@@ -103,14 +103,14 @@ impl<'a> Context<'a> {
     /// `cancelled_owned`). Costs one reference count, no allocation.
     ///
     /// A `Context<'static>` comes from a `static` [`Arena`](crate::Arena), the global arena
-    /// (`ctxtree::background()`, `std`), or a [`HeapArena`](crate::HeapArena) made `'static`
+    /// (`ctxtree::background()`, `std`), or a [`HeapArena`](https://docs.rs/ctxtree/latest/ctxtree/struct.HeapArena.html) made `'static`
     /// with `HeapArena::leak` (`alloc`).
     ///
     /// ```
-    /// use ctxtree::{Arena, Error};
+    /// use ctxtree::{Child, Arena, Error};
     /// static ARENA: Arena<4> = Arena::new();
     /// let rt = tokio::runtime::Runtime::new().unwrap();
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// let task = rt.spawn(ctx.done_owned()); // `ctx` stays here; the task owns a clone
     /// drop(ctx);
     /// cancel.cancel();
@@ -129,10 +129,10 @@ impl<'a> Context<'a> {
     /// `Send` whenever the context and `fut` are (tokio-util's `run_until_cancelled_owned`).
     ///
     /// ```
-    /// use ctxtree::{Arena, Error};
+    /// use ctxtree::{Child, Arena, Error};
     /// static ARENA: Arena<4> = Arena::new();
     /// let rt = tokio::runtime::Runtime::new().unwrap();
-    /// let (ctx, cancel) = ARENA.background().with_cancel()?;
+    /// let Child { ctx, cancel } = ARENA.background().with_cancel()?;
     /// let quick = rt.spawn(ctx.run_until_done_owned(async { 7 }));
     /// assert_eq!(rt.block_on(quick).unwrap(), Ok(7));
     /// let stuck = rt.spawn(ctx.run_until_done_owned(std::future::pending::<()>()));

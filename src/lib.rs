@@ -4,15 +4,15 @@
 //!
 //! ```
 //! use core::time::Duration;
-//! use ctxtree::{Arena, Error, Key, ManualClock};
+//! use ctxtree::{Child, Arena, Error, Key, ManualClock};
 //!
 //! static CLOCK: ManualClock = ManualClock::new(1_000); // ticks of 1 ms
 //! static ARENA: Arena<64> = Arena::new().with_clock(&CLOCK);
 //! static REQUEST: Key<u32> = Key::new("request");
 //!
 //! let req = ARENA.background().with_value(&REQUEST, 7)?;
-//! let (ctx, cancel) = req.with_timeout(Duration::from_millis(50))?;
-//! let (step, _step_cancel) = ctx.with_cancel()?;
+//! let Child { ctx, cancel } = req.with_timeout(Duration::from_millis(50))?;
+//! let Child { ctx: step, cancel: _step_cancel } = ctx.with_cancel()?;
 //! assert_eq!(step.value(&REQUEST), Some(7));
 //!
 //! CLOCK.advance(50);
@@ -44,6 +44,7 @@
 //! | `WithValue`, `ctx.Value(k)` | [`Context::with_value`], [`Context::value`] with a `static` [`Key`] |
 //! | `WithoutCancel` | [`Context::without_cancel`] |
 //! | `AfterFunc(ctx, f)` → `stop` | [`Context::after_func`] → [`AfterFunc::stop`] |
+//! | `AfterFunc(b, func() { cancel(Cause(b)) })` merge recipe | [`Context::with_linked`] (.NET: `CreateLinkedTokenSource`) |
 //! | `<-ctx.Done()` | [`Context::is_done`], [`Context::done`]`.await`, `std`: [`Context::wait`] |
 //! | `ctx.Err()`, `ctx.Deadline()` | [`Context::err`], [`Context::deadline`] |
 //! | `Canceled`, `DeadlineExceeded` | [`Error::Canceled`], [`Error::DeadlineExceeded`] |
@@ -102,7 +103,29 @@
 //!
 //! Between processes, with no feature: [`propagate`] — the `grpc-timeout` codec, a header
 //! [`Carrier`](propagate::Carrier), `inject` and `extract`.
+//! * `defmt`: `defmt::Format` for [`Error`], [`CreateError`], [`ArenaStats`], [`Instant`] and
+//!   the causes, and `RawArena::dump_defmt`: firmware logs them without `core::fmt`.
+//! * `embassy-time`: `EmbassyClock`, a [`Clock`] on embassy-time's driver, and
+//!   `EmbassyDeadlines`, the task that fires deadlines on time (with the recipe of an embassy
+//!   application).
 
+// Links to items of features that are off: to their docs.rs pages instead of broken intra-doc
+// links (`cargo doc --no-default-features` with `-D warnings`, ci/nostd.sh). With the feature on
+// (docs.rs builds all of them), the same `[`X`]` is an intra-doc link.
+#![cfg_attr(
+    not(feature = "alloc"),
+    doc = "",
+    doc = "[`HeapArena`]: https://docs.rs/ctxtree/latest/ctxtree/struct.HeapArena.html",
+    doc = "[`HeapKey`]: https://docs.rs/ctxtree/latest/ctxtree/struct.HeapKey.html"
+)]
+#![cfg_attr(
+    not(feature = "std"),
+    doc = "",
+    doc = "[`background()`]: https://docs.rs/ctxtree/latest/ctxtree/fn.background.html",
+    doc = "[`todo()`]: https://docs.rs/ctxtree/latest/ctxtree/fn.todo.html",
+    doc = "[`StdClock`]: https://docs.rs/ctxtree/latest/ctxtree/struct.StdClock.html",
+    doc = "[`Context::wait`]: https://docs.rs/ctxtree/latest/ctxtree/struct.Context.html#method.wait"
+)]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(docsrs, doc(auto_cfg(hide(ctxtree_loom))))]
@@ -129,6 +152,7 @@ mod deadline;
 mod dump;
 mod error;
 mod future;
+mod linked;
 mod list;
 mod node;
 #[cfg(feature = "alloc")]
@@ -147,7 +171,7 @@ mod layers;
 pub use after_func::AfterFunc;
 pub use arena::{Arena, ArenaStats, RawArena};
 pub use cause::{CancelCause, Cause, SharedCause, StaticCause};
-pub use context::{Canceler, Context};
+pub use context::{Canceler, Child, Context};
 pub use deadline::DeadlineWatch;
 pub use dump::Tree;
 pub use error::{CreateError, Error};
@@ -158,6 +182,8 @@ pub use value::{Key, KeyKind};
 
 #[cfg(feature = "alloc")]
 pub use layers::alloc::{HeapArena, HeapKey};
+#[cfg(all(feature = "embassy-time", not(ctxtree_loom)))]
+pub use layers::embassy_time::{EmbassyClock, EmbassyDeadlines};
 #[cfg(all(feature = "signal", unix, not(ctxtree_loom)))]
 pub use layers::signal;
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
@@ -166,6 +192,12 @@ pub use layers::std::{StdClock, background, global_arena, todo};
 pub use layers::tokio::*;
 #[cfg(all(feature = "tower", not(ctxtree_loom)))]
 pub use layers::tower;
+
+/// Per-call-site atomic read-modify-write counters: a diagnostic build only
+/// (`--cfg ctxtree_count_rmw`, see `tests/rmw_count.rs`).
+#[cfg(all(ctxtree_count_rmw, not(ctxtree_loom), feature = "std"))]
+#[doc(hidden)]
+pub use sync::rmw_count;
 
 #[cfg(all(test, ctxtree_loom))]
 #[path = "../loom-tests/mod.rs"]

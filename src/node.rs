@@ -34,6 +34,10 @@ pub(crate) enum Kind {
     WithoutCancel = 5,
     /// An `after_func` registration.
     AfterFunc = 6,
+    /// A linked context's registration on its second parent (`with_linked`, `src/linked.rs`):
+    /// an `AfterFunc`-like node whose firing receives its owner's record (see
+    /// `linked::fire_link`).
+    Link = 7,
 }
 
 impl Kind {

@@ -7,8 +7,17 @@
 //! `UnsafeCell` is wrapped so both backends share loom's closure API (`with` / `with_mut`): under
 //! loom every plain-field access is checked for data races against the atomics' happens-before.
 
-#[cfg(not(ctxtree_loom))]
+#[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw)))]
 pub(crate) use portable_atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
+
+// The counting build (`--cfg ctxtree_count_rmw`, see [`rmw_count`]): the same atomics, each
+// read-modify-write also counted per call site. Off by default, and then nothing of it exists.
+#[cfg(all(not(ctxtree_loom), ctxtree_count_rmw))]
+pub(crate) use portable_atomic::fence;
+#[cfg(all(not(ctxtree_loom), ctxtree_count_rmw))]
+pub(crate) use rmw_count::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize};
+#[cfg(all(ctxtree_count_rmw, not(feature = "std")))]
+compile_error!("`--cfg ctxtree_count_rmw` counts per thread and needs the `std` feature");
 
 #[cfg(ctxtree_loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
@@ -95,5 +104,225 @@ pub(crate) fn acquire_released(count: &AtomicU32) {
         let _ = count;
         // ORDERING: Acquire fence: pairs with the Release decrements (see above).
         fence(Ordering::Acquire);
+    }
+}
+
+/// Atomic read-modify-write accounting, compiled only under `--cfg ctxtree_count_rmw` (a
+/// diagnostic build for `tests/rmw_count.rs`; never shipped, so not a public API).
+///
+/// The atomic types here wrap `portable-atomic`'s, layout-transparent, and forward every call;
+/// each read-modify-write (`swap`, `compare_exchange*`, `fetch_*`) also adds one to a
+/// per-thread counter keyed by its call site (`#[track_caller]`: the file and line in the crate
+/// that issued it). Every attempt counts, a failed compare-and-swap too: it costs the same
+/// locked instruction. Loads and stores are not counted (plain `mov`s on x86).
+///
+/// ```text
+/// RUSTFLAGS="--cfg ctxtree_count_rmw" CARGO_TARGET_DIR=target/rmw \
+///     cargo test --test rmw_count -- --nocapture
+/// ```
+#[cfg(all(ctxtree_count_rmw, not(ctxtree_loom), feature = "std"))]
+pub mod rmw_count {
+    use core::cell::RefCell;
+    use core::fmt;
+    use core::panic::Location;
+    use core::sync::atomic::Ordering;
+    use std::vec::Vec;
+
+    /// One call site and how many read-modify-writes it issued on this thread since the last
+    /// [`take`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Site {
+        /// Source file, relative to the crate root (`src/tree.rs`).
+        pub file: &'static str,
+        /// Line of the read-modify-write call.
+        pub line: u32,
+        /// Calls issued.
+        pub count: u64,
+    }
+
+    std::thread_local! {
+        static SITES: RefCell<Vec<Site>> = const { RefCell::new(Vec::new()) };
+    }
+
+    #[track_caller]
+    #[inline(always)]
+    fn count() {
+        let loc = Location::caller();
+        // `try_with`: an atomic dropped during this thread's teardown is not counted.
+        let _ = SITES.try_with(|s| {
+            let mut s = s.borrow_mut();
+            match s
+                .iter_mut()
+                .find(|x| x.line == loc.line() && x.file == loc.file())
+            {
+                Some(x) => x.count += 1,
+                None => s.push(Site {
+                    file: loc.file(),
+                    line: loc.line(),
+                    count: 1,
+                }),
+            }
+        });
+    }
+
+    /// Clears this thread's counters.
+    pub fn reset() {
+        let _ = SITES.try_with(|s| s.borrow_mut().clear());
+    }
+
+    /// This thread's counters since the last [`reset`] or `take`, in the order the sites were
+    /// first met; clears them.
+    pub fn take() -> Vec<Site> {
+        SITES
+            .try_with(|s| core::mem::take(&mut *s.borrow_mut()))
+            .unwrap_or_default()
+    }
+
+    macro_rules! int_atomic {
+        ($name:ident, $int:ty) => {
+            #[repr(transparent)]
+            pub(crate) struct $name(portable_atomic::$name);
+
+            #[allow(dead_code)] // Not every width uses every operation.
+            impl $name {
+                #[inline(always)]
+                pub(crate) const fn new(v: $int) -> Self {
+                    Self(portable_atomic::$name::new(v))
+                }
+                #[inline(always)]
+                pub(crate) fn load(&self, o: Ordering) -> $int {
+                    self.0.load(o)
+                }
+                #[inline(always)]
+                pub(crate) fn store(&self, v: $int, o: Ordering) {
+                    self.0.store(v, o)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn swap(&self, v: $int, o: Ordering) -> $int {
+                    count();
+                    self.0.swap(v, o)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn compare_exchange(
+                    &self,
+                    c: $int,
+                    n: $int,
+                    s: Ordering,
+                    f: Ordering,
+                ) -> Result<$int, $int> {
+                    count();
+                    self.0.compare_exchange(c, n, s, f)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn compare_exchange_weak(
+                    &self,
+                    c: $int,
+                    n: $int,
+                    s: Ordering,
+                    f: Ordering,
+                ) -> Result<$int, $int> {
+                    count();
+                    self.0.compare_exchange_weak(c, n, s, f)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn fetch_add(&self, v: $int, o: Ordering) -> $int {
+                    count();
+                    self.0.fetch_add(v, o)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn fetch_sub(&self, v: $int, o: Ordering) -> $int {
+                    count();
+                    self.0.fetch_sub(v, o)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn fetch_or(&self, v: $int, o: Ordering) -> $int {
+                    count();
+                    self.0.fetch_or(v, o)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn fetch_and(&self, v: $int, o: Ordering) -> $int {
+                    count();
+                    self.0.fetch_and(v, o)
+                }
+                #[track_caller]
+                #[inline(always)]
+                pub(crate) fn fetch_max(&self, v: $int, o: Ordering) -> $int {
+                    count();
+                    self.0.fetch_max(v, o)
+                }
+            }
+
+            impl fmt::Debug for $name {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    fmt::Debug::fmt(&self.0, f)
+                }
+            }
+        };
+    }
+
+    int_atomic!(AtomicU8, u8);
+    int_atomic!(AtomicU32, u32);
+    int_atomic!(AtomicUsize, usize);
+
+    #[repr(transparent)]
+    pub(crate) struct AtomicPtr<T>(portable_atomic::AtomicPtr<T>);
+
+    #[allow(dead_code)] // Kept whole, as for the integers.
+    impl<T> AtomicPtr<T> {
+        #[inline(always)]
+        pub(crate) const fn new(p: *mut T) -> Self {
+            Self(portable_atomic::AtomicPtr::new(p))
+        }
+        #[inline(always)]
+        pub(crate) fn load(&self, o: Ordering) -> *mut T {
+            self.0.load(o)
+        }
+        #[inline(always)]
+        pub(crate) fn store(&self, p: *mut T, o: Ordering) {
+            self.0.store(p, o)
+        }
+        #[track_caller]
+        #[inline(always)]
+        pub(crate) fn swap(&self, p: *mut T, o: Ordering) -> *mut T {
+            count();
+            self.0.swap(p, o)
+        }
+        #[track_caller]
+        #[inline(always)]
+        pub(crate) fn compare_exchange(
+            &self,
+            c: *mut T,
+            n: *mut T,
+            s: Ordering,
+            f: Ordering,
+        ) -> Result<*mut T, *mut T> {
+            count();
+            self.0.compare_exchange(c, n, s, f)
+        }
+        #[track_caller]
+        #[inline(always)]
+        pub(crate) fn compare_exchange_weak(
+            &self,
+            c: *mut T,
+            n: *mut T,
+            s: Ordering,
+            f: Ordering,
+        ) -> Result<*mut T, *mut T> {
+            count();
+            self.0.compare_exchange_weak(c, n, s, f)
+        }
+    }
+
+    impl<T> fmt::Debug for AtomicPtr<T> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt::Debug::fmt(&self.0, f)
+        }
     }
 }

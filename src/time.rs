@@ -89,10 +89,10 @@ pub trait Clock: Sync {
 /// Ticks are stored in an `AtomicUsize`: on 32-bit targets a `ManualClock` wraps after 2³² ticks.
 ///
 /// ```
-/// use ctxtree::{Arena, Clock, ManualClock, Instant};
+/// use ctxtree::{Child, Arena, Clock, ManualClock, Instant};
 /// static CLOCK: ManualClock = ManualClock::new(1_000); // 1 tick = 1 ms
 /// static ARENA: Arena<8> = Arena::new().with_clock(&CLOCK);
-/// let (ctx, _cancel) = ARENA.background().with_timeout(core::time::Duration::from_millis(5))?;
+/// let Child { ctx, cancel: _cancel } = ARENA.background().with_timeout(core::time::Duration::from_millis(5))?;
 /// CLOCK.advance(4);
 /// assert!(!ctx.is_done());
 /// CLOCK.advance(1);

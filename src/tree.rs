@@ -2,7 +2,7 @@
 //!
 //! Each canceller node (`with_cancel`, `with_deadline`) heads an intrusive singly linked list of
 //! the nodes that must be cancelled with it: its cancel and deadline children, and its
-//! `after_func` registrations (value and without-cancel nodes take no part: a value node asks
+//! `after_func` and `with_linked` registrations (`src/linked.rs`) (value and without-cancel nodes take no part: a value node asks
 //! its nearest canceller ancestor whether it is done). Links are slot numbers (see
 //! [`crate::state::Link`]). Nothing here allocates, locks, or waits for another thread: every loop
 //! retries only because another thread's atomic step succeeded.
@@ -251,6 +251,17 @@ impl RawArena {
                 // SAFETY: a heap value node holds an `Owned` written by its key's `store`.
                 unsafe { crate::value::drop_owned(&node.payload().value.val) }
             }),
+            // A link registration's target reference: dropped by a stop, kept by a firing
+            // until now (see `linked::fire_link`).
+            // ORDERING: Relaxed: exclusive ownership.
+            Kind::Link if !node.head.load(Ordering::Relaxed).is_stopped() => {
+                panics.run(|| {
+                    node.payload.with_mut(|p| {
+                        // SAFETY: the target is still held, and we own the node.
+                        unsafe { ((*p).func.call)(&raw mut (*p).func.env, false) }
+                    })
+                });
+            }
             // ORDERING: Relaxed: exclusive ownership.
             Kind::AfterFunc if !node.head.load(Ordering::Relaxed).is_done() => {
                 // Neither fired nor stopped (its context was released while never done): drop
@@ -515,8 +526,14 @@ impl RawArena {
         }
         // SAFETY: we hold a reference on c.
         let kind = unsafe { ch.kind() };
-        if kind == Kind::AfterFunc {
-            ch.fire(panics);
+        if matches!(kind, Kind::AfterFunc | Kind::Link) {
+            if kind == Kind::Link {
+                // A linked context's registration: it cancels that context with our record
+                // (or helps whoever fired it first: invariant #6 for the linked context).
+                crate::linked::fire_link(ch, cn.rec_of(h), panics);
+            } else {
+                ch.fire(panics);
+            }
             let mine = self.unlink_node(cn, c, ch, panics);
             self.release_node_in(c, ch, 1 + mine as u32, panics);
             return Descend::Again;

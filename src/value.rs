@@ -101,7 +101,7 @@ pub(crate) use sealed::Sealed;
 
 /// The key types accepted by [`Context::with_value`](crate::Context::with_value) and
 /// [`Context::value`](crate::Context::value): [`Key<T>`] and, with `alloc`,
-/// [`HeapKey<T>`](crate::HeapKey). Sealed.
+/// [`HeapKey<T>`](https://docs.rs/ctxtree/latest/ctxtree/struct.HeapKey.html). Sealed.
 pub trait KeyKind: Sealed + Sync + 'static {
     /// What `with_value` takes.
     type Value;

@@ -9,6 +9,7 @@
 
 #![cfg(feature = "alloc")]
 
+use ctxtree::Child;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
@@ -126,7 +127,10 @@ fn heap_values_of_any_type_are_found_by_lookup() {
     let bg = arena.background();
     let a = bg.with_value(&USER, "gopher".to_string()).unwrap();
     let b = a.with_value(&PATH, vec![1, 2, 3]).unwrap();
-    let (c, _cancel) = b.with_cancel().unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cancel,
+    } = b.with_cancel().unwrap();
     let d = c
         .with_value(
             &CONFIG,
@@ -263,7 +267,7 @@ fn heap_values_are_dropped_when_their_node_is_released() {
         .background()
         .with_value(&TOKEN, drops.token())
         .unwrap();
-    let (child, cancel) = v.with_cancel().unwrap();
+    let Child { ctx: child, cancel } = v.with_cancel().unwrap();
     // Lookups do not drop the value.
     for _ in 0..10 {
         assert!(child.value(&TOKEN).is_some());
@@ -356,7 +360,7 @@ fn heap_values_are_shared_across_threads_and_dropped_by_the_last_one() {
 #[test]
 fn heap_cause_is_reported_and_downcasts() {
     let arena = HeapArena::growable();
-    let (ctx, cancel) = arena.background().with_cancel_cause().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel_cause().unwrap();
     cancel.cancel_with(CancelCause::error(AppError {
         msg: "disk full",
         code: 28,
@@ -387,11 +391,14 @@ fn heap_cause_is_reported_and_downcasts() {
 fn an_arc_cause_is_stored_as_is() {
     let arena = HeapArena::growable();
     let e = err("shared");
-    let (ctx, cancel) = arena.background().with_cancel_cause().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel_cause().unwrap();
     cancel.cancel_with(e.clone());
     assert!(Arc::ptr_eq(&heap_cause(&ctx), &e));
     let via_enum = err("via enum");
-    let (ctx2, cancel2) = arena.background().with_cancel().unwrap();
+    let Child {
+        ctx: ctx2,
+        cancel: cancel2,
+    } = arena.background().with_cancel().unwrap();
     cancel2.cancel_with(CancelCause::Shared(via_enum.clone()));
     assert!(Arc::ptr_eq(&heap_cause(&ctx2), &via_enum));
 }
@@ -400,7 +407,7 @@ fn an_arc_cause_is_stored_as_is() {
 fn first_heap_cause_wins_and_later_ones_are_dropped_at_once() {
     let arena = HeapArena::growable();
     let (first, second) = (Drops::default(), Drops::default());
-    let (ctx, cancel) = arena.background().with_cancel_cause().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel_cause().unwrap();
     cancel.cancel_with(counted("first", &first));
     cancel.cancel_with(counted("second", &second));
     assert_eq!(second.count(), 1, "the losing cause is dropped at once");
@@ -408,7 +415,10 @@ fn first_heap_cause_wins_and_later_ones_are_dropped_at_once() {
     cancel.cancel();
     assert_eq!(ctx.cause().unwrap().to_string(), "first");
     // A cause given to an already-done child's canceler is dropped too.
-    let (child, child_cancel) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: child_cancel,
+    } = ctx.with_cancel().unwrap();
     let late = Drops::default();
     child_cancel.cancel_with(counted("late", &late));
     assert_eq!(late.count(), 1);
@@ -427,8 +437,14 @@ fn children_report_the_parents_heap_cause() {
     static K: HeapKey<u8> = HeapKey::new("k");
     let arena = HeapArena::growable();
     let parent_cause = err("parentCause");
-    let (parent, cancel) = arena.background().with_cancel_cause().unwrap();
-    let (child, _c1) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel,
+    } = arena.background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _c1,
+    } = parent.with_cancel().unwrap();
     let value = child.with_value(&K, 1).unwrap();
     let (grandchild, _c2) = value.with_far_deadline_cause();
     cancel.cancel_with(parent_cause.clone());
@@ -437,7 +453,10 @@ fn children_report_the_parents_heap_cause() {
         assert!(Arc::ptr_eq(&heap_cause(c), &parent_cause), "{c}");
     }
     // Born done under a cancelled parent (Go: TestWithCancelCanceledParent).
-    let (late, _c3) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: late,
+        cancel: _c3,
+    } = parent.with_cancel().unwrap();
     assert_eq!(late.err(), Some(Error::Canceled));
     assert!(Arc::ptr_eq(&heap_cause(&late), &parent_cause));
 }
@@ -451,14 +470,21 @@ impl<'a> FarDeadline<'a> for Context<'a> {
     fn with_far_deadline_cause(&self) -> (Context<'a>, Canceler<'a>) {
         self.with_deadline_cause(Instant::from_ticks(u64::MAX - 1), err("unused"))
             .unwrap()
+            .into_parts()
     }
 }
 
 #[test]
 fn a_child_cancelled_first_keeps_its_own_heap_cause() {
     let arena = HeapArena::growable();
-    let (parent, cancel_parent) = arena.background().with_cancel_cause().unwrap();
-    let (child, cancel_child) = parent.with_cancel_cause().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = arena.background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: child,
+        cancel: cancel_child,
+    } = parent.with_cancel_cause().unwrap();
     let child_cause = err("childCause");
     cancel_child.cancel_with(child_cause.clone());
     cancel_parent.cancel_with(err("parentCause"));
@@ -470,7 +496,7 @@ fn a_child_cancelled_first_keeps_its_own_heap_cause() {
 fn static_and_bare_causes_convert_to_arcs() {
     static WATCHDOG: StaticCause = StaticCause::with_code(7, "watchdog expired");
     let arena = HeapArena::growable();
-    let (a, ca) = arena.background().with_cancel().unwrap();
+    let Child { ctx: a, cancel: ca } = arena.background().with_cancel().unwrap();
     ca.cancel();
     let bare = a.cause().unwrap();
     assert!(bare.is(Error::Canceled));
@@ -479,14 +505,17 @@ fn static_and_bare_causes_convert_to_arcs() {
         bare.to_arc().downcast_ref::<Error>(),
         Some(&Error::Canceled)
     );
-    let (b, cb) = arena.background().with_cancel().unwrap();
+    let Child { ctx: b, cancel: cb } = arena.background().with_cancel().unwrap();
     cb.cancel_with(&WATCHDOG);
     let st = b.cause().unwrap();
     assert!(st.is_static(&WATCHDOG));
     assert_eq!(st.code(), Some(7));
     assert_eq!(st.to_arc().to_string(), "watchdog expired");
     // A static cause flows to children the same way a heap one does.
-    let (c, _cc) = b.with_cancel().unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = b.with_cancel().unwrap();
     assert!(c.cause().unwrap().is_static(&WATCHDOG));
 }
 
@@ -498,11 +527,14 @@ fn deadline_causes_are_reported_on_expiry_and_dropped_when_unused() {
 
     // Expiry reports the cause; the cause lives until the node is released.
     let used = Drops::default();
-    let (ctx, cancel) = arena
+    let Child { ctx, cancel } = arena
         .background()
         .with_timeout_cause(Duration::from_millis(10), counted("tooSlow", &used))
         .unwrap();
-    let (child, _cc) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_cancel().unwrap();
     CLOCK.set(Instant::from_ticks(base + 10));
     assert_eq!(child.err(), Some(Error::DeadlineExceeded));
     assert_eq!(child.cause().unwrap().to_string(), "tooSlow");
@@ -515,7 +547,7 @@ fn deadline_causes_are_reported_on_expiry_and_dropped_when_unused() {
     // Cancelled before expiry: Canceled, no cause; the unused cause is dropped with the node.
     let unused = Drops::default();
     let now = CLOCK.now_ticks();
-    let (ctx, cancel) = arena
+    let Child { ctx, cancel } = arena
         .background()
         .with_deadline_cause(Instant::from_ticks(now + 100), counted("unused", &unused))
         .unwrap();
@@ -529,11 +561,17 @@ fn deadline_causes_are_reported_on_expiry_and_dropped_when_unused() {
     // discards it) and is dropped at once.
     let discarded = Drops::default();
     let now = CLOCK.now_ticks();
-    let (parent, _pc) = arena
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = arena
         .background()
         .with_deadline(Instant::from_ticks(now + 5))
         .unwrap();
-    let (child, _c) = parent
+    let Child {
+        ctx: child,
+        cancel: _c,
+    } = parent
         .with_deadline_cause(
             Instant::from_ticks(now + 50),
             counted("discarded", &discarded),
@@ -598,7 +636,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancel",
             Box::new(|| {
-                let (c, k) = bg().with_cancel().unwrap();
+                let Child { ctx: c, cancel: k } = bg().with_cancel().unwrap();
                 k.cancel();
                 (c, vec![k])
             }),
@@ -608,7 +646,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause",
             Box::new(|| {
-                let (c, k) = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: k } = bg().with_cancel_cause().unwrap();
                 k.cancel_with(parent_cause.clone());
                 (c, vec![k])
             }),
@@ -618,8 +656,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause: parent cause before child",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
-                let (c, kc) = p.with_cancel_cause().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: kc } = p.with_cancel_cause().unwrap();
                 kp.cancel_with(parent_cause.clone());
                 kc.cancel_with(child_cause.clone());
                 (c, vec![kp, kc])
@@ -630,8 +668,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause: parent cause after child",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
-                let (c, kc) = p.with_cancel_cause().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: kc } = p.with_cancel_cause().unwrap();
                 kc.cancel_with(child_cause.clone());
                 kp.cancel_with(parent_cause.clone());
                 (c, vec![kp, kc])
@@ -642,8 +680,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause: parent cause before nil",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
-                let (c, kc) = p.with_cancel().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: kc } = p.with_cancel().unwrap();
                 kp.cancel_with(parent_cause.clone());
                 kc.cancel();
                 (c, vec![kp, kc])
@@ -654,8 +692,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause: parent cause after nil",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
-                let (c, kc) = p.with_cancel().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: kc } = p.with_cancel().unwrap();
                 kc.cancel();
                 kp.cancel_with(parent_cause.clone());
                 (c, vec![kp, kc])
@@ -666,8 +704,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause: child cause after nil",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel().unwrap();
-                let (c, kc) = p.with_cancel_cause().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel().unwrap();
+                let Child { ctx: c, cancel: kc } = p.with_cancel_cause().unwrap();
                 kp.cancel();
                 kc.cancel_with(child_cause.clone());
                 (c, vec![kp, kc])
@@ -678,8 +716,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithCancelCause: child cause before nil",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel().unwrap();
-                let (c, kc) = p.with_cancel_cause().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel().unwrap();
+                let Child { ctx: c, cancel: kc } = p.with_cancel_cause().unwrap();
                 kc.cancel_with(child_cause.clone());
                 kp.cancel();
                 (c, vec![kp, kc])
@@ -690,7 +728,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithTimeout",
             Box::new(|| {
-                let (c, k) = bg().with_timeout(Duration::ZERO).unwrap();
+                let Child { ctx: c, cancel: k } = bg().with_timeout(Duration::ZERO).unwrap();
                 k.cancel();
                 (c, vec![k])
             }),
@@ -700,7 +738,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithTimeout canceled",
             Box::new(move || {
-                let (c, k) = bg().with_timeout(forever).unwrap();
+                let Child { ctx: c, cancel: k } = bg().with_timeout(forever).unwrap();
                 k.cancel();
                 (c, vec![k])
             }),
@@ -710,7 +748,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithTimeoutCause",
             Box::new(|| {
-                let (c, k) = bg()
+                let Child { ctx: c, cancel: k } = bg()
                     .with_timeout_cause(Duration::ZERO, too_slow.clone())
                     .unwrap();
                 k.cancel();
@@ -722,7 +760,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithTimeoutCause canceled",
             Box::new(|| {
-                let (c, k) = bg().with_timeout_cause(forever, too_slow.clone()).unwrap();
+                let Child { ctx: c, cancel: k } =
+                    bg().with_timeout_cause(forever, too_slow.clone()).unwrap();
                 k.cancel();
                 (c, vec![k])
             }),
@@ -732,8 +771,8 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithTimeoutCause stacked",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
-                let (c, kc) = p
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: kc } = p
                     .with_timeout_cause(Duration::ZERO, too_slow.clone())
                     .unwrap();
                 kp.cancel_with(finished_early.clone());
@@ -745,8 +784,9 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithTimeoutCause stacked canceled",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
-                let (c, kc) = p.with_timeout_cause(forever, too_slow.clone()).unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
+                let Child { ctx: c, cancel: kc } =
+                    p.with_timeout_cause(forever, too_slow.clone()).unwrap();
                 kp.cancel_with(finished_early.clone());
                 (c, vec![kp, kc])
             }),
@@ -762,7 +802,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithoutCancel canceled",
             Box::new(|| {
-                let (p, kp) = bg().with_cancel_cause().unwrap();
+                let Child { ctx: p, cancel: kp } = bg().with_cancel_cause().unwrap();
                 let c = p.without_cancel().unwrap();
                 kp.cancel_with(finished_early.clone());
                 (c, vec![kp])
@@ -773,7 +813,7 @@ fn go_test_cause_table_with_heap_errors() {
         (
             "WithoutCancel timeout",
             Box::new(|| {
-                let (p, kp) = bg()
+                let Child { ctx: p, cancel: kp } = bg()
                     .with_timeout_cause(Duration::ZERO, too_slow.clone())
                     .unwrap();
                 let c = p.without_cancel().unwrap();
@@ -810,7 +850,7 @@ fn go_test_cause_table_with_heap_errors() {
 #[test]
 fn after_func_boxed_runs_a_large_closure_with_its_captures_intact() {
     let arena = HeapArena::growable();
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let big = [0xA5u64; 128];
     let text = "x".repeat(10_000);
     let out = Arc::new(AtomicUsize::new(0));
@@ -830,7 +870,7 @@ fn after_func_boxed_runs_a_large_closure_with_its_captures_intact() {
 #[test]
 fn after_func_boxed_stop_drops_the_closure_unrun() {
     let arena = HeapArena::growable();
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let drops = Drops::default();
     let ran = Arc::new(AtomicUsize::new(0));
     let (token, r) = (drops.token(), ran.clone());
@@ -851,7 +891,7 @@ fn after_func_boxed_stop_drops_the_closure_unrun() {
     assert_eq!(arena.stats().live, 0);
 
     // A closure that ran is dropped once, right after running.
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let token = drops.token();
     let _reg = ctx.after_func_boxed(move || drop(token)).unwrap();
     cancel.cancel();
@@ -861,7 +901,7 @@ fn after_func_boxed_stop_drops_the_closure_unrun() {
 #[test]
 fn after_func_boxed_on_a_done_context_runs_at_once() {
     let arena = leaked_arena();
-    let (ctx, cancel) = arena.background().with_cancel_cause().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel_cause().unwrap();
     cancel.cancel_with(err("gone"));
     let seen = Arc::new(std::sync::Mutex::new(None));
     let s = seen.clone();
@@ -902,7 +942,7 @@ fn after_func_boxed_on_a_context_that_can_never_be_done() {
 #[test]
 fn many_boxed_callbacks_on_one_context_each_run_once() {
     let arena = HeapArena::growable();
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let hits: Arc<Vec<AtomicUsize>> = Arc::new((0..1000).map(|_| AtomicUsize::new(0)).collect());
     let regs: Vec<_> = (0..1000)
         .map(|i| {
@@ -939,7 +979,7 @@ fn boxed_callbacks_can_cancel_other_contexts() {
     // A chain: each callback cancels the next context, whose callback cancels the next.
     let arena = leaked_arena();
     let pairs: Vec<_> = (0..50)
-        .map(|_| arena.background().with_cancel().unwrap())
+        .map(|_| arena.background().with_cancel().unwrap().into_parts())
         .collect();
     let (ctxs, cancels): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
     let mut cancels = cancels.into_iter();
@@ -965,7 +1005,9 @@ fn fixed_heap_arena_reports_exhaustion_and_recovers() {
     let arena = HeapArena::with_capacity(8);
     assert_eq!(arena.stats().max_capacity, 8);
     let root = arena.background();
-    let mut held: Vec<_> = (0..8).map(|_| root.with_cancel().unwrap()).collect();
+    let mut held: Vec<_> = (0..8)
+        .map(|_| root.with_cancel().unwrap().into_parts())
+        .collect();
     let stats = arena.stats();
     assert_eq!((stats.capacity, stats.live, stats.high_water), (8, 8, 8));
     assert_eq!(stats.failed_allocs, 0);
@@ -1011,15 +1053,18 @@ fn fixed_heap_arena_reports_exhaustion_and_recovers() {
     drop(k);
     let again = root.with_cancel().unwrap();
     assert_eq!(root.with_cancel().err(), Some(CreateError::ArenaFull));
-    held.push(again);
+    held.push(again.into_parts());
     // A tree of the whole capacity still cancels as a whole.
     held.clear();
     assert_eq!(arena.stats().live, 0);
-    let (top, top_cancel) = root.with_cancel().unwrap();
+    let Child {
+        ctx: top,
+        cancel: top_cancel,
+    } = root.with_cancel().unwrap();
     let mut chain = vec![];
     let mut cur = top.clone();
     for _ in 0..7 {
-        let (c, k) = cur.with_cancel().unwrap();
+        let Child { ctx: c, cancel: k } = cur.with_cancel().unwrap();
         chain.push(k);
         cur = c;
     }
@@ -1052,14 +1097,20 @@ fn growable_arena_grows_past_several_pages_keeping_old_handles_valid() {
     };
     assert!(first_cap >= 1);
     // Handles created before growth.
-    let (root, root_cancel) = arena.background().with_cancel().unwrap();
+    let Child {
+        ctx: root,
+        cancel: root_cancel,
+    } = arena.background().with_cancel().unwrap();
     let early = root.with_value(&ID, "early".to_string()).unwrap();
-    let (early_child, _ec) = early.with_cancel().unwrap();
+    let Child {
+        ctx: early_child,
+        cancel: _ec,
+    } = early.with_cancel().unwrap();
     let mut all = Vec::new();
     for i in 0..10_000 {
         // Alternate parents: some children of nodes created before growth, some deep.
         let parent = if i % 2 == 0 { &early_child } else { &root };
-        all.push(parent.with_cancel().unwrap());
+        all.push(parent.with_cancel().unwrap().into_parts());
     }
     let stats = arena.stats();
     assert!(
@@ -1097,14 +1148,14 @@ fn growable_arena_grows_past_several_pages_keeping_old_handles_valid() {
 #[test]
 fn growable_arena_grows_concurrently() {
     let arena = HeapArena::growable();
-    let (root, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx: root, cancel } = arena.background().with_cancel().unwrap();
     let made: Vec<Vec<_>> = thread::scope(|s| {
         let hs: Vec<_> = (0..4)
             .map(|_| {
                 let root = &root;
                 s.spawn(move || {
                     (0..3_000)
-                        .map(|_| root.with_cancel().unwrap())
+                        .map(|_| root.with_cancel().unwrap().into_parts())
                         .collect::<Vec<_>>()
                 })
             })
@@ -1133,7 +1184,7 @@ fn heap_arena_with_a_clock_and_a_deadline_hook() {
         .with_clock(&CLOCK)
         .with_deadline_hook(hook);
     let t0 = CLOCK.now_ticks();
-    let (ctx, _c) = arena
+    let Child { ctx, cancel: _c } = arena
         .background()
         .with_timeout(Duration::from_millis(30))
         .unwrap();
@@ -1167,7 +1218,7 @@ fn dropping_a_heap_arena_after_its_contexts_drops_everything_once() {
     let drops = Drops::default();
     {
         let arena = HeapArena::growable();
-        let (ctx, cancel) = arena.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
         let v = ctx.with_value(&TOKEN, drops.token()).unwrap();
         let token = drops.token();
         let reg = v.after_func_boxed(move || drop(token)).unwrap();
@@ -1192,7 +1243,7 @@ fn dropping_a_heap_arena_after_its_contexts_drops_everything_once() {
 #[test]
 fn after_func_boxes_an_oversized_closure_automatically() {
     let arena = HeapArena::growable();
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let big = [3u64; 64]; // 512 bytes: over the 16-byte inline budget
     let out = Arc::new(AtomicUsize::new(0));
     let o = out.clone();
@@ -1211,7 +1262,7 @@ fn after_func_boxes_an_oversized_closure_automatically() {
     assert_eq!(arena.stats().live, 0);
 
     // Stopped: the boxed closure is dropped unrun, with its captures.
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let drops = Drops::default();
     let token = (drops.token(), [0u64; 8]);
     let reg = ctx
@@ -1236,12 +1287,21 @@ fn remaining_counts_down_by_the_arena_clock_and_follows_the_parent() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     let arena = HeapArena::growable().with_clock(&CLOCK);
     assert_eq!(arena.background().remaining(), None);
-    let (parent, _p) = arena
+    let Child {
+        ctx: parent,
+        cancel: _p,
+    } = arena
         .background()
         .with_timeout(Duration::from_millis(100))
         .unwrap();
-    let (child, _c) = parent.with_timeout(Duration::from_secs(60)).unwrap();
-    let (plain, _pc) = arena.background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _c,
+    } = parent.with_timeout(Duration::from_secs(60)).unwrap();
+    let Child {
+        ctx: plain,
+        cancel: _pc,
+    } = arena.background().with_cancel().unwrap();
     assert_eq!(plain.remaining(), None);
     assert_eq!(parent.remaining(), Some(Duration::from_millis(100)));
     assert_eq!(
@@ -1259,7 +1319,10 @@ fn remaining_counts_down_by_the_arena_clock_and_follows_the_parent() {
 
     // A deadline without a clock to measure it by.
     let clockless = HeapArena::growable();
-    let (ctx, _cancel) = clockless
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = clockless
         .background()
         .with_deadline(Instant::from_ticks(5))
         .unwrap();

@@ -6,6 +6,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
+use ctxtree::Child;
 use std::sync::Mutex;
 
 #[cfg(feature = "alloc")]
@@ -52,8 +53,14 @@ fn exhaustion_is_an_error_from_every_constructor_and_recovers() {
     static RAN: AtomicUsize = AtomicUsize::new(0);
     static DROPPED: AtomicBool = AtomicBool::new(false);
 
-    let (parent, _pc) = A.background().with_cancel().unwrap();
-    let (dl_parent, _dc) = A
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: dl_parent,
+        cancel: _dc,
+    } = A
         .background()
         .with_deadline(Instant::from_ticks(5))
         .unwrap();
@@ -147,7 +154,10 @@ fn exhaustion_is_an_error_from_every_constructor_and_recovers() {
 #[test]
 fn after_func_on_never_done_context_needs_no_node_even_when_full() {
     static A: Arena<1> = Arena::new();
-    let (_c, _cc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: _c,
+        cancel: _cc,
+    } = A.background().with_cancel().unwrap();
     assert_eq!(
         A.background().with_cancel().err(),
         Some(CreateError::ArenaFull)
@@ -163,7 +173,7 @@ fn after_func_on_done_context_runs_even_when_full() {
     // so a full arena must not turn it into an error.
     static A: Arena<1> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (c, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel } = A.background().with_cancel().unwrap();
     cancel.cancel();
     assert_eq!(c.with_cancel().err(), Some(CreateError::ArenaFull));
     let failed = A.stats().failed_allocs;
@@ -187,7 +197,7 @@ fn after_func_on_done_context_runs_even_when_full() {
 #[cfg(feature = "alloc")] // a heap arena sized at run time
 fn heap_arena_with_capacity_exhausts_and_recovers() {
     let a = HeapArena::with_capacity(2);
-    let (x, cx) = a.background().with_cancel().unwrap();
+    let Child { ctx: x, cancel: cx } = a.background().with_cancel().unwrap();
     let y = x.with_value(&HK, 1).unwrap();
     assert_eq!(x.with_cancel().err(), Some(CreateError::ArenaFull));
     assert_eq!(y.without_cancel().err(), Some(CreateError::ArenaFull));
@@ -197,7 +207,10 @@ fn heap_arena_with_capacity_exhausts_and_recovers() {
         (2, 2, 2, 2)
     );
     drop(y);
-    let (z, _cz) = x.with_cancel().unwrap();
+    let Child {
+        ctx: z,
+        cancel: _cz,
+    } = x.with_cancel().unwrap();
     cx.cancel();
     assert_eq!(z.err(), Some(Error::Canceled));
     drop((x, cx, z, _cz));
@@ -211,7 +224,10 @@ fn timeout_without_clock_is_no_clock() {
     static SLOW: StaticCause = StaticCause::new("slow");
     assert!(A.clock().is_none());
     assert!(A.now().is_none());
-    let (p, _pc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
     for ctx in [A.background(), p.clone()] {
         assert_eq!(
             ctx.with_timeout(Duration::from_millis(1)).err(),
@@ -226,7 +242,10 @@ fn timeout_without_clock_is_no_clock() {
     // NoClock is not an allocation failure and takes no node.
     assert_eq!(A.stats(), stats(4, 1, 1, 0));
     // Deadlines still work without a clock, driven only by `expire`.
-    let (d, _dc) = p.with_deadline(Instant::from_ticks(10)).unwrap();
+    let Child {
+        ctx: d,
+        cancel: _dc,
+    } = p.with_deadline(Instant::from_ticks(10)).unwrap();
     assert!(!d.is_done(), "no clock: no lazy expiry");
     assert_eq!(A.expire(Instant::from_ticks(10)), None);
     assert_eq!(d.err(), Some(Error::DeadlineExceeded));
@@ -246,10 +265,10 @@ fn stats_are_exact_single_threaded() {
     let _todo = A.todo();
     assert_eq!(A.stats(), stats(8, 0, 0, 0), "roots cost nothing");
 
-    let (a, ca) = A.background().with_cancel().unwrap();
+    let Child { ctx: a, cancel: ca } = A.background().with_cancel().unwrap();
     assert_eq!(A.stats(), stats(8, 1, 1, 0));
     let v = a.with_value(&K, 1).unwrap();
-    let (b, cb) = v.with_cancel().unwrap();
+    let Child { ctx: b, cancel: cb } = v.with_cancel().unwrap();
     let f = b.after_func(|| {}).unwrap();
     let w = b.without_cancel().unwrap();
     assert_eq!(A.stats(), stats(8, 5, 5, 0));
@@ -270,8 +289,8 @@ fn stats_are_exact_single_threaded() {
     drop((b, cb));
     assert_eq!(A.stats(), stats(8, 2, 5, 0));
     // `v` and `a` are alive; new nodes reuse freed slots: the high-water mark stays.
-    let (c, cc) = v.with_cancel().unwrap();
-    let (d, cd) = c.with_cancel().unwrap();
+    let Child { ctx: c, cancel: cc } = v.with_cancel().unwrap();
+    let Child { ctx: d, cancel: cd } = c.with_cancel().unwrap();
     assert_eq!(A.stats(), stats(8, 4, 5, 0));
     assert_eq!(
         d.err(),
@@ -303,10 +322,13 @@ const MILLION: usize = 1_000_000;
 #[test]
 fn million_cancel_children_do_not_grow_the_parent() {
     static A: Arena<8> = Arena::new();
-    let (parent, _pc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
     let base = A.stats().live;
     for i in 0..MILLION {
-        let (child, cancel) = parent.with_cancel().unwrap();
+        let Child { ctx: child, cancel } = parent.with_cancel().unwrap();
         if i % 2 == 0 {
             cancel.cancel();
             assert!(child.is_done());
@@ -323,7 +345,10 @@ fn million_cancel_children_do_not_grow_the_parent() {
 fn million_after_func_registrations_stopped_do_not_grow_the_parent() {
     static A: Arena<8> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (parent, cancel) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel,
+    } = A.background().with_cancel().unwrap();
     for _ in 0..MILLION {
         let stop = parent
             .after_func(|| {
@@ -341,9 +366,13 @@ fn million_after_func_registrations_stopped_do_not_grow_the_parent() {
 #[test]
 fn million_deadline_children_expired_do_not_grow_the_parent() {
     static A: Arena<8> = Arena::new(); // no clock: expiry only through `expire`
-    let (parent, _pc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
     for i in 0..MILLION as u64 {
-        let (child, cancel) = parent.with_deadline(Instant::from_ticks(i + 1)).unwrap();
+        let Child { ctx: child, cancel } =
+            parent.with_deadline(Instant::from_ticks(i + 1)).unwrap();
         assert_eq!(
             A.expire(Instant::from_ticks(i)),
             Some(Instant::from_ticks(i + 1))
@@ -362,9 +391,12 @@ fn million_deadline_children_expired_do_not_grow_the_parent() {
 fn many_lazily_expired_timeouts_do_not_grow_the_parent() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
-    let (parent, _pc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
     for _ in 0..200_000 {
-        let (child, cancel) = parent.with_timeout(Duration::from_millis(1)).unwrap();
+        let Child { ctx: child, cancel } = parent.with_timeout(Duration::from_millis(1)).unwrap();
         assert!(!child.is_done());
         CLOCK.advance(1);
         assert_eq!(child.err(), Some(Error::DeadlineExceeded));
@@ -378,7 +410,10 @@ fn many_lazily_expired_timeouts_do_not_grow_the_parent() {
 fn many_value_and_without_cancel_children_do_not_grow() {
     static A: Arena<8> = Arena::new();
     static K: Key<u64> = Key::new("k");
-    let (parent, _pc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
     for i in 0..200_000u64 {
         let v = parent.with_value(&K, i).unwrap();
         let w = v.without_cancel().unwrap();
@@ -398,7 +433,7 @@ fn many_value_and_without_cancel_children_do_not_grow() {
 fn handles_keep_nodes_alive_until_the_last_drops() {
     static A: Arena<8> = Arena::new();
     static K: Key<u32> = Key::new("k");
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     let clones: Vec<_> = (0..5).map(|_| ctx.clone()).collect();
     drop(ctx);
     drop(cancel); // cancels
@@ -411,7 +446,10 @@ fn handles_keep_nodes_alive_until_the_last_drops() {
 
     // A child holds its parent: the parent's values stay readable through it.
     let v = A.background().with_value(&K, 7).unwrap();
-    let (child, cc) = v.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: cc,
+    } = v.with_cancel().unwrap();
     let grandchild = child.with_value(&K, 8).unwrap();
     drop(v);
     assert_eq!(A.stats().live, 3);
@@ -430,8 +468,11 @@ fn handles_keep_nodes_alive_until_the_last_drops() {
 #[test]
 fn canceler_alone_keeps_its_context_and_cancels_on_drop() {
     static A: Arena<4> = Arena::new();
-    let (parent, _pc) = A.background().with_cancel().unwrap();
-    let (ctx, cancel) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = parent.with_cancel().unwrap();
     let watcher = ctx.clone();
     drop(ctx);
     assert!(!watcher.is_done());
@@ -454,13 +495,34 @@ fn expire_returns_the_next_deadline_and_cancels_exactly_the_due_ones() {
     static SLOW: StaticCause = StaticCause::new("slow");
     let t = Instant::from_ticks;
     assert_eq!(A.expire(t(0)), None, "nothing pending");
-    let (d10, _g1) = A.background().with_deadline(t(10)).unwrap();
-    let (under10, _g2) = d10.with_cancel().unwrap(); // inherits 10
-    let (d20a, _g3) = A.background().with_deadline_cause(t(20), &SLOW).unwrap();
-    let (d20b, _g4) = A.background().with_deadline(t(20)).unwrap();
-    let (d30, _g5) = A.background().with_deadline(t(30)).unwrap();
-    let (d40, c40) = A.background().with_deadline(t(40)).unwrap();
-    let (plain, _g6) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: d10,
+        cancel: _g1,
+    } = A.background().with_deadline(t(10)).unwrap();
+    let Child {
+        ctx: under10,
+        cancel: _g2,
+    } = d10.with_cancel().unwrap(); // inherits 10
+    let Child {
+        ctx: d20a,
+        cancel: _g3,
+    } = A.background().with_deadline_cause(t(20), &SLOW).unwrap();
+    let Child {
+        ctx: d20b,
+        cancel: _g4,
+    } = A.background().with_deadline(t(20)).unwrap();
+    let Child {
+        ctx: d30,
+        cancel: _g5,
+    } = A.background().with_deadline(t(30)).unwrap();
+    let Child {
+        ctx: d40,
+        cancel: c40,
+    } = A.background().with_deadline(t(40)).unwrap();
+    let Child {
+        ctx: plain,
+        cancel: _g6,
+    } = A.background().with_cancel().unwrap();
 
     assert_eq!(A.expire(t(9)), Some(t(10)));
     assert!(
@@ -494,7 +556,7 @@ fn expire_returns_the_next_deadline_and_cancels_exactly_the_due_ones() {
 fn expire_fires_after_funcs_and_skips_deadlines_nobody_holds() {
     static A: Arena<8> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (d, _c) = A
+    let Child { ctx: d, cancel: _c } = A
         .background()
         .with_deadline(Instant::from_ticks(5))
         .unwrap();
@@ -504,7 +566,10 @@ fn expire_fires_after_funcs_and_skips_deadlines_nobody_holds() {
         })
         .unwrap();
     {
-        let (gone, gc) = A
+        let Child {
+            ctx: gone,
+            cancel: gc,
+        } = A
             .background()
             .with_deadline(Instant::from_ticks(3))
             .unwrap();
@@ -528,12 +593,15 @@ fn lazy_deadline_check_records_the_expiry() {
     static K: Key<u8> = Key::new("k");
     static SLOW: StaticCause = StaticCause::new("slow");
     static WHY: StaticCause = StaticCause::new("why");
-    let (d, cancel) = A
+    let Child { ctx: d, cancel } = A
         .background()
         .with_timeout_cause(Duration::from_millis(10), &SLOW)
         .unwrap();
     let v = d.with_value(&K, 1).unwrap();
-    let (child, child_cancel) = v.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: child_cancel,
+    } = v.with_cancel().unwrap();
     assert_eq!(A.expire(A.now().unwrap()), Some(Instant::from_ticks(10)));
     CLOCK.advance(10);
     // Observed through the grandchild first: the expiry is recorded on the deadline's owner.
@@ -559,7 +627,7 @@ fn lazy_deadline_check_records_the_expiry() {
     );
 
     // is_done() alone records it too.
-    let (e, ec) = A
+    let Child { ctx: e, cancel: ec } = A
         .background()
         .with_timeout(Duration::from_millis(1))
         .unwrap();
@@ -579,7 +647,7 @@ fn deadline_hook_reports_listeners_and_expire_watch_fires_them() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK).with_deadline_hook(hook);
     static RAN: AtomicUsize = AtomicUsize::new(0);
 
-    let (d, _c) = A
+    let Child { ctx: d, cancel: _c } = A
         .background()
         .with_timeout(Duration::from_millis(20))
         .unwrap();
@@ -622,21 +690,39 @@ fn dump_of_a_small_known_tree() {
 
     assert_eq!(dump(&A), "", "an empty arena prints nothing");
     let bg = A.background();
-    let (req, _req_c) = bg.with_cancel().unwrap(); // #0
-    let (dl, _dl_c) = req
+    let Child {
+        ctx: req,
+        cancel: _req_c,
+    } = bg.with_cancel().unwrap(); // #0
+    let Child {
+        ctx: dl,
+        cancel: _dl_c,
+    } = req
         .with_deadline_cause(Instant::from_ticks(100), &SLOW)
         .unwrap(); // #1
     let v = dl.with_value(&USER, 7).unwrap(); // #2
-    let (job, _job_c) = v.with_cancel().unwrap(); // #3
+    let Child {
+        ctx: job,
+        cancel: _job_c,
+    } = v.with_cancel().unwrap(); // #3
     let _pending = job.after_func(|| {}).unwrap(); // #4
-    let (other, other_c) = req.with_cancel_cause().unwrap(); // #5
+    let Child {
+        ctx: other,
+        cancel: other_c,
+    } = req.with_cancel_cause().unwrap(); // #5
     let _fired = other.after_func(|| {}).unwrap(); // #6
     other_c.cancel_with(&SHUTDOWN);
     let stopped = req.after_func(|| {}).unwrap(); // #7
     assert!(stopped.stop());
     let _w = req.without_cancel().unwrap(); // #8
-    let (_t, _t_c) = A.todo().with_timeout(Duration::from_millis(50)).unwrap(); // #9
-    let (_te, _te_c) = A
+    let Child {
+        ctx: _t,
+        cancel: _t_c,
+    } = A.todo().with_timeout(Duration::from_millis(50)).unwrap(); // #9
+    let Child {
+        ctx: _te,
+        cancel: _te_c,
+    } = A
         .todo()
         .with_deadline_cause(Instant::from_ticks(0), &SLOW)
         .unwrap(); // #10, born expired
@@ -690,7 +776,7 @@ fn dump_of_a_todo_rooted_tree_only() {
     static A: Arena<4> = Arena::new();
     static K: Key<i16> = Key::new("depth");
     let t = A.todo().with_value(&K, -1).unwrap();
-    let (c, cc) = t.with_cancel().unwrap();
+    let Child { ctx: c, cancel: cc } = t.with_cancel().unwrap();
     cc.cancel();
     assert_eq!(
         dump(&A),
@@ -718,7 +804,7 @@ fn deep_chain_cancel_and_release_on_a_small_stack() {
                 let mut chain: Vec<(Context<'_>, Canceler<'_>)> = Vec::with_capacity(DEEP);
                 let mut parent = a.background();
                 for _ in 0..DEEP {
-                    let (c, cancel) = parent.with_cancel().unwrap();
+                    let Child { ctx: c, cancel } = parent.with_cancel().unwrap();
                     parent = c.clone();
                     chain.push((c, cancel));
                 }
@@ -788,7 +874,7 @@ fn display_of_chains_around_the_elision_threshold() {
         let mut cancels = Vec::new();
         for i in 0..depth - 1 {
             if i % 2 == 0 {
-                let (c, cc) = ctx.with_cancel().unwrap();
+                let Child { ctx: c, cancel: cc } = ctx.with_cancel().unwrap();
                 ctx = c;
                 cancels.push(cc);
             } else {

@@ -8,6 +8,7 @@
 
 #![cfg(feature = "std")]
 
+use ctxtree::Child;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -67,7 +68,7 @@ fn std_deadline(ctx: &Context<'_>) -> StdInstant {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_thousand_waiters_complete_after_one_cancel() {
     const N: usize = 5_000;
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let registered = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..N)
@@ -108,8 +109,11 @@ fn waiters_on_a_local_pool_complete_after_one_cancel() {
     static ARENA: Arena<8> = Arena::new();
     let mut pool = LocalPool::new();
     let spawner = pool.spawner();
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
-    let (child, _child_cancel) = ctx.with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _child_cancel,
+    } = ctx.with_cancel().unwrap();
     let results = Arc::new(std::sync::Mutex::new(Vec::new()));
     for i in 0..1_000 {
         let c = if i % 2 == 0 {
@@ -144,7 +148,7 @@ fn waiters_on_a_local_pool_complete_after_one_cancel() {
 
 #[test]
 fn block_on_threads_wake_on_a_cancel_from_another_thread() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let ready = Arc::new(Barrier::new(9));
     let (tx, rx) = mpsc::channel();
     for _ in 0..8 {
@@ -169,7 +173,7 @@ fn block_on_threads_wake_on_a_cancel_from_another_thread() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_racing_registration_never_hangs() {
     for round in 0..500 {
-        let (ctx, cancel) = background().with_cancel().unwrap();
+        let Child { ctx, cancel } = background().with_cancel().unwrap();
         let go = Arc::new(tokio::sync::Barrier::new(9));
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -202,8 +206,11 @@ async fn parent_cancel_racing_child_registration_never_hangs() {
     // Waiters on descendants (a value context and a cancel child) while the root is cancelled.
     static K: ctxtree::HeapKey<u32> = ctxtree::HeapKey::new("k");
     for round in 0..300 {
-        let (root, cancel) = background().with_cancel().unwrap();
-        let (mid, _mid_cancel) = root.with_cancel().unwrap();
+        let Child { ctx: root, cancel } = background().with_cancel().unwrap();
+        let Child {
+            ctx: mid,
+            cancel: _mid_cancel,
+        } = root.with_cancel().unwrap();
         let leaf = mid.with_value(&K, round).unwrap();
         let go = Arc::new(tokio::sync::Barrier::new(5));
         let mut tasks = Vec::new();
@@ -234,7 +241,7 @@ async fn parent_cancel_racing_child_registration_never_hangs() {
 #[test]
 fn block_on_registration_racing_cancel_on_threads_never_hangs() {
     for round in 0..300 {
-        let (ctx, cancel) = background().with_cancel().unwrap();
+        let Child { ctx, cancel } = background().with_cancel().unwrap();
         let go = Arc::new(Barrier::new(4));
         let (tx, rx) = mpsc::channel();
         for _ in 0..3 {
@@ -259,7 +266,7 @@ fn block_on_registration_racing_cancel_on_threads_never_hangs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dropping_half_the_pending_waiters_leaves_the_rest_working() {
     const N: usize = 2_000;
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let registered = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..N)
         .map(|_| {
@@ -307,7 +314,7 @@ async fn dropping_half_the_pending_waiters_leaves_the_rest_working() {
 
 #[test]
 fn dropped_waiters_are_never_woken_and_kept_ones_are_woken_once() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let mut futs: Vec<_> = (0..200).map(|_| Box::pin(ctx.done())).collect();
     let mut wakers = Vec::new();
     for f in &mut futs {
@@ -342,7 +349,7 @@ fn dropped_waiters_are_never_woken_and_kept_ones_are_woken_once() {
 
 #[test]
 fn repolling_with_a_new_waker_wakes_only_the_latest() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let mut fut = Box::pin(ctx.done());
     let (first, w1) = counting_waker();
     let (second, w2) = counting_waker();
@@ -360,7 +367,7 @@ fn repolling_with_a_new_waker_wakes_only_the_latest() {
 #[test]
 fn dropping_waiters_on_other_threads_while_cancelling_is_safe() {
     for _ in 0..200 {
-        let (ctx, cancel) = background().with_cancel().unwrap();
+        let Child { ctx, cancel } = background().with_cancel().unwrap();
         let go = Arc::new(Barrier::new(5));
         let hs: Vec<_> = (0..4)
             .map(|i| {
@@ -413,11 +420,17 @@ fn dropping_waiters_on_other_threads_while_cancelling_is_safe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deadline_wakes_awaiting_tokio_tasks_on_time() {
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(50))
         .unwrap();
     let dl = std_deadline(&ctx);
-    let (child, _cc) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_cancel().unwrap();
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let c = if i % 2 == 0 {
@@ -445,7 +458,10 @@ async fn deadline_wakes_awaiting_tokio_tasks_on_time() {
 #[test]
 fn deadline_wakes_block_on_without_any_executor_timer() {
     // `block_on` has no timer: only ctxtree's timer thread can wake it.
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(40))
         .unwrap();
     let dl = std_deadline(&ctx);
@@ -466,7 +482,7 @@ fn manual_clock_deadline_wakes_a_waiter_through_expire() {
     // The firmware path: no timer thread, the arena's `expire` fires the deadline.
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static ARENA: Arena<4> = Arena::new().with_clock(&CLOCK);
-    let (ctx, _c) = ARENA
+    let Child { ctx, cancel: _c } = ARENA
         .background()
         .with_timeout(Duration::from_millis(5))
         .unwrap();
@@ -495,7 +511,7 @@ fn manual_clock_deadline_wakes_a_waiter_through_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_until_done_returns_ok_when_the_future_wins() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let dropped = Arc::new(AtomicBool::new(false));
     let flag = DropFlag(dropped.clone());
     let got = ctx
@@ -515,7 +531,7 @@ async fn run_until_done_returns_ok_when_the_future_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_until_done_returns_canceled_and_drops_the_future() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let dropped = Arc::new(AtomicBool::new(false));
     let started = Arc::new(tokio::sync::Notify::new());
     let (flag, s) = (DropFlag(dropped.clone()), started.clone());
@@ -543,7 +559,10 @@ async fn run_until_done_returns_canceled_and_drops_the_future() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn run_until_done_returns_deadline_exceeded_at_the_deadline() {
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(40))
         .unwrap();
     let dl = std_deadline(&ctx);
@@ -566,7 +585,7 @@ async fn run_until_done_returns_deadline_exceeded_at_the_deadline() {
 
 #[test]
 fn run_until_done_on_a_done_context_wins_over_a_ready_future() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     cancel.cancel();
     let polled = Arc::new(AtomicBool::new(false));
     let p = polled.clone();
@@ -582,8 +601,14 @@ fn run_until_done_on_a_done_context_wins_over_a_ready_future() {
 fn run_until_done_nests_with_child_contexts_on_a_local_pool() {
     static ARENA: Arena<8> = Arena::new();
     let mut pool = LocalPool::new();
-    let (outer, cancel_outer) = ARENA.background().with_cancel().unwrap();
-    let (inner, _cancel_inner) = outer.with_cancel().unwrap();
+    let Child {
+        ctx: outer,
+        cancel: cancel_outer,
+    } = ARENA.background().with_cancel().unwrap();
+    let Child {
+        ctx: inner,
+        cancel: _cancel_inner,
+    } = outer.with_cancel().unwrap();
     let result = Arc::new(std::sync::Mutex::new(None));
     let r = result.clone();
     pool.spawner()
@@ -613,7 +638,10 @@ fn done_on_background_never_completes() {
     let mut cx = TaskCx::from_waker(noop);
     let bg = background();
     let val = bg.with_value(&K, 1).unwrap();
-    let (cancelled, cancel) = bg.with_cancel().unwrap();
+    let Child {
+        ctx: cancelled,
+        cancel,
+    } = bg.with_cancel().unwrap();
     let detached = cancelled.without_cancel().unwrap();
     cancel.cancel();
     for ctx in [&bg, &ctxtree::todo(), &val, &detached] {

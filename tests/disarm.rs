@@ -3,18 +3,19 @@
 //! Core only (static arenas, a manual clock): runs under Miri as is.
 
 use core::time::Duration;
+use ctxtree::Child;
 
 use ctxtree::{Arena, Clock, Error, ManualClock};
 
 #[test]
 fn the_underscore_habit_cancels_at_once_and_disarm_does_not() {
     static ARENA: Arena<4> = Arena::new();
-    let (ctx, _) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel: _ } = ARENA.background().with_cancel().unwrap();
     assert_eq!(ctx.err(), Some(Error::Canceled));
     drop(ctx);
     assert_eq!(ARENA.stats().live, 0);
 
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
     cancel.disarm();
     assert_eq!(ctx.err(), None);
     assert!(ctx.can_be_done());
@@ -23,7 +24,7 @@ fn the_underscore_habit_cancels_at_once_and_disarm_does_not() {
 #[test]
 fn a_disarmed_child_of_background_is_released_with_its_last_handle() {
     static ARENA: Arena<4> = Arena::new();
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
     let other = ctx.clone();
     cancel.disarm();
     assert_eq!(ARENA.stats().live, 1);
@@ -37,9 +38,15 @@ fn a_disarmed_child_of_background_is_released_with_its_last_handle() {
 #[test]
 fn a_disarmed_context_is_still_cancelled_through_its_parent_and_then_released() {
     static ARENA: Arena<8> = Arena::new();
-    let (parent, cancel_parent) = ARENA.background().with_cancel().unwrap();
-    let (ctx, cancel) = parent.with_cancel().unwrap();
-    let (grandchild, _cancel_grandchild) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = parent.with_cancel().unwrap();
+    let Child {
+        ctx: grandchild,
+        cancel: _cancel_grandchild,
+    } = ctx.with_cancel().unwrap();
     cancel.disarm();
     assert_eq!(ctx.err(), None);
     static WHY: ctxtree::StaticCause = ctxtree::StaticCause::new("shutting down");
@@ -56,8 +63,11 @@ fn a_disarmed_context_is_still_cancelled_through_its_parent_and_then_released() 
 #[test]
 fn a_disarmed_child_stays_in_its_live_parents_list_until_the_parent_is_done() {
     static ARENA: Arena<4> = Arena::new();
-    let (parent, cancel_parent) = ARENA.background().with_cancel().unwrap();
-    let (ctx, cancel) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = parent.with_cancel().unwrap();
     cancel.disarm();
     drop(ctx);
     // As Go's never-called cancel: the child stays linked to its live parent.
@@ -72,8 +82,11 @@ fn a_disarmed_child_stays_in_its_live_parents_list_until_the_parent_is_done() {
 fn a_disarmed_timeout_expires_and_is_released() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static ARENA: Arena<4> = Arena::new().with_clock(&CLOCK);
-    let (parent, cancel_parent) = ARENA.background().with_cancel().unwrap();
-    let (ctx, cancel) = parent.with_timeout(Duration::from_millis(10)).unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = parent.with_timeout(Duration::from_millis(10)).unwrap();
     cancel.disarm();
     let observer = ctx.clone();
     drop(ctx);
@@ -87,7 +100,7 @@ fn a_disarmed_timeout_expires_and_is_released() {
     );
 
     // Nobody observes this one: the arena's expiry releases it.
-    let (ctx, cancel) = parent.with_timeout(Duration::from_millis(10)).unwrap();
+    let Child { ctx, cancel } = parent.with_timeout(Duration::from_millis(10)).unwrap();
     cancel.disarm();
     drop(ctx);
     assert_eq!(ARENA.stats().live, 2);

@@ -10,6 +10,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
+use ctxtree::Child;
 use std::sync::Barrier;
 use std::thread;
 
@@ -66,11 +67,14 @@ fn test_todo() {
 fn test_with_cancel() {
     static A: Arena<8> = Arena::new();
     static K: Key<u8> = Key::new("other");
-    let (c1, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx: c1, cancel } = A.background().with_cancel().unwrap();
     assert_eq!(c1.to_string(), "context.Background.WithCancel");
 
     let o = c1.with_value(&K, 1).unwrap(); // Go's otherContext{c1}
-    let (c2, _cancel2) = o.with_cancel().unwrap();
+    let Child {
+        ctx: c2,
+        cancel: _cancel2,
+    } = o.with_cancel().unwrap();
     let contexts = [&c1, &o, &c2];
     for c in contexts {
         assert!(c.can_be_done(), "Done() must be non-nil");
@@ -99,10 +103,19 @@ fn test_parent_finishes_child() {
     // parent -> cancelChild
     // parent -> valueChild -> timerChild
     // parent -> afterChild
-    let (parent, cancel) = A.background().with_cancel().unwrap();
-    let (cancel_child, stop1) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel,
+    } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: cancel_child,
+        cancel: stop1,
+    } = parent.with_cancel().unwrap();
     let value_child = parent.with_value(&KEY, 1).unwrap();
-    let (timer_child, stop2) = value_child.with_timeout(VERY_LONG).unwrap();
+    let Child {
+        ctx: timer_child,
+        cancel: stop2,
+    } = value_child.with_timeout(VERY_LONG).unwrap();
     let after_stop = parent
         .after_func(|| AFTER_RAN.store(true, Ordering::SeqCst))
         .unwrap();
@@ -145,10 +158,13 @@ fn test_parent_finishes_child() {
 #[test]
 fn test_child_finishes_first() {
     static A: Arena<8> = Arena::new();
-    let (cancelable, _stop) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: cancelable,
+        cancel: _stop,
+    } = A.background().with_cancel().unwrap();
     for parent in [A.background(), cancelable.clone()] {
         let baseline = A.stats().live;
-        let (child, cancel) = parent.with_cancel().unwrap();
+        let Child { ctx: child, cancel } = parent.with_cancel().unwrap();
         assert!(!parent.is_done());
         assert!(!child.is_done());
         assert_eq!(A.stats().live, baseline + 1);
@@ -178,9 +194,9 @@ fn test_cancel_removes() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
 
     // WithCancel child.
-    let (ctx, _c) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel: _c } = A.background().with_cancel().unwrap();
     assert_eq!(A.stats().live, 1);
-    let (_, cancel) = ctx.with_cancel().unwrap();
+    let Child { ctx: _, cancel } = ctx.with_cancel().unwrap();
     assert_eq!(A.stats().live, 2, "with WithCancel child");
     cancel.cancel();
     drop(cancel);
@@ -188,7 +204,7 @@ fn test_cancel_removes() {
     assert!(!ctx.is_done());
 
     // WithTimeout child.
-    let (_, cancel) = ctx.with_timeout(Duration::from_secs(3600)).unwrap();
+    let Child { ctx: _, cancel } = ctx.with_timeout(Duration::from_secs(3600)).unwrap();
     assert_eq!(A.stats().live, 2, "with WithTimeout child");
     cancel.cancel();
     drop(cancel);
@@ -216,7 +232,10 @@ fn test_deadline() {
     let now = || A.now().unwrap();
 
     // WithDeadline
-    let (c, _c1) = A.background().with_deadline(now().add_ticks(1)).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _c1,
+    } = A.background().with_deadline(now().add_ticks(1)).unwrap();
     assert!(
         c.to_string()
             .starts_with("context.Background.WithDeadline("),
@@ -226,14 +245,23 @@ fn test_deadline() {
     assert!(!c.is_done());
 
     // WithDeadline+otherContext
-    let (d, _c2) = A.background().with_deadline(now().add_ticks(1)).unwrap();
+    let Child {
+        ctx: d,
+        cancel: _c2,
+    } = A.background().with_deadline(now().add_ticks(1)).unwrap();
     let o = d.with_value(&K, 0).unwrap();
     assert!(!o.is_done());
 
     // WithDeadline+otherContext+WithDeadline: the far deadline is capped by the near one.
-    let (e, _c3) = A.background().with_deadline(now().add_ticks(1)).unwrap();
+    let Child {
+        ctx: e,
+        cancel: _c3,
+    } = A.background().with_deadline(now().add_ticks(1)).unwrap();
     let o2 = e.with_value(&K, 0).unwrap();
-    let (f, _c4) = o2
+    let Child {
+        ctx: f,
+        cancel: _c4,
+    } = o2
         .with_deadline(now().add_ticks(1000 * 3600 * 1000))
         .unwrap();
     assert_eq!(f.deadline(), Some(now().add_ticks(1)));
@@ -246,7 +274,10 @@ fn test_deadline() {
     }
 
     // WithDeadline+inthepast
-    let (g, _c5) = A
+    let Child {
+        ctx: g,
+        cancel: _c5,
+    } = A
         .background()
         .with_deadline(Instant::from_ticks(now().ticks() - 1))
         .unwrap();
@@ -254,7 +285,10 @@ fn test_deadline() {
     assert_eq!(g.err(), Some(Error::DeadlineExceeded));
 
     // WithDeadline+now
-    let (h, _c6) = A.background().with_deadline(now()).unwrap();
+    let Child {
+        ctx: h,
+        cancel: _c6,
+    } = A.background().with_deadline(now()).unwrap();
     assert_eq!(h.err(), Some(Error::DeadlineExceeded));
 }
 
@@ -264,7 +298,7 @@ fn test_deadline() {
 fn test_timeout_too_far_out_is_still_a_deadline() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<4> = Arena::new().with_clock(&CLOCK);
-    let (ctx, _c) = A.background().with_timeout(Duration::MAX).unwrap();
+    let Child { ctx, cancel: _c } = A.background().with_timeout(Duration::MAX).unwrap();
     let dl = ctx.deadline().expect("a deadline");
     assert_eq!(dl, Instant::from_ticks(u64::MAX - 1));
     assert!(
@@ -273,9 +307,15 @@ fn test_timeout_too_far_out_is_still_a_deadline() {
     );
     assert!(!ctx.is_done());
     // A nearer deadline below it is a deadline node of its own; a farther one is not.
-    let (near, _n) = ctx.with_deadline(Instant::from_ticks(10)).unwrap();
+    let Child {
+        ctx: near,
+        cancel: _n,
+    } = ctx.with_deadline(Instant::from_ticks(10)).unwrap();
     assert!(near.to_string().ends_with("])"));
-    let (far, _f) = ctx.with_deadline(Instant::from_ticks(u64::MAX)).unwrap();
+    let Child {
+        ctx: far,
+        cancel: _f,
+    } = ctx.with_deadline(Instant::from_ticks(u64::MAX)).unwrap();
     assert_eq!(far.deadline(), Some(dl));
     assert_eq!(A.expire(Instant::from_ticks(u64::MAX - 2)), Some(dl));
     assert!(near.is_done() && !ctx.is_done());
@@ -290,7 +330,10 @@ fn test_timeout() {
     static K: Key<u8> = Key::new("other");
     let short = Duration::from_millis(1);
 
-    let (c, _c1) = A.background().with_timeout(short).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _c1,
+    } = A.background().with_timeout(short).unwrap();
     assert!(
         c.to_string()
             .starts_with("context.Background.WithDeadline("),
@@ -298,12 +341,21 @@ fn test_timeout() {
     );
     assert_eq!(c.deadline(), Some(Instant::from_ticks(1)));
 
-    let (d, _c2) = A.background().with_timeout(short).unwrap();
+    let Child {
+        ctx: d,
+        cancel: _c2,
+    } = A.background().with_timeout(short).unwrap();
     let o = d.with_value(&K, 0).unwrap();
 
-    let (e, _c3) = A.background().with_timeout(short).unwrap();
+    let Child {
+        ctx: e,
+        cancel: _c3,
+    } = A.background().with_timeout(short).unwrap();
     let o2 = e.with_value(&K, 0).unwrap();
-    let (f, _c4) = o2.with_timeout(VERY_LONG).unwrap();
+    let Child {
+        ctx: f,
+        cancel: _c4,
+    } = o2.with_timeout(VERY_LONG).unwrap();
     assert_eq!(f.deadline(), Some(Instant::from_ticks(1)));
 
     assert!(!is_done_everywhere(&[&c, &o, &f]));
@@ -318,9 +370,12 @@ fn test_canceled_timeout() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     static K: Key<u8> = Key::new("other");
-    let (c, _c1) = A.background().with_timeout(Duration::from_secs(1)).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _c1,
+    } = A.background().with_timeout(Duration::from_secs(1)).unwrap();
     let o = c.with_value(&K, 0).unwrap();
-    let (c2, cancel) = o.with_timeout(VERY_LONG).unwrap();
+    let Child { ctx: c2, cancel } = o.with_timeout(VERY_LONG).unwrap();
     cancel.cancel(); // propagates synchronously
     assert!(c2.is_done());
     assert_eq!(c2.err(), Some(Error::Canceled));
@@ -410,13 +465,16 @@ fn test_values() {
 #[test]
 fn test_simultaneous_cancels() {
     static A: Arena<128> = Arena::new();
-    let (root, root_cancel) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: root,
+        cancel: root_cancel,
+    } = A.background().with_cancel().unwrap();
     let mut all: Vec<(Context<'static>, Canceler<'static>)> = vec![(root, root_cancel)];
     // A tree of ~100 contexts, four children per node, breadth first.
     let mut q = 0;
     while all.len() < 100 {
         for _ in 0..4 {
-            let pair = all[q].0.with_cancel().unwrap();
+            let pair = all[q].0.with_cancel().unwrap().into_parts();
             all.push(pair);
         }
         q += 1;
@@ -446,8 +504,14 @@ fn test_simultaneous_cancels() {
 #[test]
 fn test_interlocked_cancels() {
     static A: Arena<4> = Arena::new();
-    let (parent, cancel_parent) = A.background().with_cancel().unwrap();
-    let (child, cancel_child) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: cancel_child,
+    } = parent.with_cancel().unwrap();
     thread::scope(|s| {
         s.spawn(|| {
             while !parent.is_done() {
@@ -498,7 +562,7 @@ fn test_layers(arena: &'static ctxtree::RawArena, clock: &ManualClock, seed: u64
                 vals.push(k);
             }
             1 => {
-                let (c, cancel) = ctx.with_cancel().unwrap();
+                let Child { ctx: c, cancel } = ctx.with_cancel().unwrap();
                 ctx = c;
                 cancels.push(cancel);
             }
@@ -508,7 +572,7 @@ fn test_layers(arena: &'static ctxtree::RawArena, clock: &ManualClock, seed: u64
                 } else {
                     VERY_LONG
                 };
-                let (c, cancel) = ctx.with_timeout(d).unwrap();
+                let Child { ctx: c, cancel } = ctx.with_timeout(d).unwrap();
                 ctx = c;
                 cancels.push(cancel);
                 num_timers += 1;
@@ -574,10 +638,16 @@ fn test_layers_timeout() {
 fn test_with_cancel_canceled_parent() {
     static A: Arena<4> = Arena::new();
     static BECAUSE: StaticCause = StaticCause::new("Because!");
-    let (parent, pcancel) = A.background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: pcancel,
+    } = A.background().with_cancel_cause().unwrap();
     pcancel.cancel_with(&BECAUSE);
 
-    let (c, _cancel) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cancel,
+    } = parent.with_cancel().unwrap();
     assert!(c.is_done(), "child not done immediately upon construction");
     assert_eq!(c.err(), Some(Error::Canceled));
     assert!(c.cause().unwrap().is_static(&BECAUSE));
@@ -588,7 +658,10 @@ fn test_with_cancel_simultaneously_canceled_parent() {
     static A: Arena<8> = Arena::new();
     static BECAUSE: StaticCause = StaticCause::new("Because!");
     for _ in 0..100 {
-        let (parent, pcancel) = A.background().with_cancel_cause().unwrap();
+        let Child {
+            ctx: parent,
+            cancel: pcancel,
+        } = A.background().with_cancel_cause().unwrap();
         let barrier = Barrier::new(2);
         thread::scope(|s| {
             s.spawn(|| {
@@ -596,7 +669,10 @@ fn test_with_cancel_simultaneously_canceled_parent() {
                 pcancel.cancel_with(&BECAUSE);
             });
             barrier.wait();
-            let (c, _cancel) = parent.with_cancel().unwrap();
+            let Child {
+                ctx: c,
+                cancel: _cancel,
+            } = parent.with_cancel().unwrap();
             while !c.is_done() {
                 std::hint::spin_loop();
             }
@@ -668,7 +744,7 @@ fn test_cause() {
         (
             "WithCancel",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_cancel().unwrap();
+                let Child { ctx, cancel } = bg().with_cancel().unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
             }),
@@ -678,7 +754,7 @@ fn test_cause() {
         (
             "WithCancelCause",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_cancel_cause().unwrap();
+                let Child { ctx, cancel } = bg().with_cancel_cause().unwrap();
                 cancel.cancel_with(&PARENT_CAUSE);
                 (ctx, vec![cancel])
             }),
@@ -688,7 +764,7 @@ fn test_cause() {
         (
             "WithCancelCause nil",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_cancel_cause().unwrap();
+                let Child { ctx, cancel } = bg().with_cancel_cause().unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
             }),
@@ -698,8 +774,14 @@ fn test_cause() {
         (
             "WithCancelCause: parent cause before child",
             Box::new(|| {
-                let (ctx, cancel_parent) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel_child) = ctx.with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_parent,
+                } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_child,
+                } = ctx.with_cancel_cause().unwrap();
                 cancel_parent.cancel_with(&PARENT_CAUSE);
                 cancel_child.cancel_with(&CHILD_CAUSE);
                 (ctx, vec![cancel_parent, cancel_child])
@@ -710,8 +792,14 @@ fn test_cause() {
         (
             "WithCancelCause: parent cause after child",
             Box::new(|| {
-                let (ctx, cancel_parent) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel_child) = ctx.with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_parent,
+                } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_child,
+                } = ctx.with_cancel_cause().unwrap();
                 cancel_child.cancel_with(&CHILD_CAUSE);
                 cancel_parent.cancel_with(&PARENT_CAUSE);
                 (ctx, vec![cancel_parent, cancel_child])
@@ -722,8 +810,14 @@ fn test_cause() {
         (
             "WithCancelCause: parent cause before nil",
             Box::new(|| {
-                let (ctx, cancel_parent) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel_child) = ctx.with_cancel().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_parent,
+                } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_child,
+                } = ctx.with_cancel().unwrap();
                 cancel_parent.cancel_with(&PARENT_CAUSE);
                 cancel_child.cancel();
                 (ctx, vec![cancel_parent, cancel_child])
@@ -734,8 +828,14 @@ fn test_cause() {
         (
             "WithCancelCause: parent cause after nil",
             Box::new(|| {
-                let (ctx, cancel_parent) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel_child) = ctx.with_cancel().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_parent,
+                } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_child,
+                } = ctx.with_cancel().unwrap();
                 cancel_child.cancel();
                 cancel_parent.cancel_with(&PARENT_CAUSE);
                 (ctx, vec![cancel_parent, cancel_child])
@@ -746,8 +846,14 @@ fn test_cause() {
         (
             "WithCancelCause: child cause after nil",
             Box::new(|| {
-                let (ctx, cancel_parent) = bg().with_cancel().unwrap();
-                let (ctx, cancel_child) = ctx.with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_parent,
+                } = bg().with_cancel().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_child,
+                } = ctx.with_cancel_cause().unwrap();
                 cancel_parent.cancel();
                 cancel_child.cancel_with(&CHILD_CAUSE);
                 (ctx, vec![cancel_parent, cancel_child])
@@ -758,8 +864,14 @@ fn test_cause() {
         (
             "WithCancelCause: child cause before nil",
             Box::new(|| {
-                let (ctx, cancel_parent) = bg().with_cancel().unwrap();
-                let (ctx, cancel_child) = ctx.with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_parent,
+                } = bg().with_cancel().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel_child,
+                } = ctx.with_cancel_cause().unwrap();
                 cancel_child.cancel_with(&CHILD_CAUSE);
                 cancel_parent.cancel();
                 (ctx, vec![cancel_parent, cancel_child])
@@ -770,7 +882,7 @@ fn test_cause() {
         (
             "WithTimeout",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_timeout(Duration::ZERO).unwrap();
+                let Child { ctx, cancel } = bg().with_timeout(Duration::ZERO).unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
             }),
@@ -780,7 +892,7 @@ fn test_cause() {
         (
             "WithTimeout canceled",
             Box::new(move || {
-                let (ctx, cancel) = bg().with_timeout(forever).unwrap();
+                let Child { ctx, cancel } = bg().with_timeout(forever).unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
             }),
@@ -790,7 +902,8 @@ fn test_cause() {
         (
             "WithTimeoutCause",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_timeout_cause(Duration::ZERO, &TOO_SLOW).unwrap();
+                let Child { ctx, cancel } =
+                    bg().with_timeout_cause(Duration::ZERO, &TOO_SLOW).unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
             }),
@@ -800,7 +913,7 @@ fn test_cause() {
         (
             "WithTimeoutCause canceled",
             Box::new(move || {
-                let (ctx, cancel) = bg().with_timeout_cause(forever, &TOO_SLOW).unwrap();
+                let Child { ctx, cancel } = bg().with_timeout_cause(forever, &TOO_SLOW).unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
             }),
@@ -810,8 +923,9 @@ fn test_cause() {
         (
             "WithTimeoutCause stacked",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_cancel_cause().unwrap();
-                let (ctx, c2) = ctx.with_timeout_cause(Duration::ZERO, &TOO_SLOW).unwrap();
+                let Child { ctx, cancel } = bg().with_cancel_cause().unwrap();
+                let Child { ctx, cancel: c2 } =
+                    ctx.with_timeout_cause(Duration::ZERO, &TOO_SLOW).unwrap();
                 cancel.cancel_with(&FINISHED_EARLY);
                 (ctx, vec![cancel, c2])
             }),
@@ -821,8 +935,8 @@ fn test_cause() {
         (
             "WithTimeoutCause stacked canceled",
             Box::new(move || {
-                let (ctx, cancel) = bg().with_cancel_cause().unwrap();
-                let (ctx, c2) = ctx.with_timeout_cause(forever, &TOO_SLOW).unwrap();
+                let Child { ctx, cancel } = bg().with_cancel_cause().unwrap();
+                let Child { ctx, cancel: c2 } = ctx.with_timeout_cause(forever, &TOO_SLOW).unwrap();
                 cancel.cancel_with(&FINISHED_EARLY);
                 (ctx, vec![cancel, c2])
             }),
@@ -838,7 +952,7 @@ fn test_cause() {
         (
             "WithoutCancel canceled",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_cancel_cause().unwrap();
+                let Child { ctx, cancel } = bg().with_cancel_cause().unwrap();
                 let ctx = ctx.without_cancel().unwrap();
                 cancel.cancel_with(&FINISHED_EARLY);
                 (ctx, vec![cancel])
@@ -849,7 +963,8 @@ fn test_cause() {
         (
             "WithoutCancel timeout",
             Box::new(|| {
-                let (ctx, cancel) = bg().with_timeout_cause(Duration::ZERO, &TOO_SLOW).unwrap();
+                let Child { ctx, cancel } =
+                    bg().with_timeout_cause(Duration::ZERO, &TOO_SLOW).unwrap();
                 let ctx = ctx.without_cancel().unwrap();
                 cancel.cancel();
                 (ctx, vec![cancel])
@@ -863,8 +978,11 @@ fn test_cause() {
         (
             "parent of child not canceled",
             Box::new(|| {
-                let (ctx, c1) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel2) = ctx.with_cancel().unwrap();
+                let Child { ctx, cancel: c1 } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel2,
+                } = ctx.with_cancel().unwrap();
                 cancel2.cancel();
                 (ctx, vec![c1, cancel2])
             }),
@@ -874,8 +992,14 @@ fn test_cause() {
         (
             "parent of child is canceled before",
             Box::new(|| {
-                let (ctx, cancel1) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel2) = ctx.with_cancel().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel1,
+                } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel2,
+                } = ctx.with_cancel().unwrap();
                 cancel1.cancel_with(&PARENT_CAUSE);
                 cancel2.cancel();
                 (ctx, vec![cancel1, cancel2])
@@ -888,8 +1012,14 @@ fn test_cause() {
             // a tree node knows it was cancelled first and keeps its own (absent) cause.
             "parent of child is canceled after",
             Box::new(|| {
-                let (ctx, cancel1) = bg().with_cancel_cause().unwrap();
-                let (ctx, cancel2) = ctx.with_cancel().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel1,
+                } = bg().with_cancel_cause().unwrap();
+                let Child {
+                    ctx,
+                    cancel: cancel2,
+                } = ctx.with_cancel().unwrap();
                 cancel2.cancel();
                 cancel1.cancel_with(&PARENT_CAUSE);
                 (ctx, vec![cancel1, cancel2])
@@ -919,7 +1049,7 @@ fn test_cause() {
 fn test_with_deadline_cause_canceler_cancels_with_canceled() {
     static A: Arena<4> = Arena::new(); // no clock: deadlines fire through `expire`
     static TOO_SLOW: StaticCause = StaticCause::new("tooSlow");
-    let (ctx, cancel) = A
+    let Child { ctx, cancel } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(100), &TOO_SLOW)
         .unwrap();
@@ -933,7 +1063,10 @@ fn test_with_deadline_cause_canceler_cancels_with_canceled() {
     assert_eq!(ctx.err(), Some(Error::Canceled));
 
     // And when it is the deadline that fires, the cause is the deadline's.
-    let (ctx2, _c2) = A
+    let Child {
+        ctx: ctx2,
+        cancel: _c2,
+    } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(200), &TOO_SLOW)
         .unwrap();
@@ -949,13 +1082,25 @@ fn test_timeouts_under_canceled_parent() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     static WHY: StaticCause = StaticCause::new("why");
     static TOO_SLOW: StaticCause = StaticCause::new("tooSlow");
-    let (parent, cancel) = A.background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: parent,
+        cancel,
+    } = A.background().with_cancel_cause().unwrap();
     cancel.cancel_with(&WHY);
-    let (t, _c1) = parent.with_timeout(Duration::from_secs(5)).unwrap();
-    let (tc, _c2) = parent
+    let Child {
+        ctx: t,
+        cancel: _c1,
+    } = parent.with_timeout(Duration::from_secs(5)).unwrap();
+    let Child {
+        ctx: tc,
+        cancel: _c2,
+    } = parent
         .with_timeout_cause(Duration::from_secs(5), &TOO_SLOW)
         .unwrap();
-    let (tz, _c3) = parent
+    let Child {
+        ctx: tz,
+        cancel: _c3,
+    } = parent
         .with_timeout_cause(Duration::ZERO, &TOO_SLOW)
         .unwrap();
     for c in [&t, &tc, &tz] {
@@ -982,8 +1127,11 @@ fn test_cause_race() {
     static A: Arena<4> = Arena::new();
     static CAUSE: StaticCause = StaticCause::new("TestCauseRace");
     for _ in 0..200 {
-        let (ctx, cancel) = A.background().with_cancel_cause().unwrap();
-        let (child, _cc) = ctx.with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel_cause().unwrap();
+        let Child {
+            ctx: child,
+            cancel: _cc,
+        } = ctx.with_cancel().unwrap();
         thread::scope(|s| {
             s.spawn(|| cancel.cancel_with(&CAUSE));
             loop {
@@ -1017,7 +1165,7 @@ fn test_without_cancel() {
     static WHY: StaticCause = StaticCause::new("why");
 
     let ctx = A.background().with_value(&KEY, "value").unwrap();
-    let (timed, cancel) = ctx.with_timeout(Duration::from_millis(5)).unwrap();
+    let Child { ctx: timed, cancel } = ctx.with_timeout(Duration::from_millis(5)).unwrap();
     let wc = timed.without_cancel().unwrap();
     assert_eq!(wc.deadline(), None);
     assert!(!wc.can_be_done(), "Done() must be nil");
@@ -1037,7 +1185,10 @@ fn test_without_cancel() {
     assert!(!wc.is_done());
 
     // Its children are cancellable on their own, and live independently of the old tree.
-    let (child, child_cancel) = wc.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: child_cancel,
+    } = wc.with_cancel().unwrap();
     assert!(
         !child.is_done(),
         "not born done from the cancelled ancestor"
@@ -1056,7 +1207,7 @@ fn test_without_cancel() {
 fn test_after_func_called_after_cancel() {
     static A: Arena<4> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     let stop = ctx
         .after_func(|| {
             RAN.fetch_add(1, Ordering::SeqCst);
@@ -1080,7 +1231,10 @@ fn test_after_func_called_after_timeout() {
     static RAN_LAZY: AtomicUsize = AtomicUsize::new(0);
 
     // Fired by the expiry driver.
-    let (ctx, _cancel) = A
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = A
         .background()
         .with_timeout(Duration::from_millis(1))
         .unwrap();
@@ -1096,7 +1250,10 @@ fn test_after_func_called_after_timeout() {
     assert_eq!(RAN_EXPIRE.load(Ordering::SeqCst), 1);
 
     // Fired by the first observation of the passed deadline.
-    let (ctx2, _cancel2) = A
+    let Child {
+        ctx: ctx2,
+        cancel: _cancel2,
+    } = A
         .background()
         .with_timeout(Duration::from_millis(1))
         .unwrap();
@@ -1117,7 +1274,7 @@ fn test_after_func_called_after_timeout() {
 fn test_after_func_called_immediately() {
     static A: Arena<4> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     cancel.cancel();
     let stop = ctx
         .after_func(|| {
@@ -1136,7 +1293,7 @@ fn test_after_func_called_immediately() {
 fn test_after_func_not_called_after_stop() {
     static A: Arena<4> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     let stop = ctx
         .after_func(|| {
             RAN.fetch_add(1, Ordering::SeqCst);
@@ -1153,8 +1310,11 @@ fn test_after_func_stop_after_fire_is_false_and_runs_once() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (parent, pcancel) = A.background().with_cancel().unwrap();
-    let (ctx, cancel) = parent.with_timeout(Duration::from_millis(1)).unwrap();
+    let Child {
+        ctx: parent,
+        cancel: pcancel,
+    } = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = parent.with_timeout(Duration::from_millis(1)).unwrap();
     let stop = ctx
         .after_func(|| {
             RAN.fetch_add(1, Ordering::SeqCst);
@@ -1203,7 +1363,7 @@ fn test_after_func_not_called_on_context_that_cannot_be_done() {
     assert!(!stop.stop());
 
     // The same through WithoutCancel of a cancellable context.
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     let wc = ctx.with_value(&K, 1).unwrap().without_cancel().unwrap();
     let live = A.stats().live;
     let guard2 = DropFlag(&DROPPED2);
@@ -1224,7 +1384,7 @@ fn test_after_func_not_called_on_context_that_cannot_be_done() {
 fn test_after_func_stop_unlinks() {
     static A: Arena<4> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     // Go's TestCustomContextAfterFuncUnregisterAfterFunc: stop unregisters.
     let stop = ctx
         .after_func(|| {
@@ -1255,8 +1415,11 @@ fn test_after_func_runs_before_cancel_returns() {
     // in the cancelling call, so it has run by the time cancel() returns, on that thread.
     static A: Arena<4> = Arena::new();
     static RAN: AtomicBool = AtomicBool::new(false);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
-    let (child, _cc) = ctx.with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_cancel().unwrap();
     let _stop = child
         .after_func(|| RAN.store(true, Ordering::SeqCst))
         .unwrap();
@@ -1285,10 +1448,13 @@ fn test_err_implies_done() {
         }
     }
 
-    let (p, pc) = A.background().with_cancel().unwrap();
-    let (d, _dc) = p.with_timeout(Duration::from_millis(3)).unwrap();
+    let Child { ctx: p, cancel: pc } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: d,
+        cancel: _dc,
+    } = p.with_timeout(Duration::from_millis(3)).unwrap();
     let v = d.with_value(&K, 1).unwrap();
-    let (c, cc) = v.with_cancel().unwrap();
+    let Child { ctx: c, cancel: cc } = v.with_cancel().unwrap();
     let w = c.without_cancel().unwrap();
     let all = [
         A.background(),
@@ -1321,7 +1487,7 @@ fn test_err_implies_done() {
 
     // The racy form: a canceller on another thread, an observer spinning on err().
     for _ in 0..50 {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         thread::scope(|s| {
             s.spawn(|| cancel.cancel());
             while ctx.err().is_none() {
@@ -1345,16 +1511,28 @@ fn test_string_of_every_constructor_chain() {
     static TOO_SLOW: StaticCause = StaticCause::new("tooSlow");
 
     let bg = A.background();
-    let (c, _g1) = bg.with_cancel().unwrap();
+    let Child {
+        ctx: c,
+        cancel: _g1,
+    } = bg.with_cancel().unwrap();
     assert_eq!(c.to_string(), "context.Background.WithCancel");
-    let (cc, _g2) = c.with_cancel_cause().unwrap();
+    let Child {
+        ctx: cc,
+        cancel: _g2,
+    } = c.with_cancel_cause().unwrap();
     assert_eq!(cc.to_string(), "context.Background.WithCancel.WithCancel");
-    let (d, _g3) = c.with_deadline(Instant::from_ticks(1_500)).unwrap();
+    let Child {
+        ctx: d,
+        cancel: _g3,
+    } = c.with_deadline(Instant::from_ticks(1_500)).unwrap();
     assert_eq!(
         d.to_string(),
         "context.Background.WithCancel.WithDeadline(@1500 [1.5s])"
     );
-    let (t, _g4) = d
+    let Child {
+        ctx: t,
+        cancel: _g4,
+    } = d
         .with_timeout_cause(Duration::from_secs(1), &TOO_SLOW)
         .unwrap();
     assert_eq!(
@@ -1386,7 +1564,10 @@ fn test_string_of_every_constructor_chain() {
     );
 
     // TODO-rooted chains.
-    let (tc, _g5) = A.todo().with_cancel().unwrap();
+    let Child {
+        ctx: tc,
+        cancel: _g5,
+    } = A.todo().with_cancel().unwrap();
     let tw = tc.without_cancel().unwrap();
     assert_eq!(tw.to_string(), "context.TODO.WithCancel.WithoutCancel");
     assert_eq!(
@@ -1401,7 +1582,7 @@ fn test_string_of_every_constructor_chain() {
 #[test]
 fn test_deadline_display_without_clock() {
     static A: Arena<4> = Arena::new();
-    let (d, _c) = A
+    let Child { ctx: d, cancel: _c } = A
         .background()
         .with_deadline(Instant::from_ticks(7))
         .unwrap();
@@ -1419,12 +1600,21 @@ fn test_deadline_display_without_clock() {
 fn test_child_deadline_never_extends_parent() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
-    let (p, _pc) = A
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A
         .background()
         .with_deadline(Instant::from_ticks(10))
         .unwrap();
-    let (c, _cc) = p.with_deadline(Instant::from_ticks(1_000)).unwrap();
-    let (t, _tc) = p.with_timeout(Duration::from_secs(3600)).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = p.with_deadline(Instant::from_ticks(1_000)).unwrap();
+    let Child {
+        ctx: t,
+        cancel: _tc,
+    } = p.with_timeout(Duration::from_secs(3600)).unwrap();
     assert_eq!(c.deadline(), Some(Instant::from_ticks(10)));
     assert_eq!(t.deadline(), Some(Instant::from_ticks(10)));
     CLOCK.set(Instant::from_ticks(10));
@@ -1439,11 +1629,17 @@ fn test_earlier_parent_deadline_makes_plain_cancel_child() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     static PARENT_SLOW: StaticCause = StaticCause::new("parent too slow");
     static CHILD_SLOW: StaticCause = StaticCause::new("child too slow");
-    let (p, _pc) = A
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(10), &PARENT_SLOW)
         .unwrap();
-    let (c, _cc) = p
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = p
         .with_deadline_cause(Instant::from_ticks(20), &CHILD_SLOW)
         .unwrap();
     // Reports the parent's deadline, prints as WithCancel.
@@ -1459,11 +1655,17 @@ fn test_earlier_parent_deadline_makes_plain_cancel_child() {
     assert!(p.cause().unwrap().is_static(&PARENT_SLOW));
 
     // Same when the expiry is driven by `expire` rather than observed lazily.
-    let (p2, _pc2) = A
+    let Child {
+        ctx: p2,
+        cancel: _pc2,
+    } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(30), &PARENT_SLOW)
         .unwrap();
-    let (c2, _cc2) = p2
+    let Child {
+        ctx: c2,
+        cancel: _cc2,
+    } = p2
         .with_deadline_cause(Instant::from_ticks(40), &CHILD_SLOW)
         .unwrap();
     assert_eq!(A.expire(Instant::from_ticks(30)), None);
@@ -1477,11 +1679,17 @@ fn test_equal_deadline_still_makes_deadline_node() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     static PARENT_SLOW: StaticCause = StaticCause::new("parent too slow");
     static CHILD_SLOW: StaticCause = StaticCause::new("child too slow");
-    let (p, _pc) = A
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(10), &PARENT_SLOW)
         .unwrap();
-    let (c, _cc) = p
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = p
         .with_deadline_cause(Instant::from_ticks(10), &CHILD_SLOW)
         .unwrap();
     assert_eq!(c.deadline(), Some(Instant::from_ticks(10)));
@@ -1502,11 +1710,17 @@ fn test_equal_deadline_still_makes_deadline_node() {
 fn test_earlier_child_deadline_expires_alone() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
-    let (p, _pc) = A
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A
         .background()
         .with_deadline(Instant::from_ticks(10))
         .unwrap();
-    let (c, _cc) = p.with_deadline(Instant::from_ticks(5)).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = p.with_deadline(Instant::from_ticks(5)).unwrap();
     assert_eq!(c.deadline(), Some(Instant::from_ticks(5)));
     assert_eq!(p.deadline(), Some(Instant::from_ticks(10)));
     CLOCK.set(Instant::from_ticks(5));
@@ -1519,21 +1733,36 @@ fn test_deadline_exceeded_flows_down() {
     static A: Arena<16> = Arena::new();
     static K: Key<u8> = Key::new("k");
     static SLOW: StaticCause = StaticCause::new("slow");
-    let (p, _pc) = A
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(10), &SLOW)
         .unwrap();
-    let (c, _cc) = p.with_cancel().unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = p.with_cancel().unwrap();
     let v = c.with_value(&K, 1).unwrap();
-    let (g, _gc) = v.with_cancel_cause().unwrap();
-    let (gg, _ggc) = g.with_deadline(Instant::from_ticks(50)).unwrap();
+    let Child {
+        ctx: g,
+        cancel: _gc,
+    } = v.with_cancel_cause().unwrap();
+    let Child {
+        ctx: gg,
+        cancel: _ggc,
+    } = g.with_deadline(Instant::from_ticks(50)).unwrap();
     assert_eq!(A.expire(Instant::from_ticks(10)), None);
     for x in [&p, &c, &v, &g, &gg] {
         assert_eq!(x.err(), Some(Error::DeadlineExceeded), "{x}");
         assert!(x.cause().unwrap().is_static(&SLOW), "{x}");
     }
     // A child born under the expired parent inherits the same.
-    let (late, _lc) = g.with_cancel().unwrap();
+    let Child {
+        ctx: late,
+        cancel: _lc,
+    } = g.with_cancel().unwrap();
     assert_eq!(late.err(), Some(Error::DeadlineExceeded));
     assert!(late.cause().unwrap().is_static(&SLOW));
 }
@@ -1546,7 +1775,7 @@ fn test_first_error_and_first_cause_win() {
     static SECOND: StaticCause = StaticCause::new("second");
     static SLOW: StaticCause = StaticCause::new("slow");
 
-    let (a, ca) = A.background().with_cancel_cause().unwrap();
+    let Child { ctx: a, cancel: ca } = A.background().with_cancel_cause().unwrap();
     ca.cancel_with(&FIRST);
     ca.cancel_with(&SECOND);
     ca.cancel();
@@ -1554,13 +1783,13 @@ fn test_first_error_and_first_cause_win() {
     assert!(a.cause().unwrap().is_static(&FIRST));
 
     // Cancelled without a cause first: a later cause is not recorded.
-    let (b, cb) = A.background().with_cancel_cause().unwrap();
+    let Child { ctx: b, cancel: cb } = A.background().with_cancel_cause().unwrap();
     cb.cancel();
     cb.cancel_with(&SECOND);
     assert!(b.cause().unwrap().is(Error::Canceled));
 
     // Deadline first, then cancel: DeadlineExceeded and the deadline's cause stay.
-    let (d, cd) = A
+    let Child { ctx: d, cancel: cd } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(5), &SLOW)
         .unwrap();
@@ -1571,7 +1800,7 @@ fn test_first_error_and_first_cause_win() {
     assert!(d.cause().unwrap().is_static(&SLOW));
 
     // Cancel first, then the deadline passes: Canceled stays.
-    let (e, ce) = A
+    let Child { ctx: e, cancel: ce } = A
         .background()
         .with_deadline_cause(Instant::from_ticks(10), &SLOW)
         .unwrap();
@@ -1593,27 +1822,46 @@ fn test_child_of_cancelled_parent_is_born_cancelled() {
 
     for (err, cause) in [(Error::Canceled, &WHY), (Error::DeadlineExceeded, &SLOW)] {
         let (parent, pc) = if err == Error::Canceled {
-            let (p, c) = A.background().with_cancel_cause().unwrap();
+            let Child { ctx: p, cancel: c } = A.background().with_cancel_cause().unwrap();
             c.cancel_with(&WHY);
             (p, c)
         } else {
             let at = A.now().unwrap().add_ticks(1);
-            let (p, c) = A.background().with_deadline_cause(at, &SLOW).unwrap();
+            let Child { ctx: p, cancel: c } =
+                A.background().with_deadline_cause(at, &SLOW).unwrap();
             CLOCK.advance(1);
             assert!(p.is_done());
             (p, c)
         };
-        let (c1, _g1) = parent.with_cancel().unwrap();
-        let (c2, _g2) = parent.with_cancel_cause().unwrap();
-        let (c3, _g3) = parent
+        let Child {
+            ctx: c1,
+            cancel: _g1,
+        } = parent.with_cancel().unwrap();
+        let Child {
+            ctx: c2,
+            cancel: _g2,
+        } = parent.with_cancel_cause().unwrap();
+        let Child {
+            ctx: c3,
+            cancel: _g3,
+        } = parent
             .with_deadline(Instant::from_ticks(u64::MAX - 1))
             .unwrap();
-        let (c4, _g4) = parent.with_timeout(Duration::from_secs(60)).unwrap();
-        let (c5, _g5) = parent
+        let Child {
+            ctx: c4,
+            cancel: _g4,
+        } = parent.with_timeout(Duration::from_secs(60)).unwrap();
+        let Child {
+            ctx: c5,
+            cancel: _g5,
+        } = parent
             .with_timeout_cause(Duration::from_secs(60), &SLOW)
             .unwrap();
         let c6 = parent.with_value(&K, 1).unwrap();
-        let (c7, _g7) = c6.with_cancel().unwrap();
+        let Child {
+            ctx: c7,
+            cancel: _g7,
+        } = c6.with_cancel().unwrap();
         for c in [&c1, &c2, &c3, &c4, &c5, &c6, &c7] {
             assert!(c.is_done(), "{c}");
             assert_eq!(c.err(), Some(err), "{c}");
@@ -1636,7 +1884,10 @@ fn test_none_value_hides_outer_binding() {
     static A: Arena<8> = Arena::new();
     static TRACE: Key<Option<u32>> = Key::new("trace");
     let outer = A.background().with_value(&TRACE, Some(7)).unwrap();
-    let (mid, _c) = outer.with_cancel().unwrap();
+    let Child {
+        ctx: mid,
+        cancel: _c,
+    } = outer.with_cancel().unwrap();
     let inner = mid.with_value(&TRACE, None).unwrap();
     assert_eq!(outer.value(&TRACE), Some(Some(7)));
     assert_eq!(mid.value(&TRACE), Some(Some(7)));
@@ -1659,7 +1910,10 @@ fn test_parent_never_sees_child_values() {
     static K: Key<u32> = Key::new("k");
     static OTHER: Key<u32> = Key::new("k"); // same name, different key
     let p = A.background().with_value(&K, 1).unwrap();
-    let (c, _cc) = p.with_cancel().unwrap();
+    let Child {
+        ctx: c,
+        cancel: _cc,
+    } = p.with_cancel().unwrap();
     let child = c.with_value(&K, 2).unwrap();
     let sibling_key = c.with_value(&OTHER, 3).unwrap();
     assert_eq!(child.value(&K), Some(2));
@@ -1679,8 +1933,11 @@ fn test_parent_never_sees_child_values() {
 fn test_cancel_is_idempotent() {
     static A: Arena<8> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
-    let (child, _cc) = ctx.with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_cancel().unwrap();
     let _f = child
         .after_func(|| {
             RAN.fetch_add(1, Ordering::SeqCst);
@@ -1700,11 +1957,23 @@ fn test_cancel_is_idempotent() {
 fn test_cancel_child_never_touches_parent_or_siblings() {
     static A: Arena<16> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (p, _pc) = A.background().with_cancel().unwrap();
-    let (a, ca) = p.with_cancel().unwrap();
-    let (b, _cb) = p.with_cancel().unwrap();
-    let (b1, _cb1) = b.with_cancel().unwrap();
-    let (a1, _ca1) = a.with_cancel().unwrap();
+    let Child {
+        ctx: p,
+        cancel: _pc,
+    } = A.background().with_cancel().unwrap();
+    let Child { ctx: a, cancel: ca } = p.with_cancel().unwrap();
+    let Child {
+        ctx: b,
+        cancel: _cb,
+    } = p.with_cancel().unwrap();
+    let Child {
+        ctx: b1,
+        cancel: _cb1,
+    } = b.with_cancel().unwrap();
+    let Child {
+        ctx: a1,
+        cancel: _ca1,
+    } = a.with_cancel().unwrap();
     let _f = p
         .after_func(|| {
             RAN.fetch_add(1, Ordering::SeqCst);
@@ -1722,7 +1991,10 @@ fn test_cancel_child_never_touches_parent_or_siblings() {
         "parent's AfterFunc untouched"
     );
     // The siblings still work, and still follow the parent.
-    let (b2, _cb2) = b.with_cancel().unwrap();
+    let Child {
+        ctx: b2,
+        cancel: _cb2,
+    } = b.with_cancel().unwrap();
     assert!(!b2.is_done());
 }
 
@@ -1736,7 +2008,7 @@ fn test_create_error_display() {
 fn test_canceler_context_is_the_same_context() {
     static A: Arena<4> = Arena::new();
     static WHY: StaticCause = StaticCause::with_code(3, "why");
-    let (ctx, cancel) = A.background().with_cancel_cause().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel_cause().unwrap();
     let again = cancel.context();
     assert_eq!(again.to_string(), ctx.to_string());
     cancel.cancel_with(&WHY);
@@ -1754,7 +2026,7 @@ fn test_after_func_on_passed_unobserved_deadline_runs_at_once() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<4> = Arena::new().with_clock(&CLOCK);
     static RAN: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, _c) = A
+    let Child { ctx, cancel: _c } = A
         .background()
         .with_timeout(Duration::from_millis(2))
         .unwrap();
@@ -1782,7 +2054,7 @@ fn test_after_func_closure_is_dropped_exactly_once() {
     static A: Arena<4> = Arena::new();
     static DROPS: AtomicUsize = AtomicUsize::new(0);
     static RUNS: AtomicUsize = AtomicUsize::new(0);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
 
     // Stopped: dropped unrun, at the stop.
     let guard = DropCount(&DROPS);
@@ -1818,13 +2090,16 @@ fn test_after_func_closure_is_dropped_exactly_once() {
 fn test_deadline_under_without_cancel_is_independent() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
-    let (p, pc) = A
+    let Child { ctx: p, cancel: pc } = A
         .background()
         .with_deadline(Instant::from_ticks(5))
         .unwrap();
     let wc = p.without_cancel().unwrap();
     // The parent's earlier deadline is gone: the child's own, later one applies.
-    let (d, _dc) = wc.with_deadline(Instant::from_ticks(50)).unwrap();
+    let Child {
+        ctx: d,
+        cancel: _dc,
+    } = wc.with_deadline(Instant::from_ticks(50)).unwrap();
     assert_eq!(d.deadline(), Some(Instant::from_ticks(50)));
     pc.cancel();
     assert!(!d.is_done());
@@ -1843,8 +2118,11 @@ fn test_core_creates_no_threads() {
     // threads at all: every operation completes on the caller's thread.
     static A: Arena<8> = Arena::new();
     static RAN_ON: std::sync::Mutex<Option<thread::ThreadId>> = std::sync::Mutex::new(None);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
-    let (child, _cc) = ctx.with_deadline(Instant::from_ticks(100)).unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_deadline(Instant::from_ticks(100)).unwrap();
     let _f = child
         .after_func(|| *RAN_ON.lock().unwrap() = Some(thread::current().id()))
         .unwrap();
@@ -1862,11 +2140,23 @@ fn test_after_func_cancelling_an_ancestor_from_inside_a_cancel() {
     static A: Arena<16> = Arena::new();
     static PARENT_CANCEL: std::sync::OnceLock<Canceler<'static>> = std::sync::OnceLock::new();
     static WHY: StaticCause = StaticCause::new("child asked");
-    let (parent, pc) = A.background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: pc,
+    } = A.background().with_cancel_cause().unwrap();
     PARENT_CANCEL.set(pc).unwrap();
-    let (child, child_cancel) = parent.with_cancel().unwrap();
-    let (sibling, _sc) = parent.with_cancel().unwrap();
-    let (nephew, _nc) = sibling.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: child_cancel,
+    } = parent.with_cancel().unwrap();
+    let Child {
+        ctx: sibling,
+        cancel: _sc,
+    } = parent.with_cancel().unwrap();
+    let Child {
+        ctx: nephew,
+        cancel: _nc,
+    } = sibling.with_cancel().unwrap();
     let _f = child
         .after_func(|| PARENT_CANCEL.get().unwrap().cancel_with(&WHY))
         .unwrap();
@@ -1894,13 +2184,16 @@ fn test_after_func_deriving_and_registering_from_inside_a_cancel() {
     static CTX: std::sync::OnceLock<Context<'static>> = std::sync::OnceLock::new();
     static INNER_RAN: AtomicUsize = AtomicUsize::new(0);
     static BORN_DONE: AtomicBool = AtomicBool::new(false);
-    let (ctx, cancel) = A.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = A.background().with_cancel().unwrap();
     CTX.set(ctx.clone()).unwrap();
     let _f = ctx
         .after_func(|| {
             let ctx = CTX.get().unwrap();
             // A child made inside the cancel is born done...
-            let (c, _cc) = ctx.with_cancel().unwrap();
+            let Child {
+                ctx: c,
+                cancel: _cc,
+            } = ctx.with_cancel().unwrap();
             BORN_DONE.store(c.err() == Some(Error::Canceled), Ordering::SeqCst);
             // ...and a callback registered inside it runs at once.
             let _g = ctx

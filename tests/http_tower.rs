@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ctxtree::propagate::{Header, Propagator, Rejections};
 use ctxtree::tower::{CLIENT_GONE, ClientLayer, RESPONDED, ServerLayer};
-use ctxtree::{Arena, Context, Error, Key};
+use ctxtree::{Arena, Child, Context, Error, Key};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Bytes;
@@ -126,7 +126,10 @@ async fn describe(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hyper_server_gives_each_request_the_callers_deadline_and_values() {
-    let (shutdown, _stop) = ctxtree::background().with_cancel().unwrap();
+    let Child {
+        ctx: shutdown,
+        cancel: _stop,
+    } = ctxtree::background().with_cancel().unwrap();
     let svc = ServerLayer::new(shutdown)
         .with_propagator(PROPAGATOR)
         .layer(service_fn(describe));
@@ -171,7 +174,10 @@ async fn hyper_server_gives_each_request_the_callers_deadline_and_values() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_request_context_ends_when_the_response_is_ready_or_the_server_shuts_down() {
-    let (shutdown, stop) = ctxtree::background().with_cancel().unwrap();
+    let Child {
+        ctx: shutdown,
+        cancel: stop,
+    } = ctxtree::background().with_cancel().unwrap();
     let (seen_tx, mut seen) = mpsc::unbounded_channel::<Context<'static>>();
     let svc =
         ServerLayer::new(shutdown).layer(service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -238,7 +244,10 @@ async fn a_full_arena_answers_503_without_running_the_handler() {
     static SMALL: Arena<1> = Arena::new();
     let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = calls.clone();
-    let (held, keep) = SMALL.background().with_cancel().unwrap(); // the only node
+    let Child {
+        ctx: held,
+        cancel: keep,
+    } = SMALL.background().with_cancel().unwrap(); // the only node
     let parent = SMALL.background();
     let mut svc = ServerLayer::new(parent).layer(service_fn(move |_req: Request<()>| {
         // ORDERING: Relaxed: a plain count, read after the calls it counts have returned.
@@ -277,7 +286,7 @@ async fn the_client_layer_fails_fast_on_a_done_context_without_calling_the_servi
         async { Ok::<_, Infallible>(Response::new(())) }
     }));
 
-    let (ctx, cancel) = ctxtree::background()
+    let Child { ctx, cancel } = ctxtree::background()
         .with_timeout(Duration::from_millis(1))
         .unwrap();
     ctx.wait();
@@ -287,7 +296,7 @@ async fn the_client_layer_fails_fast_on_a_done_context_without_calling_the_servi
     assert_eq!(err.downcast_ref::<Error>(), Some(&Error::DeadlineExceeded));
     drop(cancel);
 
-    let (ctx, cancel) = ctxtree::background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ctxtree::background().with_cancel().unwrap();
     cancel.cancel();
     let mut req = Request::new(());
     req.extensions_mut().insert(ctx);
@@ -336,7 +345,10 @@ async fn the_client_layer_injects_and_gives_up_when_the_deadline_passes_in_fligh
         .layer(connect(addr).await);
 
     let req_ctx = ctxtree::background().with_value(&REQUEST_ID, 5).unwrap();
-    let (ctx, _cancel) = req_ctx.with_timeout(Duration::from_secs(2)).unwrap();
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = req_ctx.with_timeout(Duration::from_secs(2)).unwrap();
     let mut req = Request::new(Empty::new());
     req.extensions_mut().insert(ctx.clone());
     let err = within(

@@ -14,6 +14,7 @@
 //! Every check asserts error *and* cause. Each scenario builds a fresh arena on a fresh
 //! `ManualClock` (leaked: a clock must be `'static`).
 
+use ctxtree::Child;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -88,13 +89,25 @@ enum Seen {
 fn nested_inner_5_outer_10(seen: &str, see: impl FnOnce(&Arena<8>, &Context, &Context)) {
     let clk = clock();
     let arena = Arena::<8>::new().with_clock(clk);
-    let (outer, _ko) = arena
+    let Child {
+        ctx: outer,
+        cancel: _ko,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (inner, _ki) = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
-    let (below, _kb) = inner.with_cancel().unwrap(); // inherits inner's deadline
-    let (beside, _ks) = outer.with_cancel().unwrap(); // inherits outer's
+    let Child {
+        ctx: inner,
+        cancel: _ki,
+    } = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
+    let Child {
+        ctx: below,
+        cancel: _kb,
+    } = inner.with_cancel().unwrap(); // inherits inner's deadline
+    let Child {
+        ctx: beside,
+        cancel: _ks,
+    } = outer.with_cancel().unwrap(); // inherits outer's
     clk.set(at(20));
     see(&arena, &outer, &inner);
     for _ in 0..2 {
@@ -145,15 +158,21 @@ fn nested_deadlines_seen_by_one_late_expire_inner_slot_first() {
     let clk = clock();
     let arena = Arena::<8>::new().with_clock(clk);
     // Shape the free list: slots 0 and 1 taken, then freed 0 first, so 1 comes back first.
-    let (x, kx) = arena.background().with_cancel().unwrap();
-    let (y, ky) = arena.background().with_cancel().unwrap();
+    let Child { ctx: x, cancel: kx } = arena.background().with_cancel().unwrap();
+    let Child { ctx: y, cancel: ky } = arena.background().with_cancel().unwrap();
     drop((x, kx));
     drop((y, ky));
-    let (outer, _ko) = arena
+    let Child {
+        ctx: outer,
+        cancel: _ko,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (inner, _ki) = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
+    let Child {
+        ctx: inner,
+        cancel: _ki,
+    } = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
     clk.set(at(20));
     assert_eq!(arena.expire(at(20)), None);
     check(&outer, expired(&A_CAUSE), "outer");
@@ -164,12 +183,21 @@ fn nested_deadlines_seen_by_one_late_expire_inner_slot_first() {
 #[test]
 fn nested_deadlines_seen_by_one_late_expire_without_clock() {
     let arena = Arena::<8>::new();
-    let (outer, _ko) = arena
+    let Child {
+        ctx: outer,
+        cancel: _ko,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (inner, _ki) = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
-    let (below, _kb) = inner.with_cancel().unwrap();
+    let Child {
+        ctx: inner,
+        cancel: _ki,
+    } = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
+    let Child {
+        ctx: below,
+        cancel: _kb,
+    } = inner.with_cancel().unwrap();
     assert_eq!(arena.expire(at(20)), None);
     check(&outer, expired(&A_CAUSE), "outer");
     check(&inner, expired(&B_CAUSE), "inner");
@@ -186,11 +214,17 @@ fn nested_deadlines_seen_by_expire_watch_of_either() {
         WATCHES.lock().unwrap().clear();
         let clk = clock();
         let arena = Arena::<8>::new().with_clock(clk).with_deadline_hook(hook);
-        let (outer, _ko) = arena
+        let Child {
+            ctx: outer,
+            cancel: _ko,
+        } = arena
             .background()
             .with_deadline_cause(at(10), &A_CAUSE)
             .unwrap();
-        let (inner, _ki) = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
+        let Child {
+            ctx: inner,
+            cancel: _ki,
+        } = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
         // Registering an after_func starts a watch (the timer's entry for the deadline).
         let _fo = outer.after_func(|| {}).unwrap();
         let _fi = inner.after_func(|| {}).unwrap();
@@ -224,11 +258,17 @@ fn nested_deadlines_seen_by_expire_watch_of_either() {
 fn nested_deadlines_one_due() {
     let clk = clock();
     let arena = Arena::<8>::new().with_clock(clk);
-    let (outer, _ko) = arena
+    let Child {
+        ctx: outer,
+        cancel: _ko,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (inner, _ki) = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
+    let Child {
+        ctx: inner,
+        cancel: _ki,
+    } = outer.with_deadline_cause(at(5), &B_CAUSE).unwrap();
     clk.set(at(7));
     check(&outer, Want::Live, "outer at 7");
     check(&inner, expired(&B_CAUSE), "inner at 7");
@@ -250,11 +290,17 @@ fn equal_nested_deadlines_inner_fires_first() {
         let what = format!("{seen:?}");
         let clk = clock();
         let arena = Arena::<8>::new().with_clock(clk);
-        let (outer, _ko) = arena
+        let Child {
+            ctx: outer,
+            cancel: _ko,
+        } = arena
             .background()
             .with_deadline_cause(at(10), &A_CAUSE)
             .unwrap();
-        let (inner, _ki) = outer.with_deadline_cause(at(10), &B_CAUSE).unwrap();
+        let Child {
+            ctx: inner,
+            cancel: _ki,
+        } = outer.with_deadline_cause(at(10), &B_CAUSE).unwrap();
         assert!(
             inner.to_string().ends_with(".WithDeadline(@10 [10ms])"),
             "{inner}"
@@ -294,12 +340,21 @@ fn chain(dls: [u64; 3], seen: Seen) {
     let what = format!("deadlines {dls:?}, {seen:?}");
     let clk = clock();
     let arena = Arena::<8>::new().with_clock(clk);
-    let (a, _ka) = arena
+    let Child {
+        ctx: a,
+        cancel: _ka,
+    } = arena
         .background()
         .with_deadline_cause(at(dls[0]), causes[0])
         .unwrap();
-    let (b, _kb) = a.with_deadline_cause(at(dls[1]), causes[1]).unwrap();
-    let (c, _kc) = b.with_deadline_cause(at(dls[2]), causes[2]).unwrap();
+    let Child {
+        ctx: b,
+        cancel: _kb,
+    } = a.with_deadline_cause(at(dls[1]), causes[1]).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _kc,
+    } = b.with_deadline_cause(at(dls[2]), causes[2]).unwrap();
     let ctxs = [&a, &b, &c];
     // The earliest deadline on each path, and whose it is.
     let mut want = [Want::Live; 3];
@@ -341,12 +396,21 @@ fn three_level_chain_every_permutation_and_order() {
 fn three_level_chain_deadlines_fall_due_one_by_one() {
     let clk = clock();
     let arena = Arena::<8>::new().with_clock(clk);
-    let (a, _ka) = arena
+    let Child {
+        ctx: a,
+        cancel: _ka,
+    } = arena
         .background()
         .with_deadline_cause(at(30), &A_CAUSE)
         .unwrap();
-    let (b, _kb) = a.with_deadline_cause(at(20), &B_CAUSE).unwrap();
-    let (c, _kc) = b.with_deadline_cause(at(10), &C_CAUSE).unwrap();
+    let Child {
+        ctx: b,
+        cancel: _kb,
+    } = a.with_deadline_cause(at(20), &B_CAUSE).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _kc,
+    } = b.with_deadline_cause(at(10), &C_CAUSE).unwrap();
     clk.set(at(15));
     check(&c, expired(&C_CAUSE), "c at 15");
     check(&b, Want::Live, "b at 15");
@@ -369,11 +433,17 @@ fn three_level_chain_deadlines_fall_due_one_by_one() {
 fn overdue_parent<R>(through: usize, f: impl FnOnce(&Context<'_>) -> R) -> R {
     let clk = clock();
     let arena = Arena::<16>::new().with_clock(clk);
-    let (p, _kp) = arena
+    let Child {
+        ctx: p,
+        cancel: _kp,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (m, _km) = p.with_cancel().unwrap();
+    let Child {
+        ctx: m,
+        cancel: _km,
+    } = p.with_cancel().unwrap();
     let v = p.with_value(&K, 7).unwrap();
     clk.set(at(20));
     let r = f([&p, &m, &v][through]);
@@ -387,7 +457,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
     for through in 0..3 {
         let what = ["parent", "parent's cancel child", "parent's value view"][through];
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_cancel().unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_cancel().unwrap();
             check(
                 &c,
                 expired(&A_CAUSE),
@@ -395,7 +465,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
             );
         });
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_cancel_cause().unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_cancel_cause().unwrap();
             check(
                 &c,
                 expired(&A_CAUSE),
@@ -405,7 +475,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
         // An own deadline earlier than the parent's, also past: Go makes the child, finds the
         // parent done and cancels it with the parent's error and cause first.
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_deadline_cause(at(5), &CHILD_CAUSE).unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_deadline_cause(at(5), &CHILD_CAUSE).unwrap();
             assert_eq!(c.deadline(), Some(at(5)));
             check(
                 &c,
@@ -414,11 +484,11 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
             );
         });
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_deadline_cause(at(15), &CHILD_CAUSE).unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_deadline_cause(at(15), &CHILD_CAUSE).unwrap();
             check(&c, expired(&A_CAUSE), &format!("deadline 15 under {what}"));
         });
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_deadline_cause(at(50), &CHILD_CAUSE).unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_deadline_cause(at(50), &CHILD_CAUSE).unwrap();
             assert_eq!(c.deadline(), Some(at(10)), "capped by the parent's");
             check(
                 &c,
@@ -427,7 +497,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
             );
         });
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_deadline(at(5)).unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_deadline(at(5)).unwrap();
             check(
                 &c,
                 expired(&A_CAUSE),
@@ -435,7 +505,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
             );
         });
         overdue_parent(through, |p| {
-            let (c, _k) = p
+            let Child { ctx: c, cancel: _k } = p
                 .with_timeout_cause(Duration::from_millis(1), &CHILD_CAUSE)
                 .unwrap();
             check(
@@ -445,7 +515,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
             );
         });
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_timeout(Duration::ZERO).unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_timeout(Duration::ZERO).unwrap();
             check(
                 &c,
                 expired(&A_CAUSE),
@@ -461,7 +531,7 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
             let w = p.without_cancel().unwrap();
             check(&w, Want::Live, &format!("without_cancel under {what}"));
             assert_eq!(w.deadline(), None);
-            let (c, _k) = w.with_cancel().unwrap();
+            let Child { ctx: c, cancel: _k } = w.with_cancel().unwrap();
             check(
                 &c,
                 Want::Live,
@@ -483,8 +553,11 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
         });
         // A grandchild made through a born-done child: done with the same error and cause.
         overdue_parent(through, |p| {
-            let (c, _k) = p.with_cancel().unwrap();
-            let (g, _kg) = c.with_deadline_cause(at(3), &CHILD_CAUSE).unwrap();
+            let Child { ctx: c, cancel: _k } = p.with_cancel().unwrap();
+            let Child {
+                ctx: g,
+                cancel: _kg,
+            } = c.with_deadline_cause(at(3), &CHILD_CAUSE).unwrap();
             check(&g, expired(&A_CAUSE), &format!("grandchild under {what}"));
         });
     }
@@ -495,11 +568,17 @@ fn children_of_an_overdue_parent_are_born_with_its_error_and_cause() {
 #[test]
 fn children_of_a_parent_past_its_deadline_without_clock_wait_for_expire() {
     let arena = Arena::<8>::new();
-    let (p, _kp) = arena
+    let Child {
+        ctx: p,
+        cancel: _kp,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (c, _kc) = p.with_deadline_cause(at(5), &CHILD_CAUSE).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _kc,
+    } = p.with_deadline_cause(at(5), &CHILD_CAUSE).unwrap();
     check(&c, Want::Live, "no clock: not past yet");
     assert_eq!(arena.expire(at(20)), None);
     check(
@@ -508,7 +587,10 @@ fn children_of_a_parent_past_its_deadline_without_clock_wait_for_expire() {
         "the child's deadline fired first",
     );
     check(&p, expired(&A_CAUSE), "parent");
-    let (d, _kd) = p.with_cancel().unwrap();
+    let Child {
+        ctx: d,
+        cancel: _kd,
+    } = p.with_cancel().unwrap();
     check(&d, expired(&A_CAUSE), "born under the expired parent");
 }
 
@@ -523,19 +605,43 @@ fn cancel_reaching_an_overdue_descendant_leaves_it_expired_with_its_own_cause() 
         let cancel_want = Want::Done(Error::Canceled, with_cause.then_some(&STOP));
         let clk = clock();
         let arena = Arena::<16>::new().with_clock(clk);
-        let (root, kroot) = arena.background().with_cancel().unwrap();
+        let Child {
+            ctx: root,
+            cancel: kroot,
+        } = arena.background().with_cancel().unwrap();
         // Overdue at 20.
-        let (d, _kd) = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
-        let (d_kid, _kdk) = d.with_cancel().unwrap();
+        let Child {
+            ctx: d,
+            cancel: _kd,
+        } = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
+        let Child {
+            ctx: d_kid,
+            cancel: _kdk,
+        } = d.with_cancel().unwrap();
         // Not due at 20 ...
-        let (e, _ke) = root.with_deadline_cause(at(30), &B_CAUSE).unwrap();
-        let (e_kid, _kek) = e.with_cancel().unwrap();
+        let Child {
+            ctx: e,
+            cancel: _ke,
+        } = root.with_deadline_cause(at(30), &B_CAUSE).unwrap();
+        let Child {
+            ctx: e_kid,
+            cancel: _kek,
+        } = e.with_cancel().unwrap();
         // ... but with an overdue deadline below it.
-        let (f, _kf) = e
+        let Child {
+            ctx: f,
+            cancel: _kf,
+        } = e
             .with_timeout_cause(Duration::from_millis(15), &C_CAUSE)
             .unwrap();
-        let (f_kid, _kfk) = f.with_cancel().unwrap();
-        let (plain, _kp) = root.with_cancel().unwrap();
+        let Child {
+            ctx: f_kid,
+            cancel: _kfk,
+        } = f.with_cancel().unwrap();
+        let Child {
+            ctx: plain,
+            cancel: _kp,
+        } = root.with_cancel().unwrap();
         clk.set(at(20));
         if with_cause {
             kroot.cancel_with(&STOP);
@@ -559,23 +665,38 @@ fn cancel_reaching_an_overdue_descendant_leaves_it_expired_with_its_own_cause() 
 fn cancel_of_an_overdue_context_finds_it_expired() {
     let clk = clock();
     let arena = Arena::<16>::new().with_clock(clk);
-    let (d, kd) = arena
+    let Child { ctx: d, cancel: kd } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
-    let (d_kid, _kdk) = d.with_cancel().unwrap();
-    let (d2, kd2) = arena
+    let Child {
+        ctx: d_kid,
+        cancel: _kdk,
+    } = d.with_cancel().unwrap();
+    let Child {
+        ctx: d2,
+        cancel: kd2,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &B_CAUSE)
         .unwrap();
     // A plain cancel child of a deadline context: it inherits the deadline, so its cancel also
     // comes after the deadline fired, which cancelled it with the deadline's cause.
-    let (d3, _kd3) = arena
+    let Child {
+        ctx: d3,
+        cancel: _kd3,
+    } = arena
         .background()
         .with_deadline_cause(at(10), &C_CAUSE)
         .unwrap();
-    let (k3, kk3) = d3.with_cancel().unwrap();
-    let (not_due, knd) = arena
+    let Child {
+        ctx: k3,
+        cancel: kk3,
+    } = d3.with_cancel().unwrap();
+    let Child {
+        ctx: not_due,
+        cancel: knd,
+    } = arena
         .background()
         .with_deadline_cause(at(50), &CHILD_CAUSE)
         .unwrap();
@@ -605,8 +726,14 @@ fn cancel_of_an_overdue_context_finds_it_expired() {
 #[test]
 fn cancel_without_clock_reaching_a_deadline_descendant_cancels_it() {
     let arena = Arena::<8>::new();
-    let (root, kroot) = arena.background().with_cancel().unwrap();
-    let (d, _kd) = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
+    let Child {
+        ctx: root,
+        cancel: kroot,
+    } = arena.background().with_cancel().unwrap();
+    let Child {
+        ctx: d,
+        cancel: _kd,
+    } = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
     kroot.cancel_with(&STOP);
     check(&d, Want::Done(Error::Canceled, Some(&STOP)), "no clock");
     assert_eq!(arena.expire(at(20)), None);
@@ -631,7 +758,7 @@ fn a_losing_owned_cause_is_dropped() {
     impl std::error::Error for Oops {}
     let clk = clock();
     let arena = Arena::<8>::new().with_clock(clk);
-    let (d, kd) = arena
+    let Child { ctx: d, cancel: kd } = arena
         .background()
         .with_deadline_cause(at(10), &A_CAUSE)
         .unwrap();
@@ -655,10 +782,16 @@ fn a_cancel_at_the_deadline_tick_comes_first_unless_observed() {
         };
         let clk = clock();
         let arena = Arena::<8>::new().with_clock(clk);
-        let (root, kroot) = arena.background().with_cancel().unwrap();
-        let (d, kd) = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
-        let (e, _ke) = root.with_deadline_cause(at(10), &B_CAUSE).unwrap();
-        let (f, kf) = arena
+        let Child {
+            ctx: root,
+            cancel: kroot,
+        } = arena.background().with_cancel().unwrap();
+        let Child { ctx: d, cancel: kd } = root.with_deadline_cause(at(10), &A_CAUSE).unwrap();
+        let Child {
+            ctx: e,
+            cancel: _ke,
+        } = root.with_deadline_cause(at(10), &B_CAUSE).unwrap();
+        let Child { ctx: f, cancel: kf } = arena
             .background()
             .with_deadline_cause(at(10), &C_CAUSE)
             .unwrap();

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use ctxtree::propagate::grpc_timeout;
 use ctxtree::tower::{CLIENT_GONE, ClientLayer, ServerLayer};
-use ctxtree::{Context, Error};
+use ctxtree::{Child, Context, Error};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::{Bytes, Incoming};
@@ -153,7 +153,10 @@ async fn the_deadline_shrinks_hop_by_hop_and_stops_the_backend_at_the_deadline()
     let gw = gateway(back, gw_tx).await;
 
     let start = Instant::now();
-    let (ctx, _cancel) = ctxtree::background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = ctxtree::background()
         .with_timeout(Duration::from_secs(2))
         .unwrap();
     let err = within("the client's call", call(gw, ctx.clone()))

@@ -11,6 +11,7 @@ use core::pin::pin;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use core::task::{Context as TaskCx, Poll, Waker};
 use core::time::Duration;
+use ctxtree::Child;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::hint::black_box;
@@ -113,24 +114,36 @@ fn cancel_paths() {
     static WHY: StaticCause = StaticCause::with_code(5, "why");
     // No warm-up: the arena is a static, so even the very first call must not allocate.
     assert_no_alloc("with_cancel + cancel", || {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         assert!(!ctx.is_done());
         cancel.cancel();
         assert_eq!(ctx.err(), Some(Error::Canceled));
         assert!(ctx.cause().unwrap().is(Error::Canceled));
     });
     assert_no_alloc("with_cancel_cause + cancel_with(&StaticCause)", || {
-        let (ctx, cancel) = A.background().with_cancel_cause().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel_cause().unwrap();
         cancel.cancel_with(&WHY);
         assert!(ctx.cause().unwrap().is_static(&WHY));
         assert_eq!(ctx.cause().unwrap().code(), Some(5));
     });
     assert_no_alloc("cancel propagation through a tree, clone/drop", || {
-        let (root, cancel) = A.background().with_cancel().unwrap();
-        let (a, _ca) = root.with_cancel().unwrap();
-        let (b, _cb) = root.with_cancel().unwrap();
-        let (a1, _ca1) = a.with_cancel().unwrap();
-        let (b1, _cb1) = b.with_cancel_cause().unwrap();
+        let Child { ctx: root, cancel } = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: a,
+            cancel: _ca,
+        } = root.with_cancel().unwrap();
+        let Child {
+            ctx: b,
+            cancel: _cb,
+        } = root.with_cancel().unwrap();
+        let Child {
+            ctx: a1,
+            cancel: _ca1,
+        } = a.with_cancel().unwrap();
+        let Child {
+            ctx: b1,
+            cancel: _cb1,
+        } = b.with_cancel_cause().unwrap();
         let a2 = a1.clone();
         let b2 = b1.clone();
         drop(a1);
@@ -138,7 +151,10 @@ fn cancel_paths() {
         assert_eq!(a2.err(), Some(Error::Canceled));
         assert!(b2.cause().unwrap().is_static(&WHY));
         // Born-cancelled children too.
-        let (late, _cl) = b2.with_cancel().unwrap();
+        let Child {
+            ctx: late,
+            cancel: _cl,
+        } = b2.with_cancel().unwrap();
         assert!(late.is_done());
         let c = cancel.context();
         black_box(c);
@@ -152,7 +168,7 @@ fn deadline_paths() {
     static A: Arena<16> = Arena::new().with_clock(&CLOCK);
     static SLOW: StaticCause = StaticCause::new("slow");
     assert_no_alloc("with_deadline, deadline(), lazy expiry", || {
-        let (d, _c) = A
+        let Child { ctx: d, cancel: _c } = A
             .background()
             .with_deadline(Instant::from_ticks(5))
             .unwrap();
@@ -163,11 +179,14 @@ fn deadline_paths() {
         assert!(d.cause().unwrap().is(Error::DeadlineExceeded));
     });
     assert_no_alloc("with_timeout (ManualClock) and with_timeout_cause", || {
-        let (t, _c) = A
+        let Child { ctx: t, cancel: _c } = A
             .background()
             .with_timeout(Duration::from_millis(3))
             .unwrap();
-        let (tc, _cc) = t
+        let Child {
+            ctx: tc,
+            cancel: _cc,
+        } = t
             .with_timeout_cause(Duration::from_millis(2), &SLOW)
             .unwrap();
         CLOCK.advance(2);
@@ -179,17 +198,23 @@ fn deadline_paths() {
     });
     assert_no_alloc("with_deadline_cause and expire", || {
         let now = A.now().unwrap();
-        let (d, _c) = A
+        let Child { ctx: d, cancel: _c } = A
             .background()
             .with_deadline_cause(now.add_ticks(10), &SLOW)
             .unwrap();
-        let (child, _cc) = d.with_cancel().unwrap();
+        let Child {
+            ctx: child,
+            cancel: _cc,
+        } = d.with_cancel().unwrap();
         assert_eq!(A.expire(now), Some(now.add_ticks(10)));
         assert_eq!(A.expire(now.add_ticks(10)), None);
         assert_eq!(child.err(), Some(Error::DeadlineExceeded));
         assert!(child.cause().unwrap().is_static(&SLOW));
         // A past deadline: born expired.
-        let (past, _pc) = A.background().with_deadline(now).unwrap();
+        let Child {
+            ctx: past,
+            cancel: _pc,
+        } = A.background().with_deadline(now).unwrap();
         assert!(past.is_done());
     });
     assert_eq!(A.stats().live, 0);
@@ -202,7 +227,10 @@ fn value_paths() {
     static OPT: Key<Option<u32>> = Key::new("opt");
     assert_no_alloc("with_value (Key<u64>), lookup, without_cancel", || {
         let v = A.background().with_value(&REQ, 42).unwrap();
-        let (c, _cc) = v.with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: _cc,
+        } = v.with_cancel().unwrap();
         let o = c.with_value(&OPT, None).unwrap();
         let w = o.without_cancel().unwrap();
         assert_eq!(w.value(&REQ), Some(42));
@@ -218,7 +246,7 @@ fn after_func_paths() {
     static A: Arena<8> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
     assert_no_alloc("after_func (small closure), stop, fire", || {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let n = 3usize;
         let stopped = ctx
             .after_func(move || {
@@ -252,12 +280,15 @@ fn display_and_dump_paths() {
     static A: Arena<16> = Arena::new().with_clock(&CLOCK);
     static REQ: Key<u64> = Key::new("req");
     static WHY: StaticCause = StaticCause::new("why");
-    let (c, cancel) = A.background().with_cancel().unwrap();
-    let (d, _dc) = c.with_timeout(Duration::from_millis(5)).unwrap();
+    let Child { ctx: c, cancel } = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: d,
+        cancel: _dc,
+    } = c.with_timeout(Duration::from_millis(5)).unwrap();
     let v = d.with_value(&REQ, 1).unwrap();
     let w = v.without_cancel().unwrap();
     let _f = d.after_func(|| {}).unwrap();
-    let (x, xc) = A.todo().with_cancel().unwrap();
+    let Child { ctx: x, cancel: xc } = A.todo().with_cancel().unwrap();
     xc.cancel_with(&WHY);
     assert_no_alloc("Display into a fixed-size writer", || {
         let mut s: heapless::String<256> = heapless::String::new();
@@ -288,7 +319,10 @@ fn display_and_dump_paths() {
 #[test]
 fn stats_path() {
     static A: Arena<8> = Arena::new();
-    let (_c, _cc) = A.background().with_cancel().unwrap();
+    let Child {
+        ctx: _c,
+        cancel: _cc,
+    } = A.background().with_cancel().unwrap();
     assert_no_alloc("stats", || {
         let s = A.stats();
         assert_eq!((s.live, s.capacity), (1, 8));
@@ -301,7 +335,7 @@ fn futures_paths() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     assert_no_alloc("done(): register, cancel, ready", || {
         let mut cx = TaskCx::from_waker(Waker::noop());
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let mut done = pin!(ctx.done());
         let mut done2 = pin!(ctx.done());
         assert!(done.as_mut().poll(&mut cx).is_pending());
@@ -317,7 +351,7 @@ fn futures_paths() {
     });
     assert_no_alloc("done() on a deadline: lazy expiry on poll", || {
         let mut cx = TaskCx::from_waker(Waker::noop());
-        let (ctx, _c) = A
+        let Child { ctx, cancel: _c } = A
             .background()
             .with_timeout(Duration::from_millis(1))
             .unwrap();
@@ -331,7 +365,7 @@ fn futures_paths() {
     });
     assert_no_alloc("run_until_done: pending, cancel, Err", || {
         let mut cx = TaskCx::from_waker(Waker::noop());
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let mut fut = pin!(ctx.run_until_done(core::future::pending::<u8>()));
         assert!(fut.as_mut().poll(&mut cx).is_pending());
         cancel.cancel();
@@ -345,7 +379,10 @@ fn futures_paths() {
             Poll::Ready(Err(Error::Canceled)),
             "a done context wins over a ready future"
         );
-        let (live, _lc) = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: live,
+            cancel: _lc,
+        } = A.background().with_cancel().unwrap();
         let mut ok2 = pin!(live.run_until_done(async { 7u8 }));
         assert_eq!(ok2.as_mut().poll(&mut cx), Poll::Ready(Ok(7)));
     });

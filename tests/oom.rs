@@ -14,6 +14,7 @@
 
 #![cfg(feature = "alloc")]
 
+use ctxtree::Child;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -191,7 +192,7 @@ fn growable_arena_refuses_a_page_it_cannot_get_with_arena_full_and_grows_once_me
     let r = limited(|| arena.background().with_cancel());
     assert_eq!(r.err(), Some(CreateError::ArenaFull));
     assert_eq!(refused(), before + 1, "the page was asked for, and refused");
-    let r = limited(|| made[0].0.with_cancel());
+    let r = limited(|| made[0].ctx.with_cancel());
     assert_eq!(r.err(), Some(CreateError::ArenaFull));
     assert_eq!(
         refused(),
@@ -208,13 +209,16 @@ fn growable_arena_refuses_a_page_it_cannot_get_with_arena_full_and_grows_once_me
     // The contexts that exist keep working: a released slot is handed out again without any
     // allocation, and cancelling still reaches children.
     drop(made.pop());
-    let again = limited(|| made[1].0.with_cancel());
-    let (child, child_cancel) = again.expect("a freed slot needs no new page");
+    let again = limited(|| made[1].ctx.with_cancel());
+    let Child {
+        ctx: child,
+        cancel: child_cancel,
+    } = again.expect("a freed slot needs no new page");
     assert_eq!(refused(), before + 2);
     assert_eq!(arena.stats().live, full);
-    drop(made.swap_remove(1).1);
+    drop(made.swap_remove(1).cancel);
     assert_eq!(child.err(), Some(Error::Canceled));
-    assert_eq!(made[0].0.err(), None);
+    assert_eq!(made[0].ctx.err(), None);
     drop((child, child_cancel));
     assert_eq!(arena.stats().live, full - 2);
     made.push(limited(|| arena.background().with_cancel()).unwrap());
@@ -229,8 +233,11 @@ fn growable_arena_refuses_a_page_it_cannot_get_with_arena_full_and_grows_once_me
 
     // Memory frees (the limit stays where it was): the same call now grows the arena.
     drop(ballast);
-    let grown = limited(|| made[0].0.with_cancel());
-    let (grandchild, _grandchild_cancel) = grown.expect("the page fits once memory is freed");
+    let grown = limited(|| made[0].ctx.with_cancel());
+    let Child {
+        ctx: grandchild,
+        cancel: _grandchild_cancel,
+    } = grown.expect("the page fits once memory is freed");
     assert_eq!(refused(), before + 3);
     let stats = arena.stats();
     assert_eq!(stats.capacity, full + 4096);
@@ -238,9 +245,9 @@ fn growable_arena_refuses_a_page_it_cannot_get_with_arena_full_and_grows_once_me
     assert_eq!(stats.failed_allocs, 3);
 
     // A node from before the failure cancels a child on the new page.
-    drop(made.swap_remove(0).1);
+    drop(made.swap_remove(0).cancel);
     assert_eq!(grandchild.err(), Some(Error::Canceled));
-    assert!(made.iter().all(|(c, _)| c.err().is_none()));
+    assert!(made.iter().all(|c| c.err().is_none()));
 }
 
 #[test]
@@ -259,7 +266,7 @@ fn fixed_heap_arena_takes_its_page_on_first_use_and_reports_a_refusal_as_arena_f
 
     // More headroom (memory freed elsewhere): the page is asked for again and fits.
     limit_headroom(page * 2);
-    let (ctx, cancel) = limited(|| arena.background().with_cancel()).unwrap();
+    let Child { ctx, cancel } = limited(|| arena.background().with_cancel()).unwrap();
     assert_eq!(refused(), before + 1);
     let stats = arena.stats();
     assert_eq!(
@@ -301,7 +308,7 @@ fn global_arena_refuses_a_page_it_cannot_get_with_arena_full_and_grows_once_memo
         made.push(ctxtree::background().with_cancel().unwrap());
     }
     limit_headroom(page_bytes(1024, 1) / 2);
-    let r = limited(|| made[0].0.with_cancel());
+    let r = limited(|| made[0].ctx.with_cancel());
     assert_eq!(r.err(), Some(CreateError::ArenaFull));
     assert_eq!(refused(), before + 2);
     let stats = global.stats();
@@ -309,15 +316,18 @@ fn global_arena_refuses_a_page_it_cannot_get_with_arena_full_and_grows_once_memo
         (stats.capacity, stats.live, stats.failed_allocs),
         (1024, 1024, 2)
     );
-    assert!(made.iter().all(|(c, _)| c.err().is_none()));
+    assert!(made.iter().all(|c| c.err().is_none()));
 
     // Memory frees: the arena grows, and the tree works across the pages.
     limit_headroom(page_bytes(1024, 1) * 2);
-    let (child, child_cancel) = limited(|| made[0].0.with_cancel()).expect("page 1 fits now");
+    let Child {
+        ctx: child,
+        cancel: child_cancel,
+    } = limited(|| made[0].ctx.with_cancel()).expect("page 1 fits now");
     assert_eq!(refused(), before + 2);
     assert_eq!(global.capacity(), 1024 + 2048);
     assert_eq!(global.stats().live, 1025);
-    drop(made.swap_remove(0).1);
+    drop(made.swap_remove(0).cancel);
     assert_eq!(child.err(), Some(Error::Canceled));
     drop((child, child_cancel));
     drop(made);

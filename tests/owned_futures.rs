@@ -7,6 +7,7 @@
 
 #![cfg(feature = "std")]
 
+use ctxtree::Child;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +30,10 @@ fn poll_once<F: Future>(fut: Pin<&mut F>) -> Poll<F::Output> {
 #[test]
 fn owned_futures_of_static_contexts_are_static_and_send() {
     static ARENA: Arena<4> = Arena::new();
-    let (ctx, _cancel) = ARENA.background().with_cancel().unwrap();
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = ARENA.background().with_cancel().unwrap();
     assert_spawnable(&ctx.done_owned());
     assert_spawnable(&ctx.run_until_done_owned(async { 1 }));
     let global = background();
@@ -37,7 +41,10 @@ fn owned_futures_of_static_contexts_are_static_and_send() {
     // Kept reachable from a static: a leaked arena is meant to live as long as the program.
     static LEAKED: OnceLock<&'static HeapArena> = OnceLock::new();
     let leaked: &'static HeapArena = LEAKED.get_or_init(|| HeapArena::with_capacity(2).leak());
-    let (heap_ctx, _heap_cancel) = leaked.background().with_cancel().unwrap();
+    let Child {
+        ctx: heap_ctx,
+        cancel: _heap_cancel,
+    } = leaked.background().with_cancel().unwrap();
     let fut: DoneOwned<'static> = heap_ctx.done_owned();
     drop(heap_ctx); // the future keeps its own handle
     assert_spawnable(&fut);
@@ -50,7 +57,7 @@ fn owned_futures_of_static_contexts_are_static_and_send() {
 #[test]
 fn done_owned_completes_on_cancel_after_its_context_handle_is_gone() {
     static ARENA: Arena<4> = Arena::new();
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
     let mut fut = pin!(ctx.done_owned());
     drop(ctx);
     assert!(poll_once(fut.as_mut()).is_pending());
@@ -65,7 +72,7 @@ fn done_owned_completes_on_cancel_after_its_context_handle_is_gone() {
 #[test]
 fn dropping_pending_owned_futures_leaves_live_at_baseline() {
     static ARENA: Arena<8> = Arena::new();
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
     let baseline = ARENA.stats().live;
     for _ in 0..3 {
         let mut done = Box::pin(ctx.done_owned());
@@ -102,7 +109,7 @@ fn a_static_task_holds_an_owned_future() {
         FIRED.store(true, Ordering::SeqCst);
     }
 
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
     let task: &'static mut Watchdog = Box::leak(Box::new(Task {
         fut: ctx.run_until_done_owned(std::future::pending()),
     }));
@@ -133,7 +140,7 @@ fn tokio_spawned_owned_futures_complete_on_cancel() {
         .enable_all()
         .build()
         .unwrap();
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let done = rt.spawn(ctx.done_owned());
     let run = rt.spawn(ctx.run_until_done_owned(std::future::pending::<()>()));
     let quick = rt.spawn(ctx.run_until_done_owned(async { 5 }));
@@ -157,7 +164,10 @@ fn tokio_spawned_owned_futures_complete_on_deadline_of_the_global_arena() {
         .enable_all()
         .build()
         .unwrap();
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(30))
         .unwrap();
     let done = rt.spawn(ctx.done_owned());
@@ -180,7 +190,7 @@ fn tokio_aborted_owned_futures_deregister() {
         .enable_all()
         .build()
         .unwrap();
-    let (ctx, cancel) = ARENA.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = ARENA.background().with_cancel().unwrap();
     let baseline = ARENA.stats().live;
     let done = rt.spawn(ctx.done_owned());
     let run = rt.spawn(ctx.run_until_done_owned(std::future::pending::<()>()));

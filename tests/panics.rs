@@ -8,6 +8,7 @@
 //! Every test ends with its arena's `stats().live` back at 0 and every slot allocatable again.
 #![cfg(feature = "std")]
 
+use ctxtree::Child;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -64,14 +65,23 @@ fn panicking_after_func_still_cancels_every_sibling_then_resumes_its_panic() {
     static A: Arena<16> = Arena::new();
     static RAN: [AtomicUsize; 5] = [const { AtomicUsize::new(0) }; 5];
     {
-        let (root, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx: root, cancel } = A.background().with_cancel().unwrap();
         // The list is LIFO: the traversal meets c, f3, b, f2 (panics), a, f1.
         let f1 = root.after_func(count(&RAN[0])).unwrap();
-        let (a, _ca) = root.with_cancel().unwrap();
+        let Child {
+            ctx: a,
+            cancel: _ca,
+        } = root.with_cancel().unwrap();
         let f2 = root.after_func(|| panic!("middle callback")).unwrap();
-        let (b, _cb) = root.with_cancel().unwrap();
+        let Child {
+            ctx: b,
+            cancel: _cb,
+        } = root.with_cancel().unwrap();
         let f3 = root.after_func(count(&RAN[1])).unwrap();
-        let (c, _cc) = root.with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: _cc,
+        } = root.with_cancel().unwrap();
         // Each sibling has a descendant with its own callback.
         let kids: Vec<_> = [&a, &b, &c]
             .into_iter()
@@ -80,14 +90,14 @@ fn panicking_after_func_still_cancels_every_sibling_then_resumes_its_panic() {
         let regs: Vec<_> = kids
             .iter()
             .zip(&RAN[2..])
-            .map(|((k, _), r)| k.after_func(count(r)).unwrap())
+            .map(|(k, r)| k.after_func(count(r)).unwrap())
             .collect();
 
         let r = catch_unwind(AssertUnwindSafe(|| cancel.cancel()));
         assert_eq!(payload(r), "middle callback");
         for ctx in [&root, &a, &b, &c]
             .into_iter()
-            .chain(kids.iter().map(|k| &k.0))
+            .chain(kids.iter().map(|k| &k.ctx))
         {
             assert_eq!(ctx.err(), Some(Error::Canceled), "{ctx} left uncancelled");
         }
@@ -112,14 +122,17 @@ fn two_panicking_callbacks_resume_the_first_and_drop_the_second() {
     static A: Arena<8> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
     {
-        let (root, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx: root, cancel } = A.background().with_cancel().unwrap();
         let _late = root
             .after_func(|| {
                 RAN.fetch_add(1, Ordering::SeqCst);
                 panic!("second")
             })
             .unwrap();
-        let (child, _cc) = root.with_cancel().unwrap();
+        let Child {
+            ctx: child,
+            cancel: _cc,
+        } = root.with_cancel().unwrap();
         let _early = root
             .after_func(|| {
                 RAN.fetch_add(1, Ordering::SeqCst);
@@ -140,7 +153,7 @@ fn two_panicking_callbacks_resume_the_first_and_drop_the_second() {
 fn panicking_callback_on_an_already_done_context_leaks_nothing() {
     static A: Arena<4> = Arena::new();
     {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         cancel.cancel();
         let r = catch_unwind(AssertUnwindSafe(|| {
             let _reg = ctx.after_func(|| panic!("ran at once")).unwrap();
@@ -155,7 +168,7 @@ fn stopping_a_callback_whose_drop_panics_still_unregisters_it() {
     static A: Arena<4> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
     {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let bomb = DropBomb("closure dropped");
         let reg = ctx
             .after_func(move || {
@@ -181,15 +194,24 @@ fn expire_finishes_every_due_deadline_before_resuming_a_callbacks_panic() {
     static A: Arena<8> = Arena::new(); // no clock: deadlines fire only through `expire`
     static RAN: AtomicUsize = AtomicUsize::new(0);
     {
-        let (d1, _c1) = A
+        let Child {
+            ctx: d1,
+            cancel: _c1,
+        } = A
             .background()
             .with_deadline(Instant::from_ticks(10))
             .unwrap();
-        let (d2, _c2) = A
+        let Child {
+            ctx: d2,
+            cancel: _c2,
+        } = A
             .background()
             .with_deadline(Instant::from_ticks(10))
             .unwrap();
-        let (d3, _c3) = A
+        let Child {
+            ctx: d3,
+            cancel: _c3,
+        } = A
             .background()
             .with_deadline(Instant::from_ticks(10))
             .unwrap();
@@ -215,11 +237,14 @@ fn lazy_deadline_observation_finishes_the_expiry_then_resumes() {
     static A: Arena<8> = Arena::new().with_clock(&CLOCK);
     static RAN: AtomicUsize = AtomicUsize::new(0);
     {
-        let (d, _c) = A
+        let Child { ctx: d, cancel: _c } = A
             .background()
             .with_timeout(Duration::from_millis(5))
             .unwrap();
-        let (kid, _kc) = d.with_cancel().unwrap();
+        let Child {
+            ctx: kid,
+            cancel: _kc,
+        } = d.with_cancel().unwrap();
         let _r1 = kid.after_func(count(&RAN)).unwrap();
         let _r2 = d.after_func(|| panic!("lazy expiry")).unwrap();
         CLOCK.advance(5);
@@ -241,7 +266,10 @@ fn lazy_deadline_observation_finishes_the_expiry_then_resumes() {
 #[test]
 fn timer_thread_survives_a_panicking_callback_and_keeps_firing_deadlines() {
     static FIRED: AtomicBool = AtomicBool::new(false);
-    let (first, _c1) = ctxtree::background()
+    let Child {
+        ctx: first,
+        cancel: _c1,
+    } = ctxtree::background()
         .with_timeout(Duration::from_millis(20))
         .unwrap();
     let _reg = first
@@ -262,7 +290,10 @@ fn timer_thread_survives_a_panicking_callback_and_keeps_firing_deadlines() {
 
     // A later deadline must still wake a blocked `done()` future, through the timer thread: a
     // `block_on` parks until its waker is called, and only the timer calls it.
-    let (second, c2) = ctxtree::background()
+    let Child {
+        ctx: second,
+        cancel: c2,
+    } = ctxtree::background()
         .with_timeout(Duration::from_millis(30))
         .unwrap();
     let (tx, rx) = mpsc::channel();
@@ -280,7 +311,10 @@ fn timer_thread_survives_a_panicking_callback_and_keeps_firing_deadlines() {
     h.join().unwrap();
 
     // And a blocking `wait` ends at the deadline.
-    let (third, _c3) = ctxtree::background()
+    let Child {
+        ctx: third,
+        cancel: _c3,
+    } = ctxtree::background()
         .with_timeout(Duration::from_millis(20))
         .unwrap();
     assert_eq!(
@@ -355,7 +389,7 @@ fn a_panicking_waker_loses_no_other_wake_up_in_its_batch() {
     static GOOD: Probe = Probe::new(false, false);
     static BAD: Probe = Probe::new(true, false);
     {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
 
         // A thread blocked in `wait`: registered first, so woken after the bad waker.
         let (tx, rx) = mpsc::channel();
@@ -413,7 +447,7 @@ fn a_waker_whose_drop_panics_leaves_the_waiter_list_usable() {
     static GOOD: Probe = Probe::new(false, false);
     static OTHER: Probe = Probe::new(false, false);
     {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let mut fut = pin!(ctx.done());
         let droppy = std::mem::ManuallyDrop::new(DROPPY.waker());
         assert!(
@@ -506,9 +540,9 @@ fn heap_value_whose_drop_panics_frees_its_slot_and_its_parents() {
     static A: Arena<4> = Arena::new();
     static BOMB: HeapKey<DropBomb> = HeapKey::new("bomb");
     {
-        let (p, pc) = A.background().with_cancel().unwrap();
+        let Child { ctx: p, cancel: pc } = A.background().with_cancel().unwrap();
         let v = p.with_value(&BOMB, DropBomb("value dropped")).unwrap();
-        let (w, wc) = v.with_cancel().unwrap();
+        let Child { ctx: w, cancel: wc } = v.with_cancel().unwrap();
         drop((p, pc, wc));
         drop(w);
         // `v` holds the last reference on itself and (through it) on `p`.
@@ -522,8 +556,11 @@ fn heap_value_whose_drop_panics_frees_its_slot_and_its_parents() {
 fn heap_cause_whose_drop_panics_frees_its_slot() {
     static A: Arena<4> = Arena::new();
     {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
-        let (kid, _kc) = ctx.with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: kid,
+            cancel: _kc,
+        } = ctx.with_cancel().unwrap();
         cancel.cancel_with(CancelCause::error(DropBomb("cause dropped")));
         assert_eq!(kid.cause().unwrap().to_string(), "drop bomb");
         drop((kid, _kc, ctx));
@@ -533,7 +570,7 @@ fn heap_cause_whose_drop_panics_frees_its_slot() {
     assert_whole(&A, 4);
     {
         // A deadline's own cause, dropped with its never-expired node.
-        let (d, dc) = A
+        let Child { ctx: d, cancel: dc } = A
             .background()
             .with_deadline_cause(
                 Instant::from_ticks(u64::MAX / 2),
@@ -550,9 +587,15 @@ fn heap_cause_whose_drop_panics_frees_its_slot() {
 fn heap_cause_whose_display_panics_in_a_dump_releases_the_dumps_references() {
     static A: Arena<4> = Arena::new();
     {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
-        let (kid, _kc) = ctx.with_cancel().unwrap();
-        let (_grandkid, _gc) = kid.with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: kid,
+            cancel: _kc,
+        } = ctx.with_cancel().unwrap();
+        let Child {
+            ctx: _grandkid,
+            cancel: _gc,
+        } = kid.with_cancel().unwrap();
         cancel.cancel_with(CancelCause::error(BadDisplay));
         let r = catch_unwind(AssertUnwindSafe(|| {
             let _ = A.tree().to_string();
@@ -593,7 +636,10 @@ fn a_panicking_clock_leaks_no_slot_or_reference() {
     static A: Arena<4> = Arena::new().with_clock(&CLOCK);
     let arm = |on| CLOCK.armed.store(on, Ordering::SeqCst);
     {
-        let (parent, pc) = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel: pc,
+        } = A.background().with_cancel().unwrap();
         arm(true);
         let r = catch_unwind(AssertUnwindSafe(|| {
             let _ = parent.with_timeout(Duration::from_millis(5));
@@ -613,8 +659,11 @@ fn a_panicking_clock_leaks_no_slot_or_reference() {
         assert_eq!(A.stats().live, 1);
 
         arm(false);
-        let (d, dc) = parent.with_deadline(Instant::from_ticks(5)).unwrap();
-        let (kid, _kc) = d.with_cancel().unwrap();
+        let Child { ctx: d, cancel: dc } = parent.with_deadline(Instant::from_ticks(5)).unwrap();
+        let Child {
+            ctx: kid,
+            cancel: _kc,
+        } = d.with_cancel().unwrap();
         arm(true);
         for ctx in [&d, &kid] {
             let r = catch_unwind(AssertUnwindSafe(|| ctx.err()));

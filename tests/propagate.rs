@@ -10,7 +10,7 @@ use ctxtree::propagate::{
     self, Carrier, CarrierError, Header, InjectError, Malformed, Propagator, Rejections, Token,
     TraceParent, ValueError, Wire,
 };
-use ctxtree::{Arena, CreateError, Error, HeapKey, Key, ManualClock};
+use ctxtree::{Arena, Child, CreateError, Error, HeapKey, Key, ManualClock};
 
 /// xorshift64*: a small, fixed-seed generator, so every run checks the same cases.
 struct Rng(u64);
@@ -414,7 +414,10 @@ fn inject_writes_the_remaining_time_rounded_down_and_the_opted_in_values() {
         .unwrap()
         .with_value(&TRACE, TraceParent::decode(TRACEPARENT.as_bytes()).unwrap())
         .unwrap();
-    let (ctx, _cancel) = req.with_timeout(Duration::from_millis(300)).unwrap();
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = req.with_timeout(Duration::from_millis(300)).unwrap();
     clock.advance(12_345); // 12.345 ms pass
     let mut h = BTreeMap::new();
     let sent = PROPAGATOR.inject(&ctx, &mut h).unwrap().unwrap();
@@ -438,7 +441,7 @@ fn inject_writes_the_remaining_time_rounded_down_and_the_opted_in_values() {
 #[test]
 fn inject_fails_fast_on_a_done_context() {
     let (clock, arena) = fresh!();
-    let (ctx, cancel) = arena
+    let Child { ctx, cancel } = arena
         .background()
         .with_timeout(Duration::from_millis(5))
         .unwrap();
@@ -451,7 +454,7 @@ fn inject_fails_fast_on_a_done_context() {
     assert!(h.is_empty(), "nothing written");
     drop(cancel);
 
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     cancel.cancel();
     assert_eq!(
         propagate::inject(&ctx, &mut h),
@@ -471,7 +474,10 @@ fn inject_reports_a_carrier_that_refuses() {
             Err(CarrierError::Full)
         }
     }
-    let (ctx, _cancel) = arena
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = arena
         .background()
         .with_timeout(Duration::from_secs(1))
         .unwrap();
@@ -495,7 +501,10 @@ fn extract_gives_the_callee_the_callers_time_capped_and_the_values() {
         ("x-tenant", "acme"),
         ("traceparent", TRACEPARENT),
     ]);
-    let (server, stop) = arena.background().with_cancel().unwrap();
+    let Child {
+        ctx: server,
+        cancel: stop,
+    } = arena.background().with_cancel().unwrap();
     let x = PROPAGATOR.extract(&server, &h).unwrap();
     assert_eq!(x.timeout, Some(Duration::from_millis(250)));
     assert_eq!(x.ctx.remaining(), Some(Duration::from_millis(250)));
@@ -529,7 +538,10 @@ fn extract_gives_the_callee_the_callers_time_capped_and_the_values() {
 
     // The request context is a child of the server's: shutdown reaches it, and its own
     // canceler (the end of the request) reaches everything under it.
-    let (work, _w) = x.ctx.with_cancel().unwrap();
+    let Child {
+        ctx: work,
+        cancel: _w,
+    } = x.ctx.with_cancel().unwrap();
     x.cancel.cancel();
     assert_eq!(work.err(), Some(Error::Canceled));
     assert_eq!(server.err(), None);
@@ -571,7 +583,10 @@ fn extract_drops_malformed_headers_and_says_why() {
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
         ),
     ]);
-    let (server, _stop) = arena.background().with_cancel().unwrap();
+    let Child {
+        ctx: server,
+        cancel: _stop,
+    } = arena.background().with_cancel().unwrap();
     let x = PROPAGATOR
         .with_max_timeout(Duration::from_secs(2))
         .extract(&server, &h)
@@ -656,7 +671,10 @@ fn rejections_beyond_capacity_are_counted() {
 #[test]
 fn extract_reports_a_full_arena_as_an_error() {
     static SMALL: Arena<1> = Arena::new();
-    let (_held, _c) = SMALL.background().with_cancel().unwrap();
+    let Child {
+        ctx: _held,
+        cancel: _c,
+    } = SMALL.background().with_cancel().unwrap();
     assert_eq!(
         propagate::extract(&SMALL.background(), &BTreeMap::new()).unwrap_err(),
         CreateError::ArenaFull
@@ -686,7 +704,10 @@ fn btreemap_carrier_is_case_insensitive_on_get_and_lower_cases_on_set() {
 #[test]
 fn header_map_carrier_round_trips_and_refuses_invalid_pairs() {
     let (_, arena) = fresh!();
-    let (ctx, _cancel) = arena
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = arena
         .background()
         .with_value(&REQUEST_ID, 9)
         .unwrap()

@@ -19,6 +19,7 @@
 
 #![cfg(target_os = "linux")]
 
+use ctxtree::Child;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +35,7 @@ static ARENA: Arena<128> = Arena::new();
 static KEY: Key<u64> = Key::new("iteration");
 
 /// A long-lived root that both sides create children under (never cancelled).
-static ROOT: OnceLock<(Context<'static>, Canceler<'static>)> = OnceLock::new();
+static ROOT: OnceLock<Child<'static>> = OnceLock::new();
 
 /// The mid-level context the interrupted thread is working under; the handler cancels it now and
 /// then, and creates children under it. Owned by the thread; published as a raw pointer. The
@@ -69,7 +70,7 @@ fn fail(bit: u32) {
 
 extern "C" fn on_signal(_: libc::c_int) {
     let n = HANDLED.fetch_add(1, Ordering::Relaxed);
-    let Some((root, _)) = ROOT.get() else {
+    let Some(Child { ctx: root, .. }) = ROOT.get() else {
         return;
     };
     if root.is_done() {
@@ -77,10 +78,10 @@ extern "C" fn on_signal(_: libc::c_int) {
     }
     // A child and grandchild of the root, cancelled from here: done before `cancel` returns.
     match root.with_cancel() {
-        Ok((c, k)) => {
+        Ok(Child { ctx: c, cancel: k }) => {
             let g = c.with_value(&KEY, n as u64).and_then(|v| v.with_cancel());
             k.cancel();
-            let g_done = g.as_ref().map_or(true, |(g, _)| g.is_done());
+            let g_done = g.as_ref().map_or(true, |g| g.is_done());
             if !c.is_done() || !g_done {
                 fail(F_HANDLER_CHILD_NOT_DONE);
             }
@@ -98,7 +99,7 @@ extern "C" fn on_signal(_: libc::c_int) {
     let m = unsafe { &*p };
     // A child under the context the interrupted code is linking into / unlinking from / walking.
     match m.ctx.with_cancel() {
-        Ok((c, _k)) => {
+        Ok(Child { ctx: c, cancel: _k }) => {
             if m.ctx.is_done() && !c.is_done() {
                 fail(F_BORN_LIVE_UNDER_DONE);
             }
@@ -175,7 +176,7 @@ impl Drop for Timer {
 
 /// Publishes a fresh mid-level context for the handler to use.
 fn publish_shared(root: &Context<'static>) {
-    let (ctx, cancel) = root.with_cancel().expect("arena sized for the test");
+    let Child { ctx, cancel } = root.with_cancel().expect("arena sized for the test");
     let b = Box::into_raw(Box::new(Shared { ctx, cancel }));
     SHARED.store(b, Ordering::Release);
 }
@@ -195,7 +196,7 @@ fn round(i: u64, held: &mut VecDeque<(Context<'static>, Canceler<'static>)>, wak
     let p = SHARED.load(Ordering::Acquire);
     // SAFETY: only this thread retires it, and not during this round.
     let m = unsafe { &*p };
-    let Ok((c, k)) = m.ctx.with_cancel() else {
+    let Ok(Child { ctx: c, cancel: k }) = m.ctx.with_cancel() else {
         return;
     };
     // Born under a done parent => born done (the handler's cancel completed before we resumed).
@@ -209,7 +210,7 @@ fn round(i: u64, held: &mut VecDeque<(Context<'static>, Canceler<'static>)>, wak
                 if v.value(&KEY) != Some(i) {
                     fail(F_VALUE_LOST);
                 }
-                if let Ok((g, gk)) = v.with_cancel() {
+                if let Ok(Child { ctx: g, cancel: gk }) = v.with_cancel() {
                     k.cancel();
                     if !g.is_done() {
                         fail(F_OWN_CANCEL_INCOMPLETE);
@@ -265,7 +266,9 @@ fn round(i: u64, held: &mut VecDeque<(Context<'static>, Canceler<'static>)>, wak
 fn signal_handler_cancels_the_tree_the_interrupted_thread_mutates() {
     // Run on a thread of our own: the timer signals exactly this thread.
     let worker = std::thread::spawn(|| {
-        let (root, _) = ROOT.get_or_init(|| ARENA.background().with_cancel().unwrap());
+        let root = &ROOT
+            .get_or_init(|| ARENA.background().with_cancel().unwrap())
+            .ctx;
         let baseline = ARENA.stats().live;
         assert_eq!(baseline, 1);
         let waker = Waker::from(Arc::new(CountWakes));
@@ -323,7 +326,7 @@ fn signal_handler_cancels_the_tree_the_interrupted_thread_mutates() {
         AF_REGISTERED.load(Ordering::Relaxed),
         "an after_func ran twice or never"
     );
-    let (root, _) = ROOT.get().unwrap();
+    let root = &ROOT.get().unwrap().ctx;
     assert!(!root.is_done());
     assert_eq!(ARENA.stats().live, baseline, "nodes leaked");
     // Every slot is reusable: the free list survived the interrupts intact.

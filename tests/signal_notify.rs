@@ -134,9 +134,15 @@ fn signal_of(cause: &ctxtree::Cause<'_>) -> Option<i32> {
 #[test]
 fn sigint_cancels_the_context_with_the_signal_as_cause_and_does_not_kill() {
     if is_child() {
-        let (parent, _keep) = ctxtree::background().with_cancel().unwrap();
+        let ctxtree::Child {
+            ctx: parent,
+            cancel: _keep,
+        } = ctxtree::background().with_cancel().unwrap();
         let (ctx, stop) = notify_context(&parent, &[SIGINT, SIGTERM]).unwrap();
-        let (work, _w) = ctx.with_cancel().unwrap(); // derived work is reached too
+        let ctxtree::Child {
+            ctx: work,
+            cancel: _w,
+        } = ctx.with_cancel().unwrap(); // derived work is reached too
         say("ready");
         let err = work.wait_timeout(LIMIT);
         let cause = ctx.cause().map(|c| (c.to_string(), signal_of(&c)));
@@ -260,7 +266,10 @@ fn the_parent_and_the_stop_handle_cancel_it_too() {
     if is_child() {
         return;
     }
-    let (parent, cancel_parent) = ctxtree::background().with_cancel().unwrap();
+    let ctxtree::Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = ctxtree::background().with_cancel().unwrap();
     let (ctx, stop) = notify_context(&parent, &[SIGUSR2]).unwrap();
     assert_eq!(ctx.err(), None);
     cancel_parent.cancel();

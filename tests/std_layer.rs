@@ -12,6 +12,7 @@
 
 #![cfg(feature = "std")]
 
+use ctxtree::Child;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -183,14 +184,17 @@ fn std_clock_is_monotonic_across_threads() {
 fn deadlines_convert_between_std_and_arena_instants() {
     let _g = shared();
     let before = StdInstant::now();
-    let (ctx, _c) = background().with_timeout(Duration::from_secs(30)).unwrap();
+    let Child { ctx, cancel: _c } = background().with_timeout(Duration::from_secs(30)).unwrap();
     let after = StdInstant::now();
     let dl = std_deadline(&ctx);
     assert!(dl >= before + Duration::from_secs(30));
     assert!(dl <= after + Duration::from_secs(30));
 
     let at = StdInstant::now() + Duration::from_secs(40);
-    let (ctx2, _c2) = background().with_deadline(StdClock::instant(at)).unwrap();
+    let Child {
+        ctx: ctx2,
+        cancel: _c2,
+    } = background().with_deadline(StdClock::instant(at)).unwrap();
     assert_eq!(ctx2.deadline(), Some(StdClock::instant(at)));
     assert_eq!(std_deadline(&ctx2), at);
 }
@@ -202,7 +206,10 @@ fn deadlines_convert_between_std_and_arena_instants() {
 #[test]
 fn timeout_wait_returns_deadline_exceeded_no_earlier_than_the_deadline() {
     let _g = shared();
-    let (ctx, _cancel) = background().with_timeout(SHORT).unwrap();
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background().with_timeout(SHORT).unwrap();
     assert!(
         ctx.to_string()
             .starts_with("context.Background.WithDeadline(")
@@ -221,13 +228,22 @@ fn timeout_wait_returns_deadline_exceeded_no_earlier_than_the_deadline() {
 fn deadline_in_the_past_or_now_is_born_exceeded() {
     let _g = shared();
     let past = StdInstant::now() - Duration::from_millis(10);
-    let (c1, _k1) = background().with_deadline(StdClock::instant(past)).unwrap();
+    let Child {
+        ctx: c1,
+        cancel: _k1,
+    } = background().with_deadline(StdClock::instant(past)).unwrap();
     assert_eq!(c1.err(), Some(Error::DeadlineExceeded));
-    let (c2, _k2) = background()
+    let Child {
+        ctx: c2,
+        cancel: _k2,
+    } = background()
         .with_deadline(StdClock::instant(StdInstant::now()))
         .unwrap();
     assert_eq!(c2.err(), Some(Error::DeadlineExceeded));
-    let (c3, _k3) = background().with_timeout(Duration::ZERO).unwrap();
+    let Child {
+        ctx: c3,
+        cancel: _k3,
+    } = background().with_timeout(Duration::ZERO).unwrap();
     assert_eq!(c3.err(), Some(Error::DeadlineExceeded));
     for c in [&c1, &c2, &c3] {
         assert!(
@@ -246,9 +262,15 @@ fn timeout_reaches_children_through_values_and_longer_timeouts() {
     // Go: "WithTimeout+otherContext+WithTimeout".
     static K: HeapKey<String> = HeapKey::new("k");
     let _g = shared();
-    let (short, _c1) = background().with_timeout(SHORT).unwrap();
+    let Child {
+        ctx: short,
+        cancel: _c1,
+    } = background().with_timeout(SHORT).unwrap();
     let val = short.with_value(&K, "v".to_string()).unwrap();
-    let (long, _c2) = val.with_timeout(VERY_LONG).unwrap();
+    let Child {
+        ctx: long,
+        cancel: _c2,
+    } = val.with_timeout(VERY_LONG).unwrap();
     // The longer timeout never extends the parent's deadline: it is a plain cancel child.
     assert_eq!(long.deadline(), short.deadline());
     assert!(long.to_string().ends_with(".WithCancel"));
@@ -263,9 +285,12 @@ fn cancelled_timeout_is_canceled_synchronously() {
     // Go: TestCanceledTimeout.
     static K: HeapKey<u8> = HeapKey::new("k");
     let _g = shared();
-    let (c, _c0) = background().with_timeout(Duration::from_secs(1)).unwrap();
+    let Child {
+        ctx: c,
+        cancel: _c0,
+    } = background().with_timeout(Duration::from_secs(1)).unwrap();
     let o = c.with_value(&K, 1).unwrap();
-    let (child, cancel) = o.with_timeout(VERY_LONG).unwrap();
+    let Child { ctx: child, cancel } = o.with_timeout(VERY_LONG).unwrap();
     cancel.cancel();
     assert!(child.is_done());
     assert_eq!(child.err(), Some(Error::Canceled));
@@ -276,10 +301,13 @@ fn cancelled_timeout_is_canceled_synchronously() {
 fn timeout_cause_with_a_heap_error_is_reported_on_expiry() {
     let _g = shared();
     let too_slow = shared_error("tooSlow");
-    let (ctx, cancel) = background()
+    let Child { ctx, cancel } = background()
         .with_timeout_cause(Duration::from_millis(20), too_slow.clone())
         .unwrap();
-    let (child, _cc) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_cancel().unwrap();
     assert_eq!(child.wait(), Error::DeadlineExceeded);
     assert!(same_error(&heap_cause(&ctx), &too_slow));
     assert!(same_error(&heap_cause(&child), &too_slow));
@@ -288,7 +316,7 @@ fn timeout_cause_with_a_heap_error_is_reported_on_expiry() {
     assert!(same_error(&heap_cause(&ctx), &too_slow));
 
     // Cancelled before the deadline: Canceled, and the deadline's cause is not reported.
-    let (ctx, cancel) = background()
+    let Child { ctx, cancel } = background()
         .with_timeout_cause(VERY_LONG, shared_error("unused"))
         .unwrap();
     cancel.cancel();
@@ -307,7 +335,10 @@ fn after_func_on_a_timeout_runs_at_the_deadline_without_polling() {
     let _g = shared();
     // Long enough that registration ends, in practice, before the deadline (else `after_func` itself
     // would find it passed and run the callback inline, on this thread).
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(200))
         .unwrap();
     let dl = std_deadline(&ctx);
@@ -338,7 +369,7 @@ fn timer_fires_many_deadlines_in_order_of_expiry() {
     let mut keep = Vec::new();
     for i in (0..8u32).rev() {
         let at = base + Duration::from_millis(30) * i;
-        let (ctx, cancel) = background().with_deadline(StdClock::instant(at)).unwrap();
+        let Child { ctx, cancel } = background().with_deadline(StdClock::instant(at)).unwrap();
         let tx = tx.clone();
         let reg = ctx
             .after_func_boxed(move || {
@@ -362,10 +393,16 @@ fn timer_fires_an_inherited_deadline_for_a_child_after_func() {
     // The after_func sits under a plain cancel child that inherits its parent's deadline.
     let _g = shared();
     let cause = shared_error("parent deadline");
-    let (parent, _pc) = background()
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = background()
         .with_timeout_cause(Duration::from_millis(30), cause.clone())
         .unwrap();
-    let (child, _cc) = parent.with_timeout(VERY_LONG).unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = parent.with_timeout(VERY_LONG).unwrap();
     let (tx, rx) = mpsc::channel();
     let probe = child.clone();
     let _reg = child
@@ -388,7 +425,7 @@ fn stale_timer_watches_never_cancel_a_recycled_context() {
     // ones are released reuse their slots; the stale watches must not cancel them.
     let _g = shared();
     for _ in 0..50 {
-        let (ctx, cancel) = background().with_timeout(Duration::from_millis(5)).unwrap();
+        let Child { ctx, cancel } = background().with_timeout(Duration::from_millis(5)).unwrap();
         let _reg = ctx.after_func(|| {}).unwrap();
         drop(cancel);
         drop(ctx);
@@ -400,8 +437,8 @@ fn stale_timer_watches_never_cancel_a_recycled_context() {
         .map(|_| background().with_cancel().unwrap())
         .collect();
     thread::sleep(Duration::from_millis(100));
-    for (ctx, _c) in fresh.iter().chain(plain.iter()) {
-        assert_eq!(ctx.err(), None, "a stale watch cancelled {ctx}");
+    for ctx in fresh.iter().chain(plain.iter()) {
+        assert_eq!(ctx.err(), None, "a stale watch cancelled {}", ctx.ctx);
     }
 }
 
@@ -412,7 +449,10 @@ fn stale_timer_watches_never_cancel_a_recycled_context() {
 #[test]
 fn wait_timeout_returns_none_on_time_for_a_live_context() {
     let _g = shared();
-    let (ctx, _cancel) = background().with_cancel().unwrap();
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background().with_cancel().unwrap();
     let start = StdInstant::now();
     assert_eq!(ctx.wait_timeout(Duration::from_millis(30)), None);
     let took = start.elapsed();
@@ -422,7 +462,10 @@ fn wait_timeout_returns_none_on_time_for_a_live_context() {
     // A zero timeout is a poll.
     assert_eq!(ctx.wait_timeout(Duration::ZERO), None);
     // A context whose own deadline is later than the wait also times out as None.
-    let (later, _c) = background().with_timeout(VERY_LONG).unwrap();
+    let Child {
+        ctx: later,
+        cancel: _c,
+    } = background().with_timeout(VERY_LONG).unwrap();
     let start = StdInstant::now();
     assert_eq!(later.wait_timeout(Duration::from_millis(20)), None);
     assert!(start.elapsed() >= Duration::from_millis(20));
@@ -431,7 +474,7 @@ fn wait_timeout_returns_none_on_time_for_a_live_context() {
 #[test]
 fn wait_timeout_returns_the_error_when_cancelled_from_another_thread() {
     let _g = shared();
-    let (ctx, cancel) = background().with_cancel_cause().unwrap();
+    let Child { ctx, cancel } = background().with_cancel_cause().unwrap();
     let cause = shared_error("stop now");
     let theirs = cause.clone();
     let canceller = thread::spawn(move || {
@@ -450,7 +493,10 @@ fn wait_timeout_returns_the_error_when_cancelled_from_another_thread() {
 #[test]
 fn wait_timeout_on_an_earlier_deadline_returns_deadline_exceeded() {
     let _g = shared();
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(40))
         .unwrap();
     let dl = std_deadline(&ctx);
@@ -468,15 +514,21 @@ fn wait_wakes_itself_at_the_deadline_on_an_arena_without_a_timer() {
     static CLOCK: StdClock = StdClock;
     let _g = shared();
     let arena = ctxtree::HeapArena::growable().with_clock(&CLOCK);
-    let (ctx, _c) = arena
+    let Child { ctx, cancel: _c } = arena
         .background()
         .with_timeout(Duration::from_millis(40))
         .unwrap();
-    let (child, _cc) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = ctx.with_cancel().unwrap();
     let dl = std_deadline(&ctx);
     assert_eq!(child.wait(), Error::DeadlineExceeded);
     assert!(StdInstant::now() >= dl);
-    let (ctx2, _c2) = arena
+    let Child {
+        ctx: ctx2,
+        cancel: _c2,
+    } = arena
         .background()
         .with_timeout(Duration::from_millis(40))
         .unwrap();
@@ -490,7 +542,7 @@ fn wait_wakes_itself_at_the_deadline_on_an_arena_without_a_timer() {
 #[test]
 fn wait_deadline_respects_its_limit_and_the_context() {
     let _g = shared();
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let at = StdInstant::now() + Duration::from_millis(30);
     assert_eq!(ctx.wait_deadline(at), None);
     assert!(StdInstant::now() >= at);
@@ -506,7 +558,7 @@ fn wait_deadline_respects_its_limit_and_the_context() {
     );
     assert_eq!(ctx.wait_deadline(start), Some(Error::Canceled));
     // A context that expires before the limit reports its deadline.
-    let (t, _c) = background()
+    let Child { ctx: t, cancel: _c } = background()
         .with_timeout(Duration::from_millis(20))
         .unwrap();
     let dl = std_deadline(&t);
@@ -521,7 +573,7 @@ fn wait_deadline_respects_its_limit_and_the_context() {
 fn wait_on_a_value_child_is_woken_by_the_canceller_ancestor() {
     static K: HeapKey<Vec<u8>> = HeapKey::new("k");
     let _g = shared();
-    let (root, cancel) = background().with_cancel().unwrap();
+    let Child { ctx: root, cancel } = background().with_cancel().unwrap();
     let leaf = root.with_value(&K, vec![1, 2, 3]).unwrap();
     let waiter = thread::spawn(move || (leaf.wait(), leaf.value(&K)));
     thread::sleep(Duration::from_millis(20));
@@ -534,7 +586,7 @@ fn wait_on_a_value_child_is_woken_by_the_canceller_ancestor() {
 #[test]
 fn many_threads_waiting_on_one_context_all_wake() {
     let _g = shared();
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let ready = Arc::new(Barrier::new(17));
     let waiters: Vec<_> = (0..16)
         .map(|i| {
@@ -563,13 +615,16 @@ fn simultaneous_cancels_of_a_tree_from_many_threads() {
     // Go: TestSimultaneousCancels — a tree of ~100 contexts, every canceller on its own thread,
     // waiters on every context.
     let _g = shared();
-    let (root, root_cancel) = background().with_cancel().unwrap();
+    let Child {
+        ctx: root,
+        cancel: root_cancel,
+    } = background().with_cancel().unwrap();
     let mut all = vec![(root.clone(), root_cancel)];
     let mut queue = vec![root];
     while all.len() < 100 {
         let parent = queue.remove(0);
         for _ in 0..4 {
-            let (c, k) = parent.with_cancel().unwrap();
+            let Child { ctx: c, cancel: k } = parent.with_cancel().unwrap();
             queue.push(c.clone());
             all.push((c, k));
         }
@@ -608,8 +663,14 @@ fn simultaneous_cancels_of_a_tree_from_many_threads() {
 fn interlocked_cancels_do_not_deadlock() {
     // Go: TestInterlockedCancels — a thread woken by the parent's cancel cancels the child.
     let _g = shared();
-    let (parent, cancel_parent) = background().with_cancel().unwrap();
-    let (child, cancel_child) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: cancel_child,
+    } = parent.with_cancel().unwrap();
     let p = parent.clone();
     let t = thread::spawn(move || {
         p.wait();
@@ -629,7 +690,7 @@ fn err_some_implies_done_and_cause_under_races() {
     // Go: TestContextErrDoneRace, from several observer threads at once.
     let _g = shared();
     for _ in 0..200 {
-        let (ctx, cancel) = background().with_cancel_cause().unwrap();
+        let Child { ctx, cancel } = background().with_cancel_cause().unwrap();
         let cause = shared_error("raced");
         let observers: Vec<_> = (0..3)
             .map(|_| {
@@ -664,8 +725,11 @@ fn cause_is_never_observed_without_its_heap_cause() {
     // Go: TestCauseRace — poll cause() (not done) while another thread cancels with a cause.
     let _g = shared();
     for _ in 0..200 {
-        let (ctx, cancel) = background().with_cancel_cause().unwrap();
-        let (child, _cc) = ctx.with_cancel().unwrap();
+        let Child { ctx, cancel } = background().with_cancel_cause().unwrap();
+        let Child {
+            ctx: child,
+            cancel: _cc,
+        } = ctx.with_cancel().unwrap();
         let cause = shared_error("TestCauseRace");
         let theirs = cause.clone();
         let t = thread::spawn(move || cancel.cancel_with(theirs));
@@ -694,11 +758,17 @@ fn child_created_while_the_parent_is_cancelled_gets_the_parents_heap_cause() {
     // Go: TestWithCancelSimultaneouslyCanceledParent.
     let _g = shared();
     for _ in 0..100 {
-        let (parent, pcancel) = background().with_cancel_cause().unwrap();
+        let Child {
+            ctx: parent,
+            cancel: pcancel,
+        } = background().with_cancel_cause().unwrap();
         let cause = shared_error("Because!");
         let theirs = cause.clone();
         let t = thread::spawn(move || pcancel.cancel_with(theirs));
-        let (c, _cc) = parent.with_cancel().unwrap();
+        let Child {
+            ctx: c,
+            cancel: _cc,
+        } = parent.with_cancel().unwrap();
         assert_eq!(c.wait_timeout(LIVENESS), Some(Error::Canceled));
         assert!(same_error(&heap_cause(&c), &cause));
         t.join().unwrap();
@@ -709,8 +779,11 @@ fn child_created_while_the_parent_is_cancelled_gets_the_parents_heap_cause() {
 fn first_heap_cause_wins_among_racing_cancellers() {
     let _g = shared();
     for _ in 0..100 {
-        let (ctx, cancel) = background().with_cancel_cause().unwrap();
-        let (child, _cc) = ctx.with_cancel().unwrap();
+        let Child { ctx, cancel } = background().with_cancel_cause().unwrap();
+        let Child {
+            ctx: child,
+            cancel: _cc,
+        } = ctx.with_cancel().unwrap();
         let cancel = Arc::new(cancel);
         let go = Arc::new(Barrier::new(4));
         let causes: Vec<_> = (0..4).map(|_| shared_error("racer")).collect();
@@ -752,7 +825,7 @@ fn first_heap_cause_wins_among_racing_cancellers() {
 fn after_func_called_after_cancel_from_another_thread() {
     // Go: TestAfterFuncCalledAfterCancel.
     let _g = shared();
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let (tx, rx) = mpsc::channel();
     let reg = ctx
         .after_func_boxed(move || {
@@ -780,7 +853,7 @@ fn after_func_stop_contract_holds_under_contention() {
     let mut ran_total = 0;
     let mut stopped_total = 0;
     for round in 0..200 {
-        let (ctx, cancel) = background().with_cancel().unwrap();
+        let Child { ctx, cancel } = background().with_cancel().unwrap();
         let counters: Vec<Arc<AtomicUsize>> =
             (0..REGS).map(|_| Arc::new(AtomicUsize::new(0))).collect();
         let regs: Vec<_> = counters
@@ -839,8 +912,11 @@ fn after_func_stop_contract_holds_under_contention() {
 fn after_func_runs_once_when_cancel_races_expiry_and_parent_cancel() {
     let _g = shared();
     for _ in 0..100 {
-        let (parent, pcancel) = background().with_cancel().unwrap();
-        let (ctx, cancel) = parent.with_timeout(Duration::from_millis(1)).unwrap();
+        let Child {
+            ctx: parent,
+            cancel: pcancel,
+        } = background().with_cancel().unwrap();
+        let Child { ctx, cancel } = parent.with_timeout(Duration::from_millis(1)).unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
         let r = runs.clone();
         let reg = ctx
@@ -879,7 +955,7 @@ fn after_func_spawn_runs_on_another_thread_and_cancel_does_not_wait_for_it() {
     // Go: TestAfterFuncCalledAsynchronously — the callback blocks until the test reads from
     // the channel, which it does only after cancel() has returned.
     let _g = shared();
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let (tx, rx) = mpsc::sync_channel::<(thread::ThreadId, Option<String>)>(0);
     let reg = ctx
         .after_func_spawn(move || {
@@ -899,7 +975,7 @@ fn after_func_spawn_runs_on_another_thread_and_cancel_does_not_wait_for_it() {
 #[test]
 fn after_func_spawn_stopped_before_cancel_never_runs() {
     let _g = shared();
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let ran = Arc::new(AtomicBool::new(false));
     let r = ran.clone();
     let reg = ctx
@@ -923,7 +999,10 @@ fn after_func_spawn_stopped_before_cancel_never_runs() {
 #[test]
 fn after_func_spawn_at_a_deadline_sees_the_expiry() {
     let _g = shared();
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(30))
         .unwrap();
     let dl = std_deadline(&ctx);
@@ -981,8 +1060,10 @@ fn after_func_cond_example() {
             .map(|_| {
                 let pair = &pair;
                 s.spawn(move || {
-                    let (ctx, _cancel) =
-                        background().with_timeout(Duration::from_millis(1)).unwrap();
+                    let Child {
+                        ctx,
+                        cancel: _cancel,
+                    } = background().with_timeout(Duration::from_millis(1)).unwrap();
                     let guard = pair.0.lock().unwrap();
                     wait_on_cond(&ctx, pair, guard, || false)
                 })
@@ -1005,7 +1086,10 @@ fn after_func_merge_example_with_heap_causes() {
         ctx: &Context<'static>,
         cancel_ctx: &Context<'static>,
     ) -> (Context<'static>, impl FnOnce()) {
-        let (merged, cancel) = ctx.with_cancel_cause().unwrap();
+        let Child {
+            ctx: merged,
+            cancel,
+        } = ctx.with_cancel_cause().unwrap();
         let cancel = Arc::new(cancel);
         let theirs = cancel.clone();
         let watched = cancel_ctx.clone();
@@ -1020,8 +1104,14 @@ fn after_func_merge_example_with_heap_causes() {
             cancel.cancel();
         })
     }
-    let (ctx1, cancel1) = background().with_cancel_cause().unwrap();
-    let (ctx2, cancel2) = background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: ctx1,
+        cancel: cancel1,
+    } = background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: ctx2,
+        cancel: cancel2,
+    } = background().with_cancel_cause().unwrap();
     let (merged, merged_cancel) = merge_cancel(&ctx1, &ctx2);
     let c2 = shared_error("ctx2 canceled");
     cancel2.cancel_with(c2.clone());
@@ -1041,7 +1131,7 @@ fn after_func_merge_example_with_heap_causes() {
 fn without_cancel_keeps_heap_values_and_drops_cancellation_and_deadline() {
     static KEY: HeapKey<String> = HeapKey::new("key");
     let _g = shared();
-    let (req, cancel) = background()
+    let Child { ctx: req, cancel } = background()
         .with_timeout_cause(Duration::from_millis(20), shared_error("tooSlow"))
         .unwrap();
     let req = req.with_value(&KEY, "value".to_string()).unwrap();
@@ -1060,7 +1150,10 @@ fn without_cancel_keeps_heap_values_and_drops_cancellation_and_deadline() {
     assert!(detached.cause().is_none());
     assert_eq!(detached.wait_timeout(Duration::from_millis(20)), None);
     // Its children can be cancelled, and have no deadline of their own.
-    let (job, job_cancel) = detached.with_cancel().unwrap();
+    let Child {
+        ctx: job,
+        cancel: job_cancel,
+    } = detached.with_cancel().unwrap();
     assert_eq!(job.deadline(), None);
     assert_eq!(job.err(), None);
     let t = thread::spawn(move || job_cancel.cancel_with(shared_error("job done")));
@@ -1078,7 +1171,7 @@ fn without_cancel_keeps_heap_values_and_drops_cancellation_and_deadline() {
 fn without_cancel_outlives_its_request_on_another_thread() {
     static REQ: HeapKey<u64> = HeapKey::new("request-id");
     let _g = shared();
-    let (req, cancel) = background().with_cancel().unwrap();
+    let Child { ctx: req, cancel } = background().with_cancel().unwrap();
     let req = req.with_value(&REQ, 99).unwrap();
     let bg_job = req.without_cancel().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -1135,13 +1228,13 @@ fn layers(with_timeout: bool) {
                 ctx.with_value(&LAYER_KEYS[k], k).unwrap()
             }
             0 | 1 => {
-                let (c, k) = ctx.with_cancel().unwrap();
+                let Child { ctx: c, cancel: k } = ctx.with_cancel().unwrap();
                 cancels.push(k);
                 c
             }
             _ => {
                 let d = if with_timeout { SHORT } else { VERY_LONG };
-                let (c, k) = ctx.with_timeout(d).unwrap();
+                let Child { ctx: c, cancel: k } = ctx.with_timeout(d).unwrap();
                 cancels.push(k);
                 timers += 1;
                 c
@@ -1216,7 +1309,7 @@ fn many_concurrent_timeouts_return_the_arena_to_its_baseline() {
                             background()
                                 .with_timeout(Duration::from_secs(3600))
                                 .unwrap()
-                                .1
+                                .cancel
                         })
                         .collect::<Vec<_>>()
                 })
@@ -1243,7 +1336,7 @@ fn many_concurrent_timeouts_return_the_arena_to_its_baseline() {
                                 .unwrap()
                         })
                         .collect();
-                    for (c, k) in batch {
+                    for Child { ctx: c, cancel: k } in batch {
                         k.cancel();
                         assert_eq!(c.err(), Some(Error::Canceled));
                     }

@@ -4,6 +4,7 @@
 //! would show as the test never finishing (nothing here waits on a timer).
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use ctxtree::Child;
 use std::sync::Barrier;
 use std::thread;
 
@@ -66,7 +67,7 @@ fn shared_parents_create_clone_cancel_drop() {
 
     for round in 0..ROUNDS * scale() {
         let parents: Vec<(Context<'static>, Canceler<'static>)> = (0..PARENTS)
-            .map(|_| A.background().with_cancel().unwrap())
+            .map(|_| A.background().with_cancel().unwrap().into_parts())
             .collect();
         // One flag per parent, set (Release) once its cancel() has returned.
         let cancelled: Vec<AtomicBool> = (0..PARENTS).map(|_| AtomicBool::new(false)).collect();
@@ -92,7 +93,7 @@ fn shared_parents_create_clone_cancel_drop() {
                         let was_cancelled = cancelled[p].load(Ordering::Acquire);
                         match r.below(6) {
                             0 | 1 => {
-                                let (c, cancel) = parent.with_cancel().unwrap();
+                                let Child { ctx: c, cancel } = parent.with_cancel().unwrap();
                                 if was_cancelled {
                                     assert_eq!(c.err(), Some(Error::Canceled));
                                     assert!(c.cause().unwrap().is_static(&WHY));
@@ -111,7 +112,7 @@ fn shared_parents_create_clone_cancel_drop() {
                                 // Derive from something held (a grandchild), or clone it.
                                 let i = r.below(held.len());
                                 let parent_was_done = held[i].0.is_done();
-                                let (c, cancel) = held[i].0.with_cancel().unwrap();
+                                let Child { ctx: c, cancel } = held[i].0.with_cancel().unwrap();
                                 let q = held[i].3;
                                 if parent_was_done {
                                     assert!(c.is_done(), "child of a done context not done");
@@ -173,7 +174,10 @@ fn common_parent_cancel() {
     const PER_THREAD_BEFORE: usize = 2_000;
 
     for _ in 0..10 * scale() {
-        let (parent, cancel) = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = A.background().with_cancel().unwrap();
         let progress = AtomicUsize::new(0);
         let parent_cancelled = AtomicBool::new(false);
         thread::scope(|s| {
@@ -184,7 +188,7 @@ fn common_parent_cancel() {
                     // Keep going until well after the parent is cancelled.
                     while seen_done < 200 {
                         let after = parent_cancelled.load(Ordering::Acquire);
-                        let (c, cc) = parent.with_cancel().unwrap();
+                        let Child { ctx: c, cancel: cc } = parent.with_cancel().unwrap();
                         if after {
                             assert_eq!(c.err(), Some(Error::Canceled));
                             assert!(c.cause().unwrap().is_static(&WHY));
@@ -223,7 +227,10 @@ fn with_cancel_racing_parent_cancel_never_loses_the_cancellation() {
     static WHY: StaticCause = StaticCause::new("raced");
     const ITERS: usize = 300;
     for _ in 0..ITERS * scale() {
-        let (parent, cancel) = A.background().with_cancel_cause().unwrap();
+        let Child {
+            ctx: parent,
+            cancel,
+        } = A.background().with_cancel_cause().unwrap();
         let go = Barrier::new(THREADS);
         // Thread 0 cancels the parent; threads 1..4 each create a child (and below it a
         // grandchild and a value) at the same moment.
@@ -232,8 +239,14 @@ fn with_cancel_racing_parent_cancel_never_loses_the_cancellation() {
                 .map(|_| {
                     s.spawn(|| {
                         go.wait();
-                        let (child, cc) = parent.with_cancel().unwrap();
-                        let (grandchild, gc) = child.with_cancel().unwrap();
+                        let Child {
+                            ctx: child,
+                            cancel: cc,
+                        } = parent.with_cancel().unwrap();
+                        let Child {
+                            ctx: grandchild,
+                            cancel: gc,
+                        } = child.with_cancel().unwrap();
                         let v = child.with_value(&K, 1).unwrap();
                         (child, cc, grandchild, gc, v)
                     })
@@ -265,13 +278,13 @@ fn simultaneous_cancels_of_one_tree_from_four_threads() {
     for round in 0..20 * scale() {
         // A three-level tree: 1 + 6 + 36 + 216 nodes.
         let mut nodes: Vec<(Context<'static>, Canceler<'static>)> =
-            vec![A.background().with_cancel().unwrap()];
+            vec![A.background().with_cancel().unwrap().into_parts()];
         let mut level = vec![0usize];
         for _ in 0..3 {
             let mut next = Vec::new();
             for &i in &level {
                 for _ in 0..6 {
-                    let pair = nodes[i].0.with_cancel().unwrap();
+                    let pair = nodes[i].0.with_cancel().unwrap().into_parts();
                     nodes.push(pair);
                     next.push(nodes.len() - 1);
                 }
@@ -313,7 +326,7 @@ fn after_func_stop_racing_cancel_runs_xor_stops() {
     const ITERS: usize = 300;
     let go = Barrier::new(2);
     for _ in 0..ITERS * scale() {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let regs: Vec<_> = (0..8)
             .map(|_| {
                 ctx.after_func(|| {
@@ -353,9 +366,12 @@ fn clones_dropped_across_threads_while_cancelling() {
     static A: Arena<64> = Arena::new();
     static K: Key<u32> = Key::new("k");
     for _ in 0..50 * scale() {
-        let (root, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx: root, cancel } = A.background().with_cancel().unwrap();
         let v = root.with_value(&K, 5).unwrap();
-        let (leaf, _lc) = v.with_cancel().unwrap();
+        let Child {
+            ctx: leaf,
+            cancel: _lc,
+        } = v.with_cancel().unwrap();
         let start = Barrier::new(THREADS + 1);
         thread::scope(|s| {
             for _ in 0..THREADS {
@@ -368,7 +384,7 @@ fn clones_dropped_across_threads_while_cancelling() {
                         assert_eq!(c.value(&K), Some(5));
                         seen.check(&c);
                         let parent_was_done = c.is_done();
-                        let (g, gc) = c.with_cancel().unwrap();
+                        let Child { ctx: g, cancel: gc } = c.with_cancel().unwrap();
                         if parent_was_done {
                             assert!(g.is_done(), "born under a done parent, not done");
                         }
@@ -421,7 +437,10 @@ fn concurrent_expiry_and_lazy_observation_agree() {
     static A: Arena<256> = Arena::new(); // deadlines driven by `expire` only
     static SLOW: StaticCause = StaticCause::new("slow");
     for round in 0..20 * scale() as u64 {
-        let (root, cancel_root) = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: root,
+            cancel: cancel_root,
+        } = A.background().with_cancel().unwrap();
         let base = round * 1_000;
         let kids: Vec<_> = (0..32)
             .map(|i| {
@@ -445,13 +464,13 @@ fn concurrent_expiry_and_lazy_observation_agree() {
                             _ => {}
                         }
                         for (k, seen) in kids.iter().zip(seen.iter_mut()) {
-                            seen.check(&k.0);
+                            seen.check(&k.ctx);
                         }
                     }
                 });
             }
         });
-        for (i, (k, _)) in kids.iter().enumerate() {
+        for (i, k) in kids.iter().enumerate() {
             // Every child is done: by its deadline (with its cause) or by the root's cancel.
             match k.err() {
                 Some(Error::DeadlineExceeded) => {
@@ -473,7 +492,7 @@ fn after_func_registration_racing_cancel_runs_every_callback_once() {
     static RAN: AtomicUsize = AtomicUsize::new(0);
     const PER_THREAD: usize = 40;
     for _ in 0..50 * scale() {
-        let (ctx, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx, cancel } = A.background().with_cancel().unwrap();
         let before = RAN.load(Ordering::SeqCst);
         let start = Barrier::new(THREADS);
         thread::scope(|s| {
@@ -509,7 +528,7 @@ fn dump_and_display_racing_changes_release_everything() {
     static A: Arena<512> = Arena::new();
     static K: Key<u32> = Key::new("k");
     for _ in 0..10 * scale() {
-        let (root, cancel) = A.background().with_cancel().unwrap();
+        let Child { ctx: root, cancel } = A.background().with_cancel().unwrap();
         let stop = AtomicBool::new(false);
         thread::scope(|s| {
             for t in 0..THREADS - 1 {
@@ -518,8 +537,8 @@ fn dump_and_display_racing_changes_release_everything() {
                     let mut r = Rng::new(t as u64 + 7);
                     while !stop.load(Ordering::Acquire) {
                         let v = root.with_value(&K, t as u32).unwrap();
-                        let (c, cc) = v.with_cancel().unwrap();
-                        let (g, gc) = c.with_cancel().unwrap();
+                        let Child { ctx: c, cancel: cc } = v.with_cancel().unwrap();
+                        let Child { ctx: g, cancel: gc } = c.with_cancel().unwrap();
                         let text = g.to_string();
                         assert_eq!(
                             text,

@@ -3,6 +3,7 @@
 
 #![cfg(feature = "tokio")]
 
+use ctxtree::Child;
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
@@ -41,7 +42,7 @@ fn is_cause(ctx: &Context<'_>, s: &'static ctxtree::StaticCause) -> bool {
 
 #[test]
 fn token_is_cancelled_synchronously_when_the_context_is() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let (token, link) = ctx.to_cancellation_token().unwrap();
     assert!(!token.is_cancelled());
     cancel.cancel();
@@ -52,10 +53,19 @@ fn token_is_cancelled_synchronously_when_the_context_is() {
 
 #[test]
 fn token_follows_cancellation_through_ancestors() {
-    let (parent, cancel_parent) = background().with_cancel().unwrap();
-    let (child, _cc) = parent.with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = background().with_cancel().unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = parent.with_cancel().unwrap();
     let (token, _link) = child.to_cancellation_token().unwrap();
-    let (sibling, _sc) = background().with_cancel().unwrap();
+    let Child {
+        ctx: sibling,
+        cancel: _sc,
+    } = background().with_cancel().unwrap();
     let (other, _ol) = sibling.to_cancellation_token().unwrap();
     cancel_parent.cancel();
     assert!(token.is_cancelled());
@@ -64,7 +74,10 @@ fn token_follows_cancellation_through_ancestors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_reaches_the_token_without_anyone_polling_the_context() {
-    let (ctx, _cancel) = background()
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background()
         .with_timeout(Duration::from_millis(40))
         .unwrap();
     let dl = StdClock::to_std(ctx.deadline().unwrap());
@@ -81,10 +94,16 @@ async fn deadline_reaches_the_token_without_anyone_polling_the_context() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inherited_deadline_reaches_the_token_of_a_child() {
-    let (parent, _pc) = background()
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = background()
         .with_timeout(Duration::from_millis(30))
         .unwrap();
-    let (child, _cc) = parent.with_timeout(Duration::from_secs(3600)).unwrap();
+    let Child {
+        ctx: child,
+        cancel: _cc,
+    } = parent.with_timeout(Duration::from_secs(3600)).unwrap();
     let (token, _link) = child.to_cancellation_token().unwrap();
     timeout(LIVENESS, token.cancelled())
         .await
@@ -94,7 +113,7 @@ async fn inherited_deadline_reaches_the_token_of_a_child() {
 
 #[test]
 fn token_of_a_done_context_is_born_cancelled() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     cancel.cancel();
     let (token, link) = ctx.to_cancellation_token().unwrap();
     assert!(token.is_cancelled());
@@ -116,7 +135,7 @@ fn token_of_a_context_that_can_never_be_done_is_never_cancelled() {
 
 #[test]
 fn stopping_the_link_detaches_the_token() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let (token, link) = ctx.to_cancellation_token().unwrap();
     assert!(link.stop());
     cancel.cancel();
@@ -125,7 +144,7 @@ fn stopping_the_link_detaches_the_token() {
 
 #[test]
 fn dropping_the_link_keeps_it() {
-    let (ctx, cancel) = background().with_cancel().unwrap();
+    let Child { ctx, cancel } = background().with_cancel().unwrap();
     let (token, link) = ctx.to_cancellation_token().unwrap();
     drop(link);
     cancel.cancel();
@@ -134,12 +153,18 @@ fn dropping_the_link_keeps_it() {
 
 #[test]
 fn cancelling_the_token_does_not_cancel_the_context() {
-    let (ctx, _cancel) = background().with_cancel().unwrap();
+    let Child {
+        ctx,
+        cancel: _cancel,
+    } = background().with_cancel().unwrap();
     let (token, _link) = ctx.to_cancellation_token().unwrap();
     token.cancel();
     assert_eq!(ctx.err(), None);
     // Child tokens follow the context too.
-    let (ctx2, cancel2) = background().with_cancel().unwrap();
+    let Child {
+        ctx: ctx2,
+        cancel: cancel2,
+    } = background().with_cancel().unwrap();
     let (token2, _link2) = ctx2.to_cancellation_token().unwrap();
     let grandchild = token2.child_token();
     cancel2.cancel();
@@ -149,7 +174,7 @@ fn cancelling_the_token_does_not_cancel_the_context() {
 #[test]
 fn to_cancellation_token_reports_a_full_arena() {
     let arena = HeapArena::with_capacity(1);
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     assert_eq!(
         ctx.to_cancellation_token().err(),
         Some(CreateError::ArenaFull)
@@ -162,7 +187,7 @@ fn to_cancellation_token_reports_a_full_arena() {
 #[test]
 fn token_bridge_releases_its_node() {
     let arena = HeapArena::growable();
-    let (ctx, cancel) = arena.background().with_cancel().unwrap();
+    let Child { ctx, cancel } = arena.background().with_cancel().unwrap();
     let (token, link) = ctx.to_cancellation_token().unwrap();
     assert_eq!(arena.stats().live, 2);
     cancel.cancel();
@@ -177,10 +202,16 @@ fn token_bridge_releases_its_node() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_token_cancels_the_context_and_its_children() {
-    let (parent, _pc) = background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = background().with_cancel().unwrap();
     let token = CancellationToken::new();
     let (ctx, _cancel, bridge) = context_from_token(&parent, token.clone()).unwrap();
-    let (work, _wc) = ctx.with_cancel().unwrap();
+    let Child {
+        ctx: work,
+        cancel: _wc,
+    } = ctx.with_cancel().unwrap();
     let bridge = tokio::spawn(bridge);
     tokio::task::yield_now().await;
     assert_eq!(ctx.err(), None);
@@ -201,7 +232,10 @@ async fn cancelling_the_token_cancels_the_context_and_its_children() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_cancel_ends_the_bridge_and_carries_the_parents_cause() {
-    let (parent, cancel_parent) = background().with_cancel_cause().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = background().with_cancel_cause().unwrap();
     let token = CancellationToken::new();
     let (ctx, _cancel, bridge) = context_from_token(&parent, token.clone()).unwrap();
     let bridge = tokio::spawn(bridge);
@@ -236,7 +270,10 @@ async fn own_cancel_ends_the_bridge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_deadline_ends_the_bridge() {
-    let (parent, _pc) = background()
+    let Child {
+        ctx: parent,
+        cancel: _pc,
+    } = background()
         .with_timeout(Duration::from_millis(30))
         .unwrap();
     let dl = StdClock::to_std(parent.deadline().unwrap());
@@ -252,7 +289,10 @@ async fn parent_deadline_ends_the_bridge() {
 
 #[test]
 fn a_done_parent_gives_a_context_born_done_and_a_bridge_that_ends_at_once() {
-    let (parent, cancel_parent) = background().with_cancel().unwrap();
+    let Child {
+        ctx: parent,
+        cancel: cancel_parent,
+    } = background().with_cancel().unwrap();
     cancel_parent.cancel();
     let token = CancellationToken::new();
     let (ctx, _cancel, bridge) = context_from_token(&parent, token.clone()).unwrap();
@@ -362,7 +402,10 @@ fn context_from_token_reports_a_full_arena_and_leaks_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn round_trip_context_to_token_to_context() {
-    let (origin, cancel_origin) = background().with_cancel().unwrap();
+    let Child {
+        ctx: origin,
+        cancel: cancel_origin,
+    } = background().with_cancel().unwrap();
     let (token, _link) = origin.to_cancellation_token().unwrap();
     let (mirror, _mc, bridge) = context_from_token(&background(), token).unwrap();
     let bridge: TokenBridge<'static> = bridge;

@@ -108,10 +108,10 @@ impl<'a> Context<'a> {
 /// (`alloc`). Dereferences to [`RawArena`].
 ///
 /// ```
-/// use ctxtree::{CreateError, HeapArena};
+/// use ctxtree::{Child, CreateError, HeapArena};
 /// let fixed = HeapArena::with_capacity(2);
-/// let (_a, _ca) = fixed.background().with_cancel()?;
-/// let (_b, _cb) = fixed.background().with_cancel()?;
+/// let Child { ctx: _a, cancel: _ca } = fixed.background().with_cancel()?;
+/// let Child { ctx: _b, cancel: _cb } = fixed.background().with_cancel()?;
 /// assert_eq!(fixed.background().with_cancel().err(), Some(CreateError::ArenaFull));
 ///
 /// let growing = HeapArena::growable();
@@ -202,9 +202,9 @@ impl HeapArena {
     /// subsystem, not per request. Allocates its `Box` here (`alloc` aborts if that fails).
     ///
     /// ```
-    /// use ctxtree::{Context, HeapArena};
+    /// use ctxtree::{Child, Context, HeapArena};
     /// let arena: &'static HeapArena = HeapArena::growable().leak();
-    /// let (ctx, cancel) = arena.background().with_cancel()?;
+    /// let Child { ctx, cancel } = arena.background().with_cancel()?;
     /// let owned: Context<'static> = ctx;
     /// std::thread::spawn(move || drop(owned)).join().unwrap();
     /// drop(cancel);

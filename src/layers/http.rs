@@ -9,7 +9,7 @@ use crate::propagate::{Carrier, CarrierError};
 ///
 /// ```
 /// use std::time::Duration;
-/// let (ctx, _cancel) = ctxtree::background().with_timeout(Duration::from_secs(1))?;
+/// let ctxtree::Child { ctx, cancel: _cancel } = ctxtree::background().with_timeout(Duration::from_secs(1))?;
 /// let mut headers = http::HeaderMap::new();
 /// ctxtree::propagate::inject(&ctx, &mut headers)?;
 /// let req = ctxtree::propagate::extract(&ctxtree::background(), &headers)?;

@@ -1,5 +1,5 @@
-//! The `alloc` and `std` layers, built on the core and gated by features: a build without them
-//! compiles none of this and pays nothing for it.
+//! The `alloc`, `std`, `tokio`, `defmt` and `embassy-time` layers, built on the core and gated by
+//! features: a build without them compiles none of this and pays nothing for it.
 
 #[cfg(feature = "alloc")]
 pub(crate) mod alloc;
@@ -16,3 +16,11 @@ pub mod tower;
 // Unix only: signal-hook's self-pipe and `sigaction`.
 #[cfg(all(feature = "signal", unix, not(ctxtree_loom)))]
 pub mod signal;
+// `defmt::Format` impls and `RawArena::dump_defmt`: impls and inherent methods, nothing to
+// re-export.
+#[cfg(feature = "defmt")]
+mod defmt;
+// embassy-time's driver as a `Clock`, and the deadline task. Its waker slot is a `static`
+// (`const` constructors): not under loom.
+#[cfg(all(feature = "embassy-time", not(ctxtree_loom)))]
+pub(crate) mod embassy_time;

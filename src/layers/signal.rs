@@ -41,7 +41,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use signal_hook::iterator::{Handle, Signals};
 use signal_hook::low_level::signal_name;
 
-use crate::{CancelCause, Canceler, Context};
+use crate::{CancelCause, Canceler, Child, Context};
 
 /// The cause of a context cancelled by [`notify_context`]: which signal arrived.
 ///
@@ -113,7 +113,7 @@ pub fn notify_context(
             ));
         }
     }
-    let (ctx, cancel) = parent.with_cancel()?;
+    let Child { ctx, cancel } = parent.with_cancel()?;
     let listening = Listening::start(signals)?;
     let mut iter = Signals::new(signals)?;
     let handle = iter.handle();

@@ -93,8 +93,9 @@ pub fn global_arena() -> &'static RawArena {
 /// Go's `context.Background()` on the global arena. Never done, costs nothing.
 ///
 /// ```
+/// use ctxtree::Child;
 /// use std::time::Duration;
-/// let (ctx, _cancel) = ctxtree::background().with_timeout(Duration::from_millis(20))?;
+/// let Child { ctx, cancel: _cancel } = ctxtree::background().with_timeout(Duration::from_millis(20))?;
 /// assert_eq!(ctx.wait(), ctxtree::Error::DeadlineExceeded);
 /// # Ok::<(), ctxtree::CreateError>(())
 /// ```

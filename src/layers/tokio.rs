@@ -20,6 +20,7 @@
 //! The bridge depends on nothing but tokio-util: no runtime is started, and both helpers work
 //! under any executor.
 
+use crate::Child;
 use ::alloc::boxed::Box;
 use core::fmt;
 use core::future::{Future, poll_fn};
@@ -56,10 +57,11 @@ impl<'a> Context<'a> {
     /// is an ordinary one: cancelling it does **not** cancel the context.
     ///
     /// ```
+    /// use ctxtree::Child;
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), ctxtree::CreateError> {
-    /// let (ctx, _cancel) = ctxtree::background().with_timeout(Duration::from_millis(20))?;
+    /// let Child { ctx, cancel: _cancel } = ctxtree::background().with_timeout(Duration::from_millis(20))?;
     /// let (token, _link) = ctx.to_cancellation_token()?;
     /// // Hand `token` to code written against tokio-util:
     /// token.cancelled().await; // the timer thread fires the deadline
@@ -117,8 +119,11 @@ pub fn context_from_token<'a>(
     parent: &Context<'a>,
     token: CancellationToken,
 ) -> Result<(Context<'a>, Canceler<'a>, TokenBridge<'a>), CreateError> {
-    let (link, link_cancel) = parent.with_cancel()?;
-    let (ctx, cancel) = link.with_cancel()?;
+    let Child {
+        ctx: link,
+        cancel: link_cancel,
+    } = parent.with_cancel()?;
+    let Child { ctx, cancel } = link.with_cancel()?;
     drop(link); // `ctx` holds its parent; `link_cancel` cancels it.
     let mut guard = LinkGuard(Some(link_cancel));
     if token.is_cancelled() {

@@ -24,7 +24,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! // The server: a handler that reads the request's context.
-//! let (shutdown, _stop) = ctxtree::background().with_cancel()?;
+//! let ctxtree::Child { ctx: shutdown, cancel: _stop } = ctxtree::background().with_cancel()?;
 //! let server = ServerLayer::new(shutdown).layer(service_fn(|req: http::Request<()>| async move {
 //!     let ctx = req.extensions().get::<Context<'static>>().expect("set by ServerLayer");
 //!     let left = ctx.remaining().expect("the caller's deadline");
@@ -33,7 +33,7 @@
 //!
 //! // The client: the request carries its caller's context; here the "network" is the server.
 //! let mut client = ClientLayer::new().layer(server);
-//! let (ctx, _cancel) = ctxtree::background().with_timeout(Duration::from_millis(300))?;
+//! let ctxtree::Child { ctx, cancel: _cancel } = ctxtree::background().with_timeout(Duration::from_millis(300))?;
 //! let mut req = http::Request::new(());
 //! req.extensions_mut().insert(ctx);
 //! let resp = client.ready().await?.call(req).await?;

@@ -35,7 +35,7 @@
 //!
 //! // The caller: 300 ms left, request id 7.
 //! let req = ARENA.background().with_value(&REQUEST_ID, 7)?;
-//! let (call, _cancel) = req.with_timeout(Duration::from_millis(300))?;
+//! let ctxtree::Child { ctx: call, cancel: _cancel } = req.with_timeout(Duration::from_millis(300))?;
 //! CLOCK.advance(20);
 //! let mut headers = BTreeMap::new();
 //! PROPAGATOR.inject(&call, &mut headers)?;
@@ -53,7 +53,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::{Canceler, Context, CreateError, Error};
+use crate::{Canceler, Child, Context, CreateError, Error};
 
 mod carrier;
 mod field;
@@ -196,7 +196,7 @@ impl<'f> Propagator<'f> {
             (Some(t), Some(max)) => Some(t.min(max)),
             (t, max) => t.or(max),
         };
-        let (mut ctx, cancel) = match timeout {
+        let Child { mut ctx, cancel } = match timeout {
             Some(t) => parent.with_timeout(t)?,
             None => parent.with_cancel()?,
         };
@@ -241,7 +241,7 @@ impl fmt::Debug for Propagator<'_> {
 ///
 /// ```
 /// use std::time::Duration;
-/// let (ctx, _cancel) = ctxtree::background().with_timeout(Duration::from_secs(2))?;
+/// let ctxtree::Child { ctx, cancel: _cancel } = ctxtree::background().with_timeout(Duration::from_secs(2))?;
 /// let mut headers = std::collections::BTreeMap::new();
 /// let sent = ctxtree::propagate::inject(&ctx, &mut headers)?.unwrap();
 /// assert!(sent.duration() <= Duration::from_secs(2));

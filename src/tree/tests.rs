@@ -9,6 +9,7 @@
 
 extern crate std;
 
+use crate::Child;
 use core::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
 use core::task::{Poll, Waker};
 use std::string::{String, ToString};
@@ -83,7 +84,7 @@ fn assert_all_free(a: &RawArena) {
 }
 
 fn cancel_pair<'a>(ctx: &Context<'a>) -> (Context<'a>, crate::Canceler<'a>) {
-    ctx.with_cancel().unwrap()
+    ctx.with_cancel().unwrap().into_parts()
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ fn bump_then_free_stack_lifo_then_full() {
 fn try_acquire_fails_on_a_free_slot_and_pins_a_live_one() {
     let a = Arena::<2>::new();
     assert!(!a.try_acquire(Slot::new(0)), "acquired a never-used slot");
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let s = c.slot;
     assert_eq!(refs(&a, s), 2);
     assert!(a.try_acquire(s));
@@ -151,7 +152,7 @@ fn try_acquire_fails_on_a_free_slot_and_pins_a_live_one() {
 #[test]
 fn link_pushes_in_front_and_counts_the_list_reference() {
     let a = Arena::<4>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let kids: Vec<_> = (0..3).map(|_| cancel_pair(&p)).collect();
     let slots: Vec<Slot> = kids.iter().map(|(c, _)| c.slot).collect();
     assert_eq!(children(&a, p.slot), [slots[2], slots[1], slots[0]]);
@@ -173,7 +174,7 @@ fn link_pushes_in_front_and_counts_the_list_reference() {
 /// Unlinks the child at `pos` (0 = front) of three and checks the survivors keep their order.
 fn unlink_at(pos: usize) {
     let a = Arena::<4>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let mut kids: Vec<_> = (0..3).map(|_| cancel_pair(&p)).collect();
     kids.reverse(); // now in list order
     let order: Vec<Slot> = kids.iter().map(|(c, _)| c.slot).collect();
@@ -223,7 +224,7 @@ fn unlink_of_a_never_linked_node_returns_false_at_once() {
 #[test]
 fn search_helps_unlink_a_marked_predecessor() {
     let a = Arena::<4>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let (c1, k1) = cancel_pair(&p);
     let (c2, k2) = cancel_pair(&p);
     let (c3, k3) = cancel_pair(&p);
@@ -248,7 +249,7 @@ fn search_helps_unlink_a_marked_predecessor() {
 #[test]
 fn search_helps_unlink_a_marked_first_child() {
     let a = Arena::<3>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let (c1, k1) = cancel_pair(&p);
     let (c2, k2) = cancel_pair(&p);
     mark_only(&a, c2.slot);
@@ -263,14 +264,14 @@ fn search_helps_unlink_a_marked_first_child() {
 #[test]
 fn link_into_a_done_list_fails_with_the_done_word() {
     let a = Arena::<3>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     pk.cancel_with(&WHY);
     let s = a.alloc_slot().unwrap();
     let err = a.link(p.slot, s).unwrap_err().0;
     assert!(err.is_done() && err.has_cause());
     a.push(s);
     // Through the API: born done, with the parent's error and cause, linked nowhere.
-    let (c, k) = p.with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = p.with_cancel().unwrap();
     assert_eq!(c.err(), Some(Error::Canceled));
     assert!(c.cause().unwrap().is_static(&WHY));
     assert_eq!(next(&a, c.slot), Next::NOT_LINKED);
@@ -290,7 +291,7 @@ fn link_into_a_done_list_fails_with_the_done_word() {
 #[test]
 fn publish_first_error_and_cause_win() {
     let a = Arena::<2>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let why = CancelCause::from(&WHY).into_raw();
     let other = CancelCause::from(&OTHER).into_raw();
     assert!(a.publish(
@@ -327,7 +328,7 @@ fn publish_first_error_and_cause_win() {
 #[test]
 fn losing_the_cause_slot_publishes_the_winners_error() {
     let a = Arena::<2>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     // The racer (an expiry) claimed the slot and stalled before publishing `DONE`.
     let claimed = crate::cause::with_tags(
         CancelCause::from(&OTHER).into_raw(),
@@ -377,8 +378,8 @@ impl Drop for Counted {
 fn heap_causes_are_dropped_exactly_once() {
     let drops = Arc::new(AtomicUsize::new(0));
     let a = Arena::<3>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
-    let (c, ck) = p.with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: ck } = p.with_cancel().unwrap();
     pk.cancel_with(CancelCause::error(Counted(drops.clone())));
     assert_eq!(c.cause().unwrap().to_string(), "counted");
     pk.cancel_with(CancelCause::error(Counted(drops.clone())));
@@ -400,14 +401,17 @@ fn heap_causes_are_dropped_exactly_once() {
         "the winning cause leaked"
     );
     // A deadline cause is owned by its deadline node, used or not.
-    let (d, dk) = a
+    let Child { ctx: d, cancel: dk } = a
         .background()
         .with_deadline_cause(
             Instant::from_ticks(5),
             CancelCause::error(Counted(drops.clone())),
         )
         .unwrap();
-    let (dc, dck) = d.with_cancel().unwrap();
+    let Child {
+        ctx: dc,
+        cancel: dck,
+    } = d.with_cancel().unwrap();
     assert_eq!(a.expire(Instant::from_ticks(5)), None);
     assert_eq!(dc.err(), Some(Error::DeadlineExceeded));
     assert_eq!(dc.cause().unwrap().to_string(), "counted");
@@ -419,14 +423,29 @@ fn heap_causes_are_dropped_exactly_once() {
 #[test]
 fn cancel_tree_reaches_every_descendant_and_empties_every_list() {
     let a = Arena::<16>::new();
-    let (root, rk) = a.background().with_cancel().unwrap();
+    let Child {
+        ctx: root,
+        cancel: rk,
+    } = a.background().with_cancel().unwrap();
     // A small bushy tree with values, a without_cancel branch and after_funcs in the lists.
-    let (c1, k1) = root.with_cancel().unwrap();
+    let Child {
+        ctx: c1,
+        cancel: k1,
+    } = root.with_cancel().unwrap();
     let v = c1.with_value(&K, 3).unwrap();
-    let (g1, gk1) = v.with_cancel().unwrap();
-    let (g2, gk2) = c1.with_deadline(Instant::from_ticks(1000)).unwrap();
+    let Child {
+        ctx: g1,
+        cancel: gk1,
+    } = v.with_cancel().unwrap();
+    let Child {
+        ctx: g2,
+        cancel: gk2,
+    } = c1.with_deadline(Instant::from_ticks(1000)).unwrap();
     let w = c1.without_cancel().unwrap();
-    let (wc, wck) = w.with_cancel().unwrap();
+    let Child {
+        ctx: wc,
+        cancel: wck,
+    } = w.with_cancel().unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     let af = g2
@@ -458,11 +477,14 @@ fn deep_chain_cancel_and_release_cascade() {
     let depth = 20 * SCALE;
     // Boxed: 2 001 nodes are 128 KiB (the test harness has std, with or without `alloc`).
     let a = std::boxed::Box::new(Arena::<{ 20 * SCALE + 1 }>::new());
-    let (root, rk) = a.background().with_cancel().unwrap();
+    let Child {
+        ctx: root,
+        cancel: rk,
+    } = a.background().with_cancel().unwrap();
     let mut tip = root.clone();
     let mut cancelers = Vec::new();
     for _ in 0..depth {
-        let (c, k) = tip.with_cancel().unwrap();
+        let Child { ctx: c, cancel: k } = tip.with_cancel().unwrap();
         cancelers.push(k);
         tip = c;
     }
@@ -482,12 +504,12 @@ fn deep_chain_cancel_and_release_cascade() {
 #[test]
 fn expire_from_cancels_the_deadline_owner_with_its_cause() {
     let a = Arena::<4>::new();
-    let (d, dk) = a
+    let Child { ctx: d, cancel: dk } = a
         .background()
         .with_deadline_cause(Instant::from_ticks(u64::MAX - 10), &WHY)
         .unwrap();
     let v = d.with_value(&K, 1).unwrap();
-    let (c, ck) = v.with_cancel().unwrap();
+    let Child { ctx: c, cancel: ck } = v.with_cancel().unwrap();
     assert_eq!(c.deadline(), d.deadline());
     // Through the child: walks up to D (the owner of the deadline) and cancels it.
     a.expire_from(c.src.slot().unwrap(), u64::MAX - 10);
@@ -506,7 +528,7 @@ fn expire_from_cancels_the_deadline_owner_with_its_cause() {
 #[test]
 fn fire_runs_once_and_stop_after_fire_is_false() {
     let a = Arena::<3>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
     let af = c
@@ -541,7 +563,7 @@ fn after_func_closures_are_dropped_exactly_once() {
         }
     }
     let a = Arena::<4>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let guard = OnDrop(drops.clone());
     let af = c
         .after_func(move || {
@@ -578,14 +600,14 @@ fn paged_arena_grows_by_pages_and_nodes_never_move() {
     assert_eq!(a.capacity(), 256 + 512);
     let addrs: Vec<*const crate::Node> = made
         .iter()
-        .map(|(c, _)| a.node(c.slot) as *const _)
+        .map(|c| a.node(c.ctx.slot) as *const _)
         .collect();
     let more: Vec<_> = (0..SCALE)
         .map(|_| a.background().with_cancel().unwrap())
         .collect();
-    for ((c, _), p) in made.iter().zip(&addrs) {
+    for (c, p) in made.iter().zip(&addrs) {
         assert_eq!(
-            a.node(c.slot) as *const _,
+            a.node(c.ctx.slot) as *const _,
             *p,
             "a node moved when the arena grew"
         );
@@ -597,7 +619,7 @@ fn paged_arena_grows_by_pages_and_nodes_never_move() {
     assert_eq!(a.stats().high_water, n + SCALE);
     // Reuse before growth.
     let again = a.background().with_cancel().unwrap();
-    assert!((again.0.slot.index() as usize) < n + SCALE);
+    assert!((again.ctx.slot.index() as usize) < n + SCALE);
     drop(again);
 }
 
@@ -660,7 +682,7 @@ fn waiters_register_drain_and_deregister() {
     // unwinding) still finds every registered waiter alive.
     let (wa, wb) = (Waiter::new(), Waiter::new());
     let a = Arena::<2>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let node = a.node(c.slot);
     let (w1c, w1) = counting_waker();
     let (w2c, w2) = counting_waker();
@@ -705,7 +727,7 @@ fn waiters_register_drain_and_deregister() {
 fn drain_wakes_more_than_a_batch() {
     let ws: Vec<Waiter> = (0..19).map(|_| Waiter::new()).collect();
     let a = Arena::<1>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let node = a.node(c.slot);
     let (count, waker) = counting_waker();
     for w in &ws {
@@ -756,7 +778,7 @@ const CANCEL_ON_CLONE: core::task::RawWakerVTable = {
 fn cancel_inside_register_delegates_the_drain() {
     let (first, second) = (Waiter::new(), Waiter::new());
     let a = Arena::<1>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let node = a.node(c.slot);
     // One waiter already registered, so the cancel finds `WAITERS` and must drain.
     let (count, plain) = counting_waker();
@@ -806,7 +828,7 @@ fn done_future_and_its_drop() {
     use core::future::Future;
     use core::task::Context as TaskCx;
     let a = Arena::<2>::new();
-    let (c, k) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: k } = a.background().with_cancel().unwrap();
     let (count, waker) = counting_waker();
     {
         let mut fut = core::pin::pin!(c.done());
@@ -847,9 +869,9 @@ fn done_future_and_its_drop() {
 fn dump_shows_states_causes_and_kinds() {
     static CLOCK: ManualClock = ManualClock::new(1000);
     let a = Arena::<8>::new().with_clock(&CLOCK);
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let v = p.with_value(&K, 1).unwrap();
-    let (d, dk) = v.with_deadline(Instant::from_ticks(2000)).unwrap();
+    let Child { ctx: d, cancel: dk } = v.with_deadline(Instant::from_ticks(2000)).unwrap();
     let af = d.after_func(|| {}).unwrap();
     let t = a.todo().without_cancel().unwrap();
     let mut out = String::new();
@@ -906,14 +928,14 @@ fn roots_need_no_node() {
 #[test]
 fn timed_bit_only_where_a_deadline_is_in_effect() {
     let a = Arena::<5>::new();
-    let (c, ck) = a.background().with_cancel().unwrap();
+    let Child { ctx: c, cancel: ck } = a.background().with_cancel().unwrap();
     let timing = |s| (head(&a, s).timed(), head(&a, s).has_own_deadline());
     assert_eq!(timing(c.slot), (false, false));
-    let (d, dk) = c.with_deadline(Instant::from_ticks(u64::MAX - 1)).unwrap();
+    let Child { ctx: d, cancel: dk } = c.with_deadline(Instant::from_ticks(u64::MAX - 1)).unwrap();
     assert_eq!(timing(d.slot), (true, true));
     // Cut off from D's deadline: no TIMED, so `err()` reads no deadline field.
     let w = d.without_cancel().unwrap();
-    let (e, ek) = w.with_cancel().unwrap();
+    let Child { ctx: e, cancel: ek } = w.with_cancel().unwrap();
     assert_eq!(timing(e.slot), (false, false));
     assert_eq!(e.deadline(), None);
     assert_eq!(e.err(), None);
@@ -971,7 +993,7 @@ fn release_in_every_order_keeps_the_list_exact() {
     let n = if cfg!(miri) { 4 } else { 6 };
     let a = Arena::<8>::new();
     for order in permutations(n) {
-        let (p, pk) = a.background().with_cancel().unwrap();
+        let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
         let mut kids: Vec<Option<_>> = (0..n).map(|_| Some(cancel_pair(&p))).collect();
         let slots: Vec<Slot> = kids.iter().map(|k| k.as_ref().unwrap().0.slot).collect();
         for (done, &i) in order.iter().enumerate() {
@@ -992,7 +1014,7 @@ fn release_in_every_order_keeps_the_list_exact() {
 #[test]
 fn interleaved_creates_and_releases_keep_the_list_exact() {
     let a = Arena::<64>::new();
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     // The model: live children, newest first (the list's order).
     let mut live: Vec<(Context<'_>, crate::Canceler<'_>)> = Vec::new();
@@ -1022,7 +1044,7 @@ fn interleaved_creates_and_releases_keep_the_list_exact() {
 /// Releases `n` children of one parent in `order` (indices in creation order) and returns the
 /// search steps it took and the releases done through a hint.
 fn release_steps(a: &RawArena, n: usize, order: &[usize]) -> (usize, usize) {
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let mut kids: Vec<Option<_>> = (0..n).map(|_| Some(cancel_pair(&p))).collect();
     crate::list::probe::take();
     crate::list::probe::take_hinted();
@@ -1073,7 +1095,7 @@ fn steady_state_steps(random: bool) -> f64 {
     let live = if cfg!(miri) { 50 } else { 1_000 };
     let ops = 20 * live;
     let a = crate::HeapArena::with_capacity(live + 2);
-    let (p, pk) = a.background().with_cancel().unwrap();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let mut rng = Rng(7);
     let mut queue: std::collections::VecDeque<_> = (0..live).map(|_| cancel_pair(&p)).collect();
     crate::list::probe::take();
