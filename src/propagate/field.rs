@@ -152,7 +152,7 @@ impl Wire for u32 {
 /// characters — so it can be written back to any HTTP header unchanged.
 ///
 /// `Token<15>` fits a [`Key`] (16 bytes, stored in the node, no allocation); longer ones
-/// need a [`HeapKey`](crate::HeapKey).
+/// need a `HeapKey` (feature `alloc`).
 ///
 /// ```
 /// use ctxtree::propagate::{Token, Wire, ValueError};
@@ -228,7 +228,7 @@ impl<const N: usize> fmt::Display for Token<N> {
 /// spelling). A header of a later version is parsed by its version-`00` prefix, as the
 /// recommendation asks, and re-encoded as that prefix with its version.
 ///
-/// 26 bytes: with `alloc`, travel it under a [`HeapKey`](crate::HeapKey).
+/// 26 bytes: with `alloc`, travel it under a `HeapKey`.
 ///
 /// ```
 /// use ctxtree::propagate::{TraceParent, Wire, ValueError};
@@ -434,7 +434,7 @@ pub(crate) mod sealed {
 }
 
 /// A request value that opts in to travelling: a [`Header`] on a [`Key`] (or, with `alloc`, a
-/// [`HeapKey`](crate::HeapKey)) whose type implements [`Wire`]. Sealed; used as `&dyn Field` in
+/// `HeapKey`) whose type implements [`Wire`]. Sealed; used as `&dyn Field` in
 /// a [`Propagator`](super::Propagator)'s list.
 pub trait Field: Sync + sealed::FieldImpl {}
 
