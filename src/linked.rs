@@ -357,8 +357,8 @@ impl<'a> Context<'a> {
 
 impl Context<'static> {
     /// [`with_linked`](Context::with_linked) for two contexts of any arenas that live forever
-    /// (`static` arenas, the global arena of [`background()`](crate::background), leaked
-    /// [`HeapArena`](crate::HeapArena)s): the registrations point from each arena into the
+    /// (`static` arenas, the global arena of `ctxtree::background()`, leaked
+    /// `HeapArena`s): the registrations point from each arena into the
     /// other, so neither may be dropped first.
     ///
     /// Across arenas, `other`'s deadline is translated into this arena's clock: copied if both
