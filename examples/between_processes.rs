@@ -189,8 +189,9 @@ fn server(name: &'static str, backend_port: Option<u16>) {
     let root = ctxtree::background();
     // The gateway's server context ends on SIGINT/SIGTERM, with the signal as its cause.
     let (signalled, stop_signals) = if name == "gateway" {
-        let (ctx, stop) = ctxtree::signal::notify_context(&root, &[libc::SIGINT, libc::SIGTERM])
-            .expect("catch SIGINT/SIGTERM");
+        let ctxtree::signal::Notify { ctx, stop } =
+            ctxtree::signal::notify_context(&root, &[libc::SIGINT, libc::SIGTERM])
+                .expect("catch SIGINT/SIGTERM");
         (ctx, Some(stop))
     } else {
         (root.clone(), None)

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ctxtree::Error;
-use ctxtree::signal::{STOPPED, SignalReceived, notify_context};
+use ctxtree::signal::{Notify, STOPPED, SignalReceived, notify_context};
 use signal_hook::consts::{SIGINT, SIGKILL, SIGSEGV, SIGTERM, SIGUSR2};
 
 const CHILD_ROLE: &str = "CTXTREE_SIGNAL_NOTIFY_CHILD";
@@ -138,7 +138,7 @@ fn sigint_cancels_the_context_with_the_signal_as_cause_and_does_not_kill() {
             ctx: parent,
             cancel: _keep,
         } = ctxtree::background().with_cancel().unwrap();
-        let (ctx, stop) = notify_context(&parent, &[SIGINT, SIGTERM]).unwrap();
+        let Notify { ctx, stop } = notify_context(&parent, &[SIGINT, SIGTERM]).unwrap();
         let ctxtree::Child {
             ctx: work,
             cancel: _w,
@@ -171,7 +171,8 @@ fn sigint_cancels_the_context_with_the_signal_as_cause_and_does_not_kill() {
 #[test]
 fn sigterm_names_itself() {
     if is_child() {
-        let (ctx, _stop) = notify_context(&ctxtree::background(), &[SIGINT, SIGTERM]).unwrap();
+        let Notify { ctx, stop: _stop } =
+            notify_context(&ctxtree::background(), &[SIGINT, SIGTERM]).unwrap();
         say("ready");
         let err = ctx.wait_timeout(LIMIT);
         say(&format!("{err:?} {}", ctx.cause().unwrap()));
@@ -187,7 +188,7 @@ fn sigterm_names_itself() {
 #[test]
 fn stop_restores_the_default_delivery() {
     if is_child() {
-        let (ctx, stop) = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
+        let Notify { ctx, stop } = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
         stop.stop();
         say(&format!("{:?} {}", ctx.err(), ctx.cause().unwrap()));
         say("ready");
@@ -210,10 +211,16 @@ fn stop_restores_the_default_delivery() {
 #[test]
 fn notify_again_after_stop_catches_again() {
     if is_child() {
-        let (_, stop) = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
+        let Notify { ctx: _, stop } = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
         drop(stop);
-        let (first, stop_first) = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
-        let (second, stop_second) = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
+        let Notify {
+            ctx: first,
+            stop: stop_first,
+        } = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
+        let Notify {
+            ctx: second,
+            stop: stop_second,
+        } = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
         say("ready");
         let _ = first.wait_timeout(LIMIT);
         let _ = second.wait_timeout(LIMIT);
@@ -270,13 +277,13 @@ fn the_parent_and_the_stop_handle_cancel_it_too() {
         ctx: parent,
         cancel: cancel_parent,
     } = ctxtree::background().with_cancel().unwrap();
-    let (ctx, stop) = notify_context(&parent, &[SIGUSR2]).unwrap();
+    let Notify { ctx, stop } = notify_context(&parent, &[SIGUSR2]).unwrap();
     assert_eq!(ctx.err(), None);
     cancel_parent.cancel();
     assert_eq!(ctx.err(), Some(Error::Canceled));
     drop(stop);
 
-    let (ctx, stop) = notify_context(&ctxtree::background(), &[SIGUSR2]).unwrap();
+    let Notify { ctx, stop } = notify_context(&ctxtree::background(), &[SIGUSR2]).unwrap();
     drop(stop);
     assert_eq!(ctx.err(), Some(Error::Canceled));
     assert!(ctx.cause().unwrap().is_static(&STOPPED));

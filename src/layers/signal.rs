@@ -2,7 +2,7 @@
 //!
 //! ```no_run
 //! use signal_hook::consts::{SIGINT, SIGTERM};
-//! let (ctx, stop) = ctxtree::signal::notify_context(&ctxtree::background(), &[SIGINT, SIGTERM])?;
+//! let ctxtree::signal::Notify { ctx, stop } = ctxtree::signal::notify_context(&ctxtree::background(), &[SIGINT, SIGTERM])?;
 //! let err = ctx.wait(); // Ctrl-C
 //! println!("shutting down: {err}, {}", ctx.cause().unwrap()); // "... signal SIGINT received"
 //! drop(stop); // a second Ctrl-C now terminates the process again
@@ -101,10 +101,7 @@ pub static STOPPED: crate::StaticCause =
 /// signal-hook forbids) or a number out of range; another `io::Error` for a signal
 /// signal-hook does not know (when its default must be restored), a failed registration or
 /// thread spawn; and [`CreateError`](crate::CreateError) as an `io::Error` from the arena.
-pub fn notify_context(
-    parent: &Context<'static>,
-    signals: &[i32],
-) -> io::Result<(Context<'static>, Stop)> {
+pub fn notify_context(parent: &Context<'static>, signals: &[i32]) -> io::Result<Notify> {
     for &sig in signals {
         if sig <= 0 || sig >= 128 || signal_hook::consts::FORBIDDEN.contains(&sig) {
             return Err(io::Error::new(
@@ -130,14 +127,41 @@ pub fn notify_context(
             // Dropping `iter` here unregisters the actions (with the last handle).
             cancel
         })?;
-    Ok((
+    Ok(Notify {
         ctx,
-        Stop {
+        stop: Stop {
             handle,
             thread: Some(thread),
             listening,
         },
-    ))
+    })
+}
+
+/// What [`notify_context`] returns: the context and the [`Stop`] handle that ends it, in named
+/// fields — a struct for the reason [`Child`](crate::Child) is one: Go's
+/// `ctx, _ := signal.NotifyContext(…)` transcribed as `let (ctx, _) = …` would drop `stop` at
+/// once and cancel the context before the first signal. It does not compile:
+///
+/// ```compile_fail,E0308
+/// let (ctx, _) = ctxtree::signal::notify_context(&ctxtree::background(), &[libc::SIGINT]).unwrap();
+/// # drop(ctx);
+/// ```
+///
+/// A `Notify` derefs to its context.
+#[must_use = "dropping a Notify stops the notification and cancels its context at once"]
+#[derive(Debug)]
+pub struct Notify {
+    /// Cancelled when a signal arrives, the parent is done, or `stop` ends.
+    pub ctx: Context<'static>,
+    /// Stops catching the signals and cancels `ctx` (when dropped, too).
+    pub stop: Stop,
+}
+
+impl core::ops::Deref for Notify {
+    type Target = Context<'static>;
+    fn deref(&self) -> &Context<'static> {
+        &self.ctx
+    }
 }
 
 /// Ends a [`notify_context`]: stops catching its signals, restores their default delivery, and
