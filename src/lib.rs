@@ -148,7 +148,9 @@ pub use value::{Key, KeyKind};
 #[cfg(feature = "alloc")]
 pub use layers::alloc::{HeapArena, HeapKey};
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
-pub use layers::std::{StdClock, background, global_arena, todo};
+pub use layers::std::{StdClock, background, global_arena, timer_stats, todo};
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
+pub use layers::timer::TimerStats;
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub use layers::tokio::*;
 

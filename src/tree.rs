@@ -242,6 +242,13 @@ impl RawArena {
         }
         // SAFETY: exclusive ownership.
         let kind = unsafe { node.kind() };
+        if let Some(timer) = self.hdr.timer {
+            // SAFETY: exclusive ownership; `deadline` is read only on a canceller node.
+            if kind.is_canceler() && unsafe { node.deadline() } != u64::MAX {
+                // The timer drops its entry for this slot (it may have one only if it watched).
+                (timer.forget)(slot);
+            }
+        }
         match kind {
             Kind::Deadline => panics.run(|| {
                 // SAFETY: a deadline node's cause is owned by it.
