@@ -22,7 +22,9 @@
 //! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
 //! Release of `link` (`create_vs_cancel`), the waiter drain's hand-off to the lock holder
 //! (`waiter_wakeup`: deadlock), and a `Deadline` node's own record when a traversal reaches it
-//! after its deadline (`nested_deadlines_expire_vs_lazy`).
+//! after its deadline (`nested_deadlines_expire_vs_lazy`), and in the std timer's protocol the
+//! order "read the inbox link, then clear `QUEUED`", the compare-and-swap of `fired` and the
+//! `SeqCst` fences of the sleep/wake hand-off (`timer_watch_vs_release`).
 
 extern crate std;
 
@@ -41,6 +43,7 @@ mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
 mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
+mod timer_watch_vs_release;
 mod unlink_by_hint;
 mod unlink_helping;
 mod value_publication;

@@ -52,8 +52,9 @@ pub(crate) struct TimerHooks {
     /// exist. False refuses the slot: the constructor gets `ArenaFull`, as for a page the
     /// allocator refuses.
     pub(crate) grow: fn(u32) -> bool,
-    /// Called when a `Cancel` or `Deadline` node with a deadline is torn down, by the thread
-    /// that owns it exclusively, before its slot returns to the free stack.
+    /// Called when a `Cancel` or `Deadline` node with a deadline is done (by the thread that
+    /// published it done, holding a reference) and again when it is torn down (by the thread
+    /// that owns it exclusively, before its slot returns to the free stack).
     pub(crate) forget: fn(Slot),
 }
 

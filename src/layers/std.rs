@@ -346,10 +346,9 @@ fn timer_thread() {
                 return;
             }
             wheel.unfile(&TIMER.table, slot);
-            if want == 0 {
-            } else if want <= now {
+            if want != 0 && want <= now {
                 fire(slot, want, now);
-            } else {
+            } else if want != 0 {
                 wheel.file(&TIMER.table, slot, want);
             }
         });

@@ -28,12 +28,13 @@
 //! Watching the same deadline again (more futures on one context) changes nothing and returns
 //! after one load.
 //!
-//! # Releasing (a forget)
-//! When a node with a deadline is torn down, the core calls [`forget`] (the `forget` hook), on
-//! the releasing thread, which owns the slot exclusively: `want` becomes 0 and, unless it is
-//! already queued, the slot goes on the inbox so that the timer unfiles it. This never wakes
-//! the timer: it drains its inbox at least every [`HOUSEKEEPING`] while anything is filed.
-//! Memory does not grow with watches in any case: an entry is per slot, and slots are reused.
+//! # Done or released (a forget)
+//! When a node with a deadline is published done (cancelled, or expired by whoever saw its
+//! deadline first), and again when it is torn down, the core calls [`forget`] (the `forget`
+//! hook) on that thread: `want` becomes 0 and, unless it is already queued, the slot goes on
+//! the inbox so that the timer unfiles it. This never wakes the timer: it drains its inbox at
+//! least every [`HOUSEKEEPING_NS`] while anything is filed. Memory does not grow with watches
+//! in any case: an entry is per slot, and slots are reused.
 //!
 //! # The timer thread
 //! Takes the whole inbox; for each slot, reads the slot's `next` link, *then* clears `QUEUED`
@@ -43,10 +44,12 @@
 //! only a context that is itself due), and sleeps until the next bucket of the wheel.
 //!
 //! # Invariants
-//! 1. Only the holder of a reference on the slot's context changes `want` to a deadline, and
-//!    that deadline is the context's own (immutable per incarnation): concurrent watchers of
-//!    one slot agree on it. Only the thread that owns the slot exclusively (teardown) sets
-//!    `want` to 0, besides the timer after firing exactly the deadline still in `want`.
+//! 1. The word of a slot changes only while its context lives (its changers hold a reference on
+//!    it, or own it exclusively in teardown), or by the timer after firing exactly the deadline
+//!    still in `want`. A watch sets `want` to the context's own deadline (immutable per
+//!    incarnation: concurrent watchers of one slot agree on it); a forget sets it to 0. A watch
+//!    racing with the forget of a done context may file it again: it then leaves at teardown,
+//!    whose forget no watch can race (nobody else holds the context), or when it falls due.
 //! 2. `QUEUED` is set by the thread that will push the slot, and cleared only by the timer
 //!    after it took the slot off the inbox and read its link: a slot is on the inbox at most
 //!    once.
@@ -234,8 +237,8 @@ pub(crate) fn request<T: Table + ?Sized>(t: &T, inbox: &Inbox, slot: u32, at: u6
     }
 }
 
-/// The context in `slot` is being torn down (the caller owns the slot exclusively): its entry
-/// is no longer wanted. Never wakes the timer.
+/// The context in `slot` is done or being torn down (the caller holds a reference on it or owns
+/// it exclusively): its entry is no longer wanted. Never wakes the timer.
 pub(crate) fn forget<T: Table + ?Sized>(t: &T, inbox: &Inbox, slot: u32) {
     let e = t.entry(slot);
     // ORDERING: Acquire, as in `request`.
@@ -285,6 +288,14 @@ pub(crate) fn fired<T: Table + ?Sized>(t: &T, slot: u32, at: u64) {
         t.entry(slot)
             .word
             .compare_exchange(want_of(at), 0, Ordering::AcqRel, Ordering::Relaxed);
+}
+
+/// The `want` of `slot` and whether it is queued (tests and loom models, single-threaded).
+#[cfg(any(test, ctxtree_loom))]
+pub(crate) fn peek<T: Table + ?Sized>(t: &T, slot: u32) -> (u64, bool) {
+    // ORDERING: Acquire: as any reader of the word.
+    let word = t.entry(slot).word.load(Ordering::Acquire);
+    (word & WANT, word & QUEUED != 0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -655,7 +666,7 @@ mod tests {
         assert_eq!((fired, w.len()), (32, 32));
         assert!(
             w.next_deadline()
-                .is_some_and(|d| d >= 33_000_000 && d < 33_000_000 + U)
+                .is_some_and(|d| (33_000_000..33_000_000 + U).contains(&d))
         );
     }
 
@@ -679,7 +690,9 @@ mod tests {
             "each slot once, with its latest want"
         );
         assert!(inbox.is_empty());
+        assert_eq!(peek(&t[..], 1), (700, false));
         fired(&t[..], 1, 700);
+        assert_eq!(peek(&t[..], 1), (0, false));
         forget(&t[..], &inbox, 1);
         assert!(inbox.is_empty(), "a fired entry has nothing to forget");
         forget(&t[..], &inbox, 0);
