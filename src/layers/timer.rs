@@ -15,7 +15,7 @@
 //!   link of the *inbox*, a lock-free intrusive multi-producer stack of slots (Treiber push,
 //!   take-all pop: no ABA, only the timer pops, and it takes everything).
 //! - **Timer-private**: the links of a hierarchical timing wheel ([`Wheel`], as tokio's: 6
-//!   levels of 64 buckets, 65.5 µs units, 52 days per turn of the top level, an overflow list
+//!   levels of 64 buckets, 16.4 µs units, 13 days per turn of the top level, an overflow list
 //!   beyond), kept in the entry (intrusive: filing allocates nothing either), read and written
 //!   only by the timer thread.
 //!
@@ -302,12 +302,13 @@ pub(crate) fn peek<T: Table + ?Sized>(t: &T, slot: u32) -> (u64, bool) {
 // The wheel (timer-private).
 // ---------------------------------------------------------------------------------------------
 
-/// Bits of a wheel unit: 2¹⁶ ns = 65.5 µs, the most a deadline is rounded up.
-pub(crate) const UNIT_SHIFT: u32 = 16;
+/// Bits of a wheel unit: 2¹⁴ ns = 16.4 µs, the most a deadline is rounded up (less than the
+/// 50 µs timer slack of a Linux thread).
+pub(crate) const UNIT_SHIFT: u32 = 14;
 const LEVELS: usize = 6;
 const SLOT_BITS: u32 = 6;
 const SLOTS: usize = 1 << SLOT_BITS;
-/// Units in one turn of the top level (2³⁶ units: 52 days).
+/// Units in one turn of the top level (2³⁶ units: 13 days).
 const RANGE_BITS: u32 = SLOT_BITS * LEVELS as u32;
 /// The bucket of the entries beyond the current turn of the top level.
 const OVERFLOW: u32 = (LEVELS * SLOTS) as u32;
@@ -664,10 +665,85 @@ mod tests {
             fired += 1;
         });
         assert_eq!((fired, w.len()), (32, 32));
-        assert!(
-            w.next_deadline()
-                .is_some_and(|d| (33_000_000..33_000_000 + U).contains(&d))
-        );
+        // The next wake-up may be a cascade (a higher level's bucket) before the next deadline,
+        // never after it; stepping from wake-up to wake-up fires it less than a unit late.
+        let mut now = 32_000_000;
+        for _ in 0..LEVELS {
+            let next = w.next_deadline().expect("32 entries still filed");
+            assert!(next > now && next < 33_000_000 + U, "woke at {next}");
+            now = next;
+            let mut hit = None;
+            w.poll(&t[..], now, |s, at| hit = Some((s, at)));
+            if let Some((s, at)) = hit {
+                assert_eq!((s, at), (32, 33_000_000));
+                assert!(now - at < U);
+                assert_eq!(w.len(), 31);
+                return;
+            }
+        }
+        panic!("the 33rd deadline never fired");
+    }
+
+    #[test]
+    fn the_wheel_agrees_with_a_sorted_list_on_random_files_unfiles_and_polls() {
+        const N: usize = 256;
+        let t = table(N);
+        // A small xorshift: reproducible, no dependency.
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = move |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut now = 1u64 << 40;
+        let mut w = Wheel::new(now);
+        let mut model: [Option<u64>; N] = [None; N];
+        for step in 0..20_000 {
+            let slot = rand(N as u64) as u32;
+            match rand(4) {
+                0 | 1 => {
+                    w.unfile(&t[..], slot);
+                    // Spans every level and the overflow: up to 2^44 units ahead.
+                    let span = 1u64 << rand(45);
+                    let at = now + 1 + rand(span) * (1 << UNIT_SHIFT) / 4;
+                    w.file(&t[..], slot, at);
+                    model[slot as usize] = Some(at);
+                }
+                2 => {
+                    w.unfile(&t[..], slot);
+                    model[slot as usize] = None;
+                }
+                _ => {
+                    // Jump to the next wake-up, or a little beyond it.
+                    let Some(next) = w.next_deadline() else {
+                        continue;
+                    };
+                    assert!(next > now, "step {step}: woke in the past");
+                    now = next + rand(3) * (1 << UNIT_SHIFT);
+                    let mut fired = Vec::new();
+                    w.poll(&t[..], now, |s, at| fired.push((s, at)));
+                    fired.sort_unstable();
+                    let mut due: Vec<(u32, u64)> = (0..N as u32)
+                        .filter_map(|s| model[s as usize].map(|at| (s, at)))
+                        .filter(|&(_, at)| at.div_ceil(1 << UNIT_SHIFT) << UNIT_SHIFT <= now)
+                        .collect();
+                    due.sort_unstable();
+                    assert_eq!(fired, due, "step {step}: now {now}");
+                    for (s, _) in due {
+                        model[s as usize] = None;
+                    }
+                    // Nothing still filed was due, and the next wake-up is not after any.
+                    let earliest = model.iter().flatten().min().copied();
+                    if let Some(e) = earliest {
+                        assert!(e > now);
+                        let rounded = e.div_ceil(1 << UNIT_SHIFT) << UNIT_SHIFT;
+                        assert!(w.next_deadline().is_some_and(|n| n <= rounded));
+                    }
+                }
+            }
+            assert_eq!(w.len(), model.iter().flatten().count(), "step {step}");
+        }
     }
 
     #[test]
