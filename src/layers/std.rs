@@ -341,7 +341,9 @@ fn timer_thread() {
     let mut wheel = Wheel::new(STD_CLOCK.now().ticks());
     loop {
         let now = STD_CLOCK.now().ticks();
+        let mut busy = false;
         timer::drain(&TIMER.table, &TIMER.inbox, |slot, want| {
+            busy = true;
             if wheel.filed(&TIMER.table, slot) == Some(want) {
                 return;
             }
@@ -355,8 +357,11 @@ fn timer_thread() {
         wheel.poll(&TIMER.table, now, |slot, at| fire(slot, at, now));
         // ORDERING: Relaxed: a statistic.
         TIMER.pending.store(wheel.len(), Ordering::Relaxed);
+        // While anything is filed, or watches keep coming, wake for housekeeping: released
+        // entries leave, and a watch whose deadline is later than that need not wake us (a
+        // churn of watched one-hour timeouts costs no wake-up each). Idle, sleep until woken.
         let mut until = wheel.next_deadline().unwrap_or(u64::MAX);
-        if wheel.len() != 0 {
+        if wheel.len() != 0 || busy {
             until = until.min(now.saturating_add(timer::HOUSEKEEPING_NS));
         }
         // ORDERING: Relaxed, then a SeqCst fence: pairs with the fence of a watcher between its

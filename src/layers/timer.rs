@@ -33,7 +33,8 @@
 //! deadline first), and again when it is torn down, the core calls [`forget`] (the `forget`
 //! hook) on that thread: `want` becomes 0 and, unless it is already queued, the slot goes on
 //! the inbox so that the timer unfiles it. This never wakes the timer: it drains its inbox at
-//! least every [`HOUSEKEEPING_NS`] while anything is filed. Memory does not grow with watches
+//! least every [`HOUSEKEEPING_NS`] while anything is filed (so a watch of a deadline
+//! later than that does not wake it either). Memory does not grow with watches
 //! in any case: an entry is per slot, and slots are reused.
 //!
 //! # The timer thread
@@ -84,8 +85,9 @@ const QUEUED: u64 = 1 << 63;
 /// The deadline watched, in ticks; 0 = none.
 const WANT: u64 = QUEUED - 1;
 
-/// How often the timer drains its inbox while anything is filed, whatever its next deadline:
-/// released entries leave the wheel within this time without waking the timer on every release.
+/// How often the timer drains its inbox while anything is filed or watches keep coming,
+/// whatever its next deadline: released entries leave the wheel within this time without
+/// waking the timer on every release, and a watch of a later deadline does not wake it.
 #[cfg(not(ctxtree_loom))]
 pub(crate) const HOUSEKEEPING_NS: u64 = 50_000_000;
 
@@ -496,6 +498,8 @@ mod global {
     #[derive(Debug)]
     pub(crate) struct SideTable<const PAGES: usize> {
         base: usize,
+        /// log2 of `base`.
+        base_shift: u32,
         pages: [AtomicPtr<Entry>; PAGES],
     }
 
@@ -505,6 +509,7 @@ mod global {
             assert!(base.is_power_of_two());
             SideTable {
                 base,
+                base_shift: base.trailing_zeros(),
                 pages: [const { AtomicPtr::new(ptr::null_mut()) }; PAGES],
             }
         }
@@ -512,7 +517,7 @@ mod global {
         /// (page, offset) of `slot`.
         fn locate(&self, slot: u32) -> (usize, usize) {
             let j = slot as usize;
-            let q = j / self.base + 1;
+            let q = (j >> self.base_shift) + 1;
             let k = (usize::BITS - 1 - q.leading_zeros()) as usize;
             (k, j - self.base * ((1usize << k) - 1))
         }
