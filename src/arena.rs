@@ -89,8 +89,10 @@ pub(crate) struct Header {
     limit: u32,
     pub(crate) clock: Option<&'static dyn Clock>,
     pub(crate) hook: Option<fn(DeadlineWatch)>,
-    /// The per-slot hooks of the `std` global arena's timer (`None` elsewhere).
-    pub(crate) timer: Option<&'static TimerHooks>,
+    /// The per-slot hooks of the `std` global arena's timer (`None` elsewhere; absent without
+    /// `std`, so that firmware builds carry neither the field nor the calls).
+    #[cfg(feature = "std")]
+    timer: Option<&'static TimerHooks>,
     #[cfg(feature = "alloc")]
     pub(crate) pages: Pages,
 }
@@ -157,6 +159,7 @@ impl Header {
             limit: limit as u32,
             clock: None,
             hook: None,
+            #[cfg(feature = "std")]
             timer: None,
             #[cfg(feature = "alloc")]
             pages: Pages::new(),
@@ -177,6 +180,7 @@ impl Header {
             limit: limit as u32,
             clock: None,
             hook: None,
+            #[cfg(feature = "std")]
             timer: None,
             #[cfg(feature = "alloc")]
             pages: Pages::new(),
@@ -528,7 +532,7 @@ impl RawArena {
                 return None;
             }
             // The timer's storage for the slot, made before its first use (the global arena).
-            if self.hdr.timer.is_some_and(|t| !(t.grow)(b)) {
+            if self.hdr.timer().is_some_and(|t| !(t.grow)(b)) {
                 return None;
             }
             // ORDERING: Release on success publishes the page `ensure` just made visible to
@@ -549,6 +553,16 @@ impl RawArena {
 }
 
 impl Header {
+    /// The `std` global arena's timer hooks (see [`TimerHooks`]); `None` in every other arena,
+    /// and always without `std`.
+    #[inline(always)]
+    pub(crate) fn timer(&self) -> Option<&'static TimerHooks> {
+        #[cfg(feature = "std")]
+        return self.timer;
+        #[cfg(not(feature = "std"))]
+        return None;
+    }
+
     #[cfg(feature = "alloc")]
     pub(crate) fn set_clock(&mut self, clock: Option<&'static dyn Clock>) {
         self.clock = clock;

@@ -567,7 +567,7 @@ impl RawArena {
     /// one, leaves. One predictable branch in every other arena.
     #[inline]
     fn forget_timer(&self, slot: Slot, node: &Node) {
-        if let Some(timer) = self.hdr.timer {
+        if let Some(timer) = self.hdr.timer() {
             // SAFETY: the caller holds a reference on (or owns) `node`, a canceller node.
             if unsafe { node.deadline() } != u64::MAX {
                 (timer.forget)(slot);
