@@ -10,7 +10,8 @@
 //!
 //! The core benches use a `static` [`Arena`] (no clock: nothing here reads one); `WithTimeout` uses
 //! the `std` global arena behind [`ctxtree::background`], whose clock is the OS monotonic clock,
-//! as Go's `Background()` + `time.Hour` timers are.
+//! as Go's `Background()` + `time.Hour` timers are; so does `TimerChurn` (no Go counterpart: the
+//! cost of a watched deadline in the global arena's timer thread).
 //!
 //! Go's `b.RunParallel` runs `GOMAXPROCS` goroutines that share `b.N` iterations and reports
 //! wall time / `b.N`. [`run_parallel`] does the same with one OS thread per available core: each
@@ -271,6 +272,61 @@ fn with_timeout(c: &mut Criterion) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// TimerChurn (global arena: the std timer)
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `ctx.done()` once: the first poll of a pending `done()` future watches the deadline
+/// (the global arena's deadline hook hands it to the timer thread).
+fn watch_once(ctx: &Context<'_>) {
+    let mut done = std::pin::pin!(ctx.done());
+    let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());
+    black_box(std::future::Future::poll(done.as_mut(), cx).is_pending());
+}
+
+/// No Go counterpart (Go's `WithTimeout` starts a runtime timer for every context; ctxtree only
+/// for a context somebody waits on): one iteration makes a one-hour timeout on the global
+/// arena, watches it (polls `done()` once, which registers its deadline with the timer thread)
+/// and releases it (drops both handles: cancels it, and the timer drops its entry). `unwatched`
+/// leaves out the poll, `polled_without_deadline` polls a `with_cancel` context (no timer
+/// involved): the differences are the cost of the `done()` poll and of the timer alone;
+/// `pending=100000` runs with 10⁵ watched one-hour timeouts pending in the timer.
+fn timer_churn(c: &mut Criterion) {
+    let mut g = c.benchmark_group("TimerChurn");
+    let bg = ctxtree::background();
+    g.bench_function("unwatched", |b| {
+        b.iter(|| {
+            let Child { ctx, cancel } = bg.with_timeout(HOUR).expect("global arena");
+            drop(black_box((ctx, cancel)));
+        })
+    });
+    g.bench_function("polled_without_deadline", |b| {
+        b.iter(|| {
+            let Child { ctx, cancel } = bg.with_cancel().expect("global arena");
+            watch_once(&ctx);
+            drop((ctx, cancel));
+        })
+    });
+    for pending in [0usize, 100_000] {
+        let held: Vec<_> = (0..pending)
+            .map(|_| {
+                let Child { ctx, cancel } = bg.with_timeout(HOUR).expect("global arena");
+                watch_once(&ctx);
+                (ctx, cancel)
+            })
+            .collect();
+        g.bench_function(format!("pending={pending}"), |b| {
+            b.iter(|| {
+                let Child { ctx, cancel } = bg.with_timeout(HOUR).expect("global arena");
+                watch_once(&ctx);
+                drop((ctx, cancel));
+            })
+        });
+        drop(held);
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------------------------
 // DeepValueSameGoRoutine
 // ---------------------------------------------------------------------------------------------
 
@@ -346,6 +402,7 @@ criterion_group!(
     deep_value_miss,
     err_ok,
     err_canceled,
+    timer_churn,
 );
 criterion_group! {
     name = parallel;

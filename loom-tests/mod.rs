@@ -22,10 +22,12 @@
 //! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
 //! Release of `link` (`create_vs_cancel`), the waiter drain's hand-off to the lock holder
 //! (`waiter_wakeup`: deadlock), a `Deadline` node's own record when a traversal reaches it
-//! after its deadline (`nested_deadlines_expire_vs_lazy`), and, for linked contexts, firing the
+//! after its deadline (`nested_deadlines_expire_vs_lazy`); for linked contexts, firing the
 //! registration on a closed list (`linked_create_vs_cancel_other`), stopping it when the
 //! linked context's own list is found closed (`linked_create_vs_cancel_ctx`) and a second
-//! canceller's help (`linked_two_cancellers_of_other`).
+//! canceller's help (`linked_two_cancellers_of_other`); and in the std timer's protocol the
+//! order "read the inbox link, then clear `QUEUED`", the compare-and-swap of `fired` and the
+//! `SeqCst` fences of the sleep/wake hand-off (`timer_watch_vs_release`).
 
 extern crate std;
 
@@ -46,6 +48,7 @@ mod linked_create_vs_cancel;
 mod linked_release_vs_cancel_other;
 mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
+mod timer_watch_vs_release;
 mod unlink_by_hint;
 mod unlink_helping;
 mod value_publication;

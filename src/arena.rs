@@ -52,6 +52,7 @@
 
 use core::fmt;
 
+use crate::deadline::TimerHooks;
 use crate::node::Node;
 #[cfg(feature = "alloc")]
 use crate::pages::Pages;
@@ -88,6 +89,10 @@ pub(crate) struct Header {
     limit: u32,
     pub(crate) clock: Option<&'static dyn Clock>,
     pub(crate) hook: Option<fn(DeadlineWatch)>,
+    /// The per-slot hooks of the `std` global arena's timer (`None` elsewhere; absent without
+    /// `std`, so that firmware builds carry neither the field nor the calls).
+    #[cfg(feature = "std")]
+    timer: Option<&'static TimerHooks>,
     #[cfg(feature = "alloc")]
     pub(crate) pages: Pages,
 }
@@ -154,6 +159,8 @@ impl Header {
             limit: limit as u32,
             clock: None,
             hook: None,
+            #[cfg(feature = "std")]
+            timer: None,
             #[cfg(feature = "alloc")]
             pages: Pages::new(),
         }
@@ -173,6 +180,8 @@ impl Header {
             limit: limit as u32,
             clock: None,
             hook: None,
+            #[cfg(feature = "std")]
+            timer: None,
             #[cfg(feature = "alloc")]
             pages: Pages::new(),
         }
@@ -522,6 +531,10 @@ impl RawArena {
             {
                 return None;
             }
+            // The timer's storage for the slot, made before its first use (the global arena).
+            if self.hdr.timer().is_some_and(|t| !(t.grow)(b)) {
+                return None;
+            }
             // ORDERING: Release on success publishes the page `ensure` just made visible to
             // this thread, to scans that read `bump` with Acquire (`used`); every change of
             // `bump` is this read-modify-write, so one Acquire load that reads `n` synchronises
@@ -540,6 +553,16 @@ impl RawArena {
 }
 
 impl Header {
+    /// The `std` global arena's timer hooks (see [`TimerHooks`]); `None` in every other arena,
+    /// and always without `std`.
+    #[inline(always)]
+    pub(crate) fn timer(&self) -> Option<&'static TimerHooks> {
+        #[cfg(feature = "std")]
+        return self.timer;
+        #[cfg(not(feature = "std"))]
+        return None;
+    }
+
     #[cfg(feature = "alloc")]
     pub(crate) fn set_clock(&mut self, clock: Option<&'static dyn Clock>) {
         self.clock = clock;
@@ -554,6 +577,13 @@ impl Header {
     ) -> Self {
         self.clock = Some(clock);
         self.hook = Some(hook);
+        self
+    }
+
+    /// Installs the timer's per-slot hooks in a `const` context (the `std` global arena).
+    #[cfg(all(feature = "std", not(ctxtree_loom)))]
+    pub(crate) const fn with_timer_hooks(mut self, timer: &'static TimerHooks) -> Self {
+        self.timer = Some(timer);
         self
     }
 }

@@ -42,6 +42,22 @@ pub struct DeadlineWatch {
     pub(crate) slot: Slot,
 }
 
+/// Per-slot hooks of a timer that keeps storage of its own beside the arena's slots (the `std`
+/// global arena's timer, `layers::timer`), so that watching a deadline needs neither a lock
+/// nor an allocation, and a released context leaves the timer at once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimerHooks {
+    /// Called before slot `index` is first handed out from the arena's never-used tail (so at
+    /// most once per slot, and never on the free-stack path): makes the timer's storage for it
+    /// exist. False refuses the slot: the constructor gets `ArenaFull`, as for a page the
+    /// allocator refuses.
+    pub(crate) grow: fn(u32) -> bool,
+    /// Called when a `Cancel` or `Deadline` node with a deadline is done (by the thread that
+    /// published it done, holding a reference) and again when it is torn down (by the thread
+    /// that owns it exclusively, before its slot returns to the free stack).
+    pub(crate) forget: fn(Slot),
+}
+
 impl DeadlineWatch {
     /// When the deadline falls due.
     pub fn at(&self) -> Instant {

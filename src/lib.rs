@@ -187,7 +187,9 @@ pub use layers::embassy_time::{EmbassyClock, EmbassyDeadlines};
 #[cfg(all(feature = "signal", unix, not(ctxtree_loom)))]
 pub use layers::signal;
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
-pub use layers::std::{StdClock, background, global_arena, todo};
+pub use layers::std::{StdClock, background, global_arena, timer_stats, todo};
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
+pub use layers::timer::TimerStats;
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub use layers::tokio::*;
 #[cfg(all(feature = "tower", not(ctxtree_loom)))]

@@ -22,6 +22,12 @@ compile_error!("`--cfg ctxtree_count_rmw` counts per thread and needs the `std` 
 #[cfg(ctxtree_loom)]
 pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
 
+// 64-bit atomics for the std timer's per-slot words (tick deadlines); not on every no_std target.
+#[cfg(all(feature = "alloc", ctxtree_loom))]
+pub(crate) use loom::sync::atomic::AtomicU64;
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
+pub(crate) use portable_atomic::AtomicU64;
+
 pub(crate) use core::sync::atomic::Ordering;
 
 /// An `UnsafeCell` with loom's closure-based access API.

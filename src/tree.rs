@@ -242,6 +242,10 @@ impl RawArena {
         }
         // SAFETY: exclusive ownership.
         let kind = unsafe { node.kind() };
+        if kind.is_canceler() {
+            // (A context released without ever being done: a disarmed canceler's.)
+            self.forget_timer(slot, node);
+        }
         match kind {
             Kind::Deadline => panics.run(|| {
                 // SAFETY: a deadline node's cause is owned by it.
@@ -545,6 +549,7 @@ impl RawArena {
         };
         // A borrowed cause is never owned: nothing to drop whatever the outcome.
         let _ = ch.publish(rec, panics);
+        self.forget_timer(c, ch);
         Descend::Into(c, ch)
     }
 
@@ -560,14 +565,31 @@ impl RawArena {
         if rec.err == Error::DeadlineExceeded {
             // An expiry: `root` owns the deadline that fired (`expire`, `expire_from`, a
             // `with_deadline` already past), so that deadline is when it happens.
-            return (rn.publish(rec, panics), When::At(dl));
+            let taken = rn.publish(rec, panics);
+            self.forget_timer(root, rn);
+            return (taken, When::At(dl));
         }
         let mut when = When::Unread;
         // A plain field read, not a clock read, for a context without a deadline.
         if dl != u64::MAX {
             self.expire_if_passed(root, rn, dl, &mut when, panics);
         }
-        (rn.publish(rec, panics), when)
+        let taken = rn.publish(rec, panics);
+        self.forget_timer(root, rn);
+        (taken, when)
+    }
+
+    /// Tells the arena's timer (the `std` global arena's, see `TimerHooks`) that the canceller
+    /// `slot`, which the caller holds or owns, is done or torn down: its timer entry, if it has
+    /// one, leaves. One predictable branch in every other arena.
+    #[inline]
+    fn forget_timer(&self, slot: Slot, node: &Node) {
+        if let Some(timer) = self.hdr.timer() {
+            // SAFETY: the caller holds a reference on (or owns) `node`, a canceller node.
+            if unsafe { node.deadline() } != u64::MAX {
+                (timer.forget)(slot);
+            }
+        }
     }
 
     /// [`publish_root`](RawArena::publish_root)'s deadline check, out of the hot path.

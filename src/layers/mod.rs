@@ -6,6 +6,12 @@ pub(crate) mod alloc;
 // The std layer's global arena is a `static`, which needs `const` atomics: not under loom.
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
 pub(crate) mod std;
+// The global arena's timer: its lock-free protocol is model-checked under loom (with `alloc`).
+#[cfg(any(
+    all(feature = "std", not(ctxtree_loom)),
+    all(feature = "alloc", ctxtree_loom)
+))]
+pub(crate) mod timer;
 #[cfg(all(feature = "tokio", not(ctxtree_loom)))]
 pub(crate) mod tokio;
 // `Carrier` for `http::HeaderMap` (a trait impl: nothing to name publicly).

@@ -1,18 +1,19 @@
 //! The `std` layer: a real clock, a global growing arena, blocking waits, and a timer thread.
 
-use ::std::collections::BTreeSet;
 use ::std::pin::pin;
-use ::std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, OnceLock};
+use ::std::sync::{Arc, Mutex, MutexGuard, Once, OnceLock};
 use ::std::task::Wake;
 use ::std::thread;
-use ::std::vec::Vec;
 use core::panic::AssertUnwindSafe;
 use core::task::Waker;
 use core::time::Duration;
 
+use super::timer::{self, Inbox, SideTable, TimerStats, Wheel};
 use crate::arena::{Header, RawArena};
+use crate::deadline::TimerHooks;
 use crate::node::Node;
 use crate::state::Slot;
+use crate::sync::{AtomicU64, AtomicUsize, Ordering, fence};
 use crate::time::{Clock, Instant};
 use crate::waiters::{self, Waiter};
 use crate::{AfterFunc, Context, CreateError, DeadlineWatch, Error};
@@ -75,7 +76,9 @@ static STD_CLOCK: StdClock = StdClock;
 const GLOBAL_BASE: usize = 1024;
 
 static GLOBAL: RawArena<[Node; 0]> = RawArena {
-    hdr: Header::paged_const(GLOBAL_BASE, 16).with_clock_and_hook(&STD_CLOCK, timer_hook),
+    hdr: Header::paged_const(GLOBAL_BASE, GLOBAL_PAGES)
+        .with_clock_and_hook(&STD_CLOCK, timer_hook)
+        .with_timer_hooks(&TIMER_HOOKS),
     slots: [],
 };
 
@@ -86,6 +89,16 @@ static GLOBAL: RawArena<[Node; 0]> = RawArena {
 /// first context created. When memory runs out, the constructor that needed the page returns
 /// [`CreateError::ArenaFull`] (counted in `stats().failed_allocs`) instead of aborting, and the
 /// next one asks for the page again — as for a [growable `HeapArena`](crate::HeapArena#out-of-memory).
+///
+/// # The timer thread
+/// A deadline is handed to the timer thread when something first listens for it (a pending
+/// `done()` future, an `after_func`); blocking waits park with a timeout of their own. Handing
+/// it over takes no lock and allocates nothing: each slot has a 32-byte timer entry, allocated
+/// with the slot's page (so a page costs 96 bytes per slot with its nodes), that the watch marks
+/// and pushes on a lock-free queue; the thread files it in a timing wheel. The entry leaves when
+/// its context is done or released. The wheel rounds a deadline up by at most 16.4 µs; the rest
+/// of the latency is how soon the OS runs the woken thread (measured by `ci/timer.sh`).
+/// [`timer_stats`] reports the thread's figures.
 pub fn global_arena() -> &'static RawArena {
     GLOBAL_REF
 }
@@ -243,82 +256,159 @@ impl<'a> Context<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The timer thread of the global arena.
+// The timer thread of the global arena (the protocol and the wheel: `layers::timer`).
 // ---------------------------------------------------------------------------------------------
 
+/// Page geometry of the timer's side table: the global arena's.
+const GLOBAL_PAGES: usize = 16;
+
 struct Timer {
-    /// Deadlines someone listens for, as (ticks, slot): ordered and deduplicated.
-    queue: Mutex<BTreeSet<(u64, Slot)>>,
-    cv: Condvar,
+    /// One entry per slot of the global arena, made when the arena first hands the slot out.
+    table: SideTable<GLOBAL_PAGES>,
+    /// Slots whose entry the timer thread must look at.
+    inbox: Inbox,
+    /// The tick the timer thread sleeps until (`u64::MAX`: until woken; 0: it is awake and will
+    /// look at the inbox before it sleeps again). See "Waking" in `layers::timer`.
+    sleep_until: AtomicU64,
+    /// The timer thread, once spawned.
+    thread: OnceLock<thread::Thread>,
     started: Once,
+    /// Published by the timer thread after each pass (statistics).
+    pending: AtomicUsize,
+    fired: AtomicU64,
 }
 
 static TIMER: Timer = Timer {
-    queue: Mutex::new(BTreeSet::new()),
-    cv: Condvar::new(),
+    table: SideTable::new(GLOBAL_BASE),
+    inbox: Inbox::new(),
+    sleep_until: AtomicU64::new(0),
+    thread: OnceLock::new(),
     started: Once::new(),
+    pending: AtomicUsize::new(0),
+    fired: AtomicU64::new(0),
+};
+
+static TIMER_HOOKS: TimerHooks = TimerHooks {
+    grow: |slot| TIMER.table.grow(slot),
+    forget: |slot| timer::forget(&TIMER.table, &TIMER.inbox, slot.index()),
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The global arena's deadline hook: queue the watch and make sure the timer thread runs.
+/// The global arena's deadline hook: record the watch in the slot's timer entry, and wake the
+/// timer thread if it sleeps past the deadline. No lock and no allocation (the thread is
+/// spawned by the first watch of the process).
 fn timer_hook(w: DeadlineWatch) {
     TIMER.started.call_once(|| {
         // If the thread cannot be spawned, deadlines still hold lazily (every observation checks
         // the clock); only proactive wake-ups are lost.
-        let _ = thread::Builder::new()
+        if let Ok(h) = thread::Builder::new()
             .name("ctxtree-timer".into())
-            .spawn(timer_thread);
+            .spawn(timer_thread)
+        {
+            let _ = TIMER.thread.set(h.thread().clone());
+        }
     });
-    let mut q = lock(&TIMER.queue);
-    let first = q.first().map(|e| e.0);
-    q.insert((w.at.ticks(), w.slot));
-    if first.is_none_or(|f| w.at.ticks() < f) {
-        TIMER.cv.notify_one();
+    let at = w.at.ticks();
+    if timer::request(&TIMER.table, &TIMER.inbox, w.slot.index(), at) {
+        // ORDERING: SeqCst fence: pairs with the timer's fence between its `sleep_until` store
+        // and its last look at the inbox (see "Waking" in `layers::timer`).
+        fence(Ordering::SeqCst);
+        // ORDERING: Relaxed: ordered by the fence above.
+        if at < TIMER.sleep_until.load(Ordering::Relaxed) {
+            if let Some(t) = TIMER.thread.get() {
+                t.unpark();
+            }
+        }
+    }
+}
+
+/// Figures of the global arena's timer thread from its last pass: deadlines filed (watched,
+/// neither fired nor released) and fired so far. Also asks the thread to look at its inbox now,
+/// so that a caller polling these figures sees releases without waiting for its housekeeping.
+///
+/// ```
+/// use ctxtree::Child;
+/// use std::time::Duration;
+/// let Child { ctx, cancel } = ctxtree::background().with_timeout(Duration::from_secs(3600))?;
+/// let _ = ctx.after_func(|| {})?; // watches the deadline
+/// drop((ctx, cancel)); // released: the timer drops its entry
+/// let _ = ctxtree::timer_stats().pending; // 0 once the timer has looked (other threads aside)
+/// # Ok::<(), ctxtree::CreateError>(())
+/// ```
+pub fn timer_stats() -> TimerStats {
+    if let Some(t) = TIMER.thread.get() {
+        t.unpark();
+    }
+    // ORDERING: Relaxed: statistics.
+    TimerStats {
+        pending: TIMER.pending.load(Ordering::Relaxed),
+        fired: TIMER.fired.load(Ordering::Relaxed),
     }
 }
 
 fn timer_thread() {
-    let mut due: Vec<(u64, Slot)> = Vec::new();
-    let mut q = lock(&TIMER.queue);
+    let mut wheel = Wheel::new(STD_CLOCK.now().ticks());
     loop {
         let now = STD_CLOCK.now().ticks();
-        while due.len() < 256 {
-            match q.first() {
-                Some(&(at, _)) if at <= now => due.extend(q.pop_first()),
-                _ => break,
+        let mut busy = false;
+        timer::drain(&TIMER.table, &TIMER.inbox, |slot, want| {
+            busy = true;
+            if wheel.filed(&TIMER.table, slot) == Some(want) {
+                return;
+            }
+            wheel.unfile(&TIMER.table, slot);
+            if want != 0 && want <= now {
+                fire(slot, want, now);
+            } else if want != 0 {
+                wheel.file(&TIMER.table, slot, want);
+            }
+        });
+        wheel.poll(&TIMER.table, now, |slot, at| fire(slot, at, now));
+        // ORDERING: Relaxed: a statistic.
+        TIMER.pending.store(wheel.len(), Ordering::Relaxed);
+        // While anything is filed, or watches keep coming, wake for housekeeping: released
+        // entries leave, and a watch whose deadline is later than that need not wake us (a
+        // churn of watched one-hour timeouts costs no wake-up each). Idle, sleep until woken.
+        let mut until = wheel.next_deadline().unwrap_or(u64::MAX);
+        if wheel.len() != 0 || busy {
+            until = until.min(now.saturating_add(timer::HOUSEKEEPING_NS));
+        }
+        // ORDERING: Relaxed, then a SeqCst fence: pairs with the fence of a watcher between its
+        // request and its load of `sleep_until` ("Waking" in `layers::timer`).
+        TIMER.sleep_until.store(until, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if TIMER.inbox.is_empty() {
+            match until {
+                u64::MAX => thread::park(),
+                _ => thread::park_timeout(Duration::from_nanos(
+                    until.saturating_sub(STD_CLOCK.now().ticks()),
+                )),
             }
         }
-        if !due.is_empty() {
-            drop(q);
-            for (at, slot) in due.drain(..) {
-                let w = DeadlineWatch {
-                    at: Instant::from_ticks(at),
-                    slot,
-                };
-                // A callback that panics has had its panic reported by the panic hook, and
-                // `expire_watch` finished the expiry before resuming it: drop it here, so that
-                // this thread (started once) lives on and keeps firing every other deadline.
-                let _ = ::std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    GLOBAL_REF.expire_watch(w, Instant::from_ticks(now));
-                }));
-            }
-            q = lock(&TIMER.queue);
-            continue;
-        }
-        q = match q.first() {
-            Some(&(at, _)) => {
-                TIMER
-                    .cv
-                    .wait_timeout(q, Duration::from_nanos(at - now))
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
-            }
-            None => TIMER.cv.wait(q).unwrap_or_else(|p| p.into_inner()),
-        };
+        // ORDERING: Relaxed: awake; a watcher that misses this store unparks a thread that
+        // looks at the inbox anyway.
+        TIMER.sleep_until.store(0, Ordering::Relaxed);
     }
+}
+
+/// Fires the entry of `slot` filed at `at` (unfiled already), on the timer thread.
+fn fire(slot: u32, at: u64, now: u64) {
+    let w = DeadlineWatch {
+        at: Instant::from_ticks(at),
+        slot: Slot::new(slot),
+    };
+    // A callback that panics has had its panic reported by the panic hook, and `expire_watch`
+    // finished the expiry before resuming it: drop it here, so that this thread (started once)
+    // lives on and keeps firing every other deadline.
+    let _ = ::std::panic::catch_unwind(AssertUnwindSafe(|| {
+        GLOBAL_REF.expire_watch(w, Instant::from_ticks(now));
+    }));
+    timer::fired(&TIMER.table, slot, at);
+    // ORDERING: Relaxed: a statistic.
+    TIMER.fired.fetch_add(1, Ordering::Relaxed);
 }
 
 static GLOBAL_REF: &RawArena = &GLOBAL;
