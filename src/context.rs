@@ -132,7 +132,7 @@ impl<'a> Context<'a> {
     #[cold]
     #[inline(never)]
     fn check_deadline(&self, dl: u64) -> Option<Head> {
-        let clock = self.arena.hdr.clock?;
+        let clock = self.arena.clock()?;
         if clock.now().ticks() < dl {
             return None;
         }
@@ -205,7 +205,7 @@ impl<'a> Context<'a> {
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
         let dl = self.deadline_ticks();
-        let clock = self.arena.hdr.clock?;
+        let clock = self.arena.clock()?;
         (dl != u64::MAX).then(|| clock.duration_of(dl.saturating_sub(clock.now().ticks())))
     }
 
@@ -235,7 +235,7 @@ impl<'a> Context<'a> {
     pub(crate) fn watch(&self) {
         let dl = self.deadline_ticks();
         if let (true, Some(hook), Some(src)) =
-            (dl != u64::MAX, self.arena.hdr.hook, self.src.slot())
+            (dl != u64::MAX, self.arena.deadline_hook(), self.src.slot())
         {
             hook(crate::DeadlineWatch {
                 at: Instant::from_ticks(dl),
@@ -346,7 +346,7 @@ impl<'a> Context<'a> {
     #[cold]
     #[inline(never)]
     fn expire_src_if_passed(&self, src: Slot, sn: &Node, dl: u64, now: Option<u64>) {
-        let Some(now) = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks())) else {
+        let Some(now) = now.or_else(|| self.arena.clock().map(|c| c.now().ticks())) else {
             return;
         };
         // ORDERING: Relaxed: only saves an expiry of a node already done; the `link` that
@@ -437,7 +437,7 @@ impl<'a> Context<'a> {
     /// The deadline `timeout` from now, and the clock reading it was computed from (reused by
     /// `deadline_child` for its "already past" checks: one clock read in all).
     fn timeout_to_deadline(&self, timeout: Duration) -> Result<(u64, u64), CreateError> {
-        let clock = self.arena.hdr.clock.ok_or(CreateError::NoClock)?;
+        let clock = self.arena.clock().ok_or(CreateError::NoClock)?;
         let ticks = clock.ticks_for(timeout);
         let now = clock.now();
         Ok((now.add_ticks(ticks).ticks(), now.ticks()))
@@ -461,7 +461,7 @@ impl<'a> Context<'a> {
             unsafe { cause::drop_owned(cause) };
             return self.with_cancel();
         }
-        let now = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks()));
+        let now = now.or_else(|| self.arena.clock().map(|c| c.now().ticks()));
         let slot = match self.new_canceller(Kind::Deadline, Some(at), cause, now) {
             Ok(s) => s,
             Err(e) => {

@@ -134,7 +134,7 @@ mod waiters;
 mod layers;
 
 pub use after_func::AfterFunc;
-pub use arena::{Arena, ArenaStats, RawArena};
+pub use arena::{Arena, ArenaStats, ClockAlreadySet, RawArena};
 pub use cause::{CancelCause, Cause, SharedCause, StaticCause};
 pub use context::{Canceler, Context};
 pub use deadline::DeadlineWatch;
@@ -142,7 +142,7 @@ pub use dump::Tree;
 pub use error::{CreateError, Error};
 pub use future::{Done, DoneOwned, RunUntilDone, RunUntilDoneOwned};
 pub use node::Node;
-pub use time::{Clock, Instant, ManualClock};
+pub use time::{Clock, ClockRef, Instant, ManualClock};
 pub use value::{Key, KeyKind};
 
 #[cfg(feature = "alloc")]

@@ -124,8 +124,7 @@ impl When {
     fn passed(&mut self, arena: &RawArena, dl: u64) -> bool {
         if let When::Unread = *self {
             *self = arena
-                .hdr
-                .clock
+                .clock()
                 .map_or(When::NoClock, |c| When::At(c.now().ticks()));
         }
         match *self {

@@ -42,12 +42,12 @@ mod api {
     use super::sink;
 
     static CLOCK: ManualClock = ManualClock::new(1_000);
-    pub(crate) static ARENA: Arena<32> = Arena::new().with_clock(&CLOCK);
+    pub(crate) static ARENA: Arena<32> = Arena::new();
     static ID: Key<u32> = Key::new("id");
     static CAUSE: StaticCause = StaticCause::with_code(7, "probe");
 
     pub(crate) fn run() -> Result<(), ctxtree::CreateError> {
-
+        ARENA.set_clock(&CLOCK);
         let root = ARENA.background();
         let (job, cancel) = root.with_cancel()?;
         let req = job.with_value(&ID, core::hint::black_box(42))?;
