@@ -556,9 +556,22 @@ impl RawArena {
         self.hdr.pages.node(j)
     }
 
-    #[cfg(not(feature = "alloc"))]
+    /// Without pages no slot index is ever out of range: strong indices come from `alloc_slot`,
+    /// weak ones are checked against [`used`](RawArena::used) or read from links written from
+    /// strong ones. Were one ever out of range, a node that is always free answers it, as a
+    /// free slot would: `try_acquire` fails on it, so a weak index reads "moved on", and no
+    /// reference to it can be taken. Memory-safe, and no panic path (whose formatting code a
+    /// firmware would otherwise link on every node lookup).
+    #[cfg(all(not(feature = "alloc"), not(ctxtree_loom)))]
     #[cold]
     #[inline(never)]
+    fn paged(&self, _j: usize) -> &Node {
+        static ALWAYS_FREE: Node = Node::new();
+        &ALWAYS_FREE
+    }
+
+    /// Under loom (built with `alloc`: `ci/loom.sh`), never compiled in practice.
+    #[cfg(all(not(feature = "alloc"), ctxtree_loom))]
     fn paged(&self, _j: usize) -> &Node {
         unreachable!("ctxtree: slot index out of range (internal invariant)")
     }

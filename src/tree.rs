@@ -477,10 +477,12 @@ impl RawArena {
                             unlinked,
                         };
                     }
-                    // We descended into cur from its owner, on which we still hold a reference.
-                    let Some(owner) = owner else {
-                        unreachable!("ctxtree: a descendant reached through a list has an owner")
-                    };
+                    // We descended into cur from its owner, on which we still hold a reference:
+                    // it has one (invariant #2). Were it ever `None`, climbing to the root
+                    // instead keeps every step memory-safe and the walk finite (the root's list
+                    // is walked again), at the cost of the references held on the skipped
+                    // path: no panic path on the cancel path (no formatting code in firmware).
+                    let owner = owner.unwrap_or(root);
                     let on = self.node(owner);
                     let mine = self.unlink_node(on, cur, cn, panics);
                     self.release_node_in(cur, cn, 1 + mine as u32, panics);

@@ -37,6 +37,18 @@
 //! waker is dropped after the unlock, and a drain wakes each waker of its batch on its own, so
 //! one that panics cannot keep the others from being woken (see [`crate::unwind`]).
 //!
+//! # Critical sections, and only where they are needed
+//! On `no_std` targets, registration and draining run inside a critical section (see
+//! [`sync::no_preempt`]), which the final binary must implement (`critical-section`). A
+//! firmware that never awaits `done()` should not need one — yet every cancel reaches the
+//! drain. So the cancel path never names the drain: a canceller that finds `WAITERS` calls it
+//! through a function pointer that the first registration installs ([`sync::install_drain`];
+//! null, in `.bss`, until then). A binary that never registers a waiter never takes the drain's
+//! address, and the linker drops it, critical section and all. The pointer is installed before
+//! the registrant's compare-and-swap sets `WAITERS` on `head`, and a canceller reads it after
+//! its own compare-and-swap on `head` saw `WAITERS`, so it always finds it installed. With
+//! `std` (no critical section) and under loom the drain is called directly.
+//!
 //! # Memory ordering
 //! The lock is Acquire/Release. The drainer's last access to a waiter is the Release store of
 //! `NOTIFIED`; a waiter's owner frees it only after an Acquire load that sees `NOTIFIED` (or
@@ -225,6 +237,8 @@ pub(crate) unsafe fn register(
     }
     let mut panics = Panics::new();
     let mut replaced = None;
+    // Before `WAITERS` can be set (module docs, "Critical sections").
+    sync::install_drain(drain_locked_out);
     let (poll, must_drain) = sync::no_preempt(|| {
         lock(list);
         // SAFETY: we hold the lock; `waiter` is pinned per the caller's contract.
@@ -233,7 +247,7 @@ pub(crate) unsafe fn register(
         (poll, unlock(list))
     });
     if must_drain {
-        drain_in(list, &mut panics);
+        drain_locked_out(list, &mut panics);
     }
     if replaced.is_some() {
         // A waker's drop is user code: outside the lock.
@@ -306,15 +320,25 @@ pub(crate) fn deregister(list: WaitList<'_>, waiter: &Waiter) {
     });
     if must_drain {
         let mut panics = Panics::new();
-        drain_in(list, &mut panics);
+        drain_locked_out(list, &mut panics);
         panics.resume();
     }
 }
 
-/// Wakes every waiter of `list`, whose node is done. Never waits: if the lock is held, its holder
-/// drains on unlock. Each waker is woken on its own: one that panics leaves the others to be
-/// woken, and its panic goes to `panics`.
+/// Wakes every waiter of `list`, whose node is done and whose `head` had `WAITERS` when the
+/// caller published `DONE`. Never waits: if the lock is held, its holder drains on unlock. Each
+/// waker is woken on its own: one that panics leaves the others to be woken, and its panic goes
+/// to `panics`.
+///
+/// On `no_std` targets it calls the drain through the pointer the first registration installed
+/// (module docs, "Critical sections"), so that the cancel path does not link it.
+#[inline]
 pub(crate) fn drain_in(list: WaitList<'_>, panics: &mut Panics) {
+    sync::call_drain(list, panics, drain_locked_out);
+}
+
+/// The drain itself (see [`drain_in`]).
+fn drain_locked_out(list: WaitList<'_>, panics: &mut Panics) {
     loop {
         let mut batch: heapless::Vec<Waker, BATCH> = heapless::Vec::new();
         let again = sync::no_preempt(|| {

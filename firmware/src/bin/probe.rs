@@ -47,11 +47,11 @@ mod api {
     static CAUSE: StaticCause = StaticCause::with_code(7, "probe");
 
     pub(crate) fn run() -> Result<(), ctxtree::CreateError> {
-        ARENA.set_clock(&CLOCK);
+        ARENA.set_clock(&CLOCK).ok();
         let root = ARENA.background();
         let (job, cancel) = root.with_cancel()?;
         let req = job.with_value(&ID, core::hint::black_box(42))?;
-        let (step, _step) = req.with_timeout(Duration::from_millis(core::hint::black_box(5)))?;
+        let (step, _step) = req.with_timeout(Duration::from_millis(5))?;
         let _reg = step.after_func(|| sink(1))?;
         sink(step.value(&ID).unwrap_or(0));
         sink(step.is_done() as u32);
