@@ -149,10 +149,12 @@ impl ClockCell {
         let (data, fns) = clock.into_raw();
         // ORDERING: Relaxed claim: `data` is published by the Release store of `fns` below, or
         // found taken (another binder's, compared with ours: only addresses, never dereferenced).
-        match self
-            .data
-            .compare_exchange(ptr::null_mut(), data, Ordering::Relaxed, Ordering::Relaxed)
-        {
+        match self.data.compare_exchange(
+            ptr::null_mut(),
+            data,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
             Ok(_) => {
                 // ORDERING: Release publishes `data` to `get`'s Acquire load of `fns`.
                 self.fns.store(fns, Ordering::Release);

@@ -505,7 +505,7 @@ impl<'a> Context<'a> {
         // On `ArenaFull` the value is dropped here, before anything was stored.
         let slot = self.arena.alloc_slot()?;
         let mut val: Inline = MaybeUninit::uninit();
-        // SAFETY: `Inline` is 16 bytes, 8-aligned.
+        // SAFETY: `Inline` is 16 bytes (`store` writes unaligned).
         unsafe { K::store(value, val.as_mut_ptr().cast()) };
         let payload = Payload {
             value: ValuePart {
@@ -628,8 +628,9 @@ impl<'a> Context<'a> {
             return Ok(AfterFunc::detached());
         };
         let mut env: Inline = MaybeUninit::uninit();
-        // SAFETY: `Inline` is 16 bytes, 8-aligned, and F fits (asserted, or boxed, above).
-        unsafe { ptr::write(env.as_mut_ptr().cast::<F>(), f) };
+        // SAFETY: `Inline` is 16 bytes and F fits (asserted, or boxed, above); the write is
+        // unaligned (`Inline` is only pointer-aligned on 32-bit targets).
+        unsafe { ptr::write_unaligned(env.as_mut_ptr().cast::<F>(), f) };
         let payload = Payload {
             func: FuncPart {
                 call: call_inline::<F>,
@@ -679,10 +680,11 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Whether a closure of type `F` is stored in the node's 16-byte, 8-aligned `Inline` buffer.
+/// Whether a closure of type `F` is stored in the node's 16-byte `Inline` buffer: at most 16
+/// bytes and 8-byte alignment, on every target (it is moved out before it is called).
 const fn fits_inline<F>() -> bool {
-    core::mem::size_of::<F>() <= core::mem::size_of::<Inline>()
-        && core::mem::align_of::<F>() <= core::mem::align_of::<Inline>()
+    core::mem::size_of::<F>() <= crate::node::INLINE_SIZE
+        && core::mem::align_of::<F>() <= crate::node::INLINE_ALIGN
 }
 
 // The automatic boxing of `after_func` stores the box inline: it must fit.
@@ -694,8 +696,9 @@ const _: () = assert!(fits_inline::<::alloc::boxed::Box<dyn FnOnce() + Send>>())
 /// # Safety
 /// `env` holds a valid `F` written by `after_func`, and is not used again.
 unsafe fn call_inline<F: FnOnce()>(env: *mut Inline, run: bool) {
-    // SAFETY: per the contract, an F is there and this is its only read.
-    let f = unsafe { ptr::read(env.cast::<F>()) };
+    // SAFETY: per the contract, an F is there and this is its only read (unaligned: `Inline` is
+    // only pointer-aligned on 32-bit targets; `f` is then an aligned local).
+    let f = unsafe { ptr::read_unaligned(env.cast::<F>()) };
     if run {
         f();
     }

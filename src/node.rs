@@ -1,19 +1,30 @@
-//! One arena slot: a context node, one cache line.
+//! One arena slot: a context node, one cache line (64 bytes on 64-bit targets, 48 on 32-bit
+//! ones, both asserted at compile time).
 //!
-//! The atomic words (`head`, `next`, `refs`, `prev`, `wlock`, `cause`) may be read by any thread at any
-//! time, including after the slot was freed and reused: memory is type-stable, so such reads are
-//! merely stale, and every protocol that acts on them re-validates (tree invariants #4, #5).
+//! The atomic words (`head`, `next`, `refs`, `prev`, `meta`, `cause`) may be read by any thread
+//! at any time, including after the slot was freed and reused: memory is type-stable, so such
+//! reads are merely stale, and every protocol that acts on them re-validates (tree invariants
+//! #4, #5).
 //!
-//! The plain fields (`kind`, `parent`, `payload`) are written only while the slot is
-//! exclusively owned (just popped from the free list, reference count 0, unreachable through any
-//! valid link) and read only by a holder of a reference: the initial `refs` store is a Release
-//! and every reference is taken by an Acquire, so readers see the writes.
+//! The node's kind and parent are immutable per incarnation, like the plain `payload`: written
+//! only while the slot is exclusively owned (just popped from the free list, reference count 0,
+//! unreachable through any valid link) and read only by a holder of a reference: the initial
+//! `refs` store is a Release and every reference is taken by an Acquire, so readers see the
+//! writes. They share the `meta` word with the waiter-list lock (its two low bits, see
+//! [`crate::waiters`]), which is what brings a node to 48 bytes on 32-bit targets: `meta` is
+//! atomic for the lock's sake, and the lock's read-modify-writes leave the other bits alone.
+//!
+//! # All-zero is free
+//! A node that was never used is all-zero bits (kind `Free`, every word 0, no payload), and so
+//! is an empty arena: a `static Arena<N>` lands in `.bss`, not in `.data` (no flash copy, no
+//! boot-time copy). A freed node's `next` carries `FREE` (see [`crate::state`]); a never-used
+//! node's needs none, as no link ever names a slot that was never handed out.
 
 use core::mem::MaybeUninit;
 use core::ptr;
 
 use crate::state::{HeadWord, NextWord, PrevWord, Slot};
-use crate::sync::{AtomicPtr, AtomicU32, UnsafeCell};
+use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell};
 use crate::waiters::{WaitHead, WaitList, WaitLock};
 
 /// What a node is. Stored in the node; immutable per incarnation.
@@ -44,13 +55,25 @@ impl Kind {
     }
 }
 
-/// Inline storage for a value or a closure: 16 bytes, 8-aligned.
-pub(crate) type Inline = MaybeUninit<[u64; 2]>;
+/// Inline storage for a value or a closure: 16 bytes, pointer-aligned (4 bytes on 32-bit
+/// targets, which keeps the payload at 20 bytes there). What it stores may need 8-byte
+/// alignment (a `u64`, a closure capturing one): it is written and read with unaligned
+/// accesses, and a closure is moved out before it is called.
+pub(crate) type Inline = MaybeUninit<[usize; 16 / core::mem::size_of::<usize>()]>;
+
+/// The most a value or closure stored inline may take, in size and alignment, on every target.
+pub(crate) const INLINE_SIZE: usize = 16;
+/// See [`INLINE_SIZE`].
+pub(crate) const INLINE_ALIGN: usize = 8;
+
+const _: () = assert!(core::mem::size_of::<Inline>() == INLINE_SIZE);
 
 /// `Cancel` / `Deadline` nodes: the effective deadline (own or inherited; `u64::MAX` = none),
 /// and for `Deadline` nodes the cause their expiry reports (a tagged cause pointer, or null).
+/// Packed to 4-byte alignment, so that on 32-bit targets (where a `u64` is 8-aligned) the
+/// payload, and with it the node, keeps 4-byte alignment: the fields are only ever copied.
 #[derive(Clone, Copy)]
-#[repr(C)]
+#[repr(C, packed(4))]
 pub(crate) struct TimerPart {
     pub(crate) deadline: u64,
     pub(crate) cause: *mut u8,
@@ -97,11 +120,9 @@ pub struct Node {
     /// `head`), or `PENDING` while the node is not yet published in a list. Only a hint:
     /// every use re-validates it (tree invariant #8).
     pub(crate) prev: PrevWord,
-    /// Waiter-list lock bits; see [`crate::waiters`].
-    pub(crate) wlock: WaitLock,
-    pub(crate) kind: UnsafeCell<Kind>,
-    /// The parent slot, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
-    pub(crate) parent: UnsafeCell<Slot>,
+    /// The waiter-list lock (two low bits; see [`crate::waiters`]), the kind and the parent
+    /// (the other bits; see [`Meta`]).
+    pub(crate) meta: WaitLock,
     /// The cause slot; see [`crate::cause`].
     pub(crate) cause: AtomicPtr<u8>,
     /// Head of the intrusive waiter list; guarded by `wlock`.
@@ -109,12 +130,67 @@ pub struct Node {
     pub(crate) payload: UnsafeCell<Payload>,
 }
 
-// Compile-time memory budget: one cache line per node, values included (DESIGN §3).
-#[cfg(not(ctxtree_loom))]
-const _: () = assert!(core::mem::size_of::<Node>() <= 64);
+// Compile-time memory budget, values included (DESIGN §5): one cache line per node on 64-bit
+// targets, 48 bytes on 32-bit ones.
 #[cfg(all(target_pointer_width = "64", not(ctxtree_loom)))]
 const _: () = assert!(core::mem::size_of::<Node>() == 64);
+#[cfg(all(target_pointer_width = "32", not(ctxtree_loom)))]
+const _: () = assert!(core::mem::size_of::<Node>() <= 48);
+#[cfg(not(ctxtree_loom))]
+const _: () = assert!(core::mem::size_of::<Node>() <= 64);
 const _: () = assert!(core::mem::size_of::<Payload>() <= 24);
+
+/// The kind and parent bits of the `meta` word, above the waiter-list lock's two bits:
+///
+/// ```text
+/// meta:  31..5 parent + 2 (27 bits, wrapping: BACKGROUND = 1, TODO = 0) | 4..2 kind | 1..0 lock
+/// ```
+///
+/// The parent is stored as `slot + 2` so that the two root sentinels (`u32::MAX`,
+/// `u32::MAX - 1`) take the field's values 1 and 0, and every slot index (below `MAX_SLOTS`)
+/// the values above: the encoding is a wrapping add and sub, no branch. A free node's word is 0.
+pub(crate) struct Meta;
+
+impl Meta {
+    const KIND_SHIFT: u32 = 2;
+    const KIND_MASK: u32 = 0b111 << Meta::KIND_SHIFT;
+    const PARENT_SHIFT: u32 = 5;
+
+    /// The word of a node of `kind` under `parent`, lock bits clear.
+    #[inline(always)]
+    const fn pack(kind: Kind, parent: Slot) -> u32 {
+        (parent.index().wrapping_add(2) << Meta::PARENT_SHIFT) | ((kind as u32) << Meta::KIND_SHIFT)
+    }
+
+    #[inline(always)]
+    fn kind(word: u32) -> Kind {
+        // Indexed by three bits: no bounds check. Only the first seven are ever written.
+        const KINDS: [Kind; 8] = [
+            Kind::Free,
+            Kind::Cancel,
+            Kind::Deadline,
+            Kind::Value,
+            Kind::HeapValue,
+            Kind::WithoutCancel,
+            Kind::AfterFunc,
+            Kind::Free,
+        ];
+        KINDS[((word & Meta::KIND_MASK) >> Meta::KIND_SHIFT) as usize]
+    }
+
+    #[inline(always)]
+    fn parent(word: u32) -> Slot {
+        // 0 and 1 wrap back to `u32::MAX - 1` (TODO) and `u32::MAX` (BACKGROUND).
+        Slot::from_raw((word >> Meta::PARENT_SHIFT).wrapping_sub(2))
+    }
+}
+
+// Every slot index + 2 fits the 27-bit parent field; the lock takes two bits, the kind three.
+const _: () = assert!(
+    (crate::state::MAX_SLOTS as u64) + 2 <= (u32::MAX >> Meta::PARENT_SHIFT) as u64
+        && Kind::AfterFunc as u32 <= 0b111
+        && crate::waiters::LOCK_BITS == 0b11
+);
 
 // SAFETY: the plain fields are only accessed under the protocol in the module docs (exclusive
 // owner writes before a Release publication; reference holders read after an Acquire); the raw
@@ -139,12 +215,15 @@ impl Node {
             next: NextWord::new(),
             refs: AtomicU32::new(0),
             prev: PrevWord::new(),
-            wlock: WaitLock::new(),
-            kind: UnsafeCell::new(Kind::Free),
-            parent: UnsafeCell::new(Slot::new(0)),
+            meta: WaitLock::new(),
             cause: AtomicPtr::new(ptr::null_mut()),
             waiters: WaitHead::new(),
-            payload: UnsafeCell::new(Payload { empty: () }),
+            payload: UnsafeCell::new(Payload {
+                timer: TimerPart {
+                    deadline: 0,
+                    cause: ptr::null_mut(),
+                },
+            }),
         }
     }
 
@@ -156,19 +235,22 @@ impl Node {
             next: NextWord::new(),
             refs: AtomicU32::new(0),
             prev: PrevWord::new(),
-            wlock: WaitLock::new(),
-            kind: UnsafeCell::new(Kind::Free),
-            parent: UnsafeCell::new(Slot::new(0)),
+            meta: WaitLock::new(),
             cause: AtomicPtr::new(ptr::null_mut()),
             waiters: WaitHead::new(),
-            payload: UnsafeCell::new(Payload { empty: () }),
+            payload: UnsafeCell::new(Payload {
+                timer: TimerPart {
+                    deadline: 0,
+                    cause: ptr::null_mut(),
+                },
+            }),
         }
     }
 
     /// The node's waiter list.
     #[inline(always)]
     pub(crate) fn wait_list(&self) -> WaitList<'_> {
-        WaitList::new(&self.wlock, &self.waiters)
+        WaitList::new(&self.meta, &self.waiters)
     }
 
     /// The node's kind.
@@ -177,8 +259,9 @@ impl Node {
     /// The caller holds a reference on the node, or owns it exclusively.
     #[inline(always)]
     pub(crate) unsafe fn kind(&self) -> Kind {
-        // SAFETY: per the caller's contract no write is concurrent (module docs).
-        self.kind.with(|p| unsafe { *p })
+        // ORDERING: Relaxed: the kind bits were written before the Release store of `refs` that
+        // the caller's reference synchronises with, and not since (module docs).
+        Meta::kind(self.meta.load_meta(Ordering::Relaxed))
     }
 
     /// The parent slot or root sentinel.
@@ -187,8 +270,8 @@ impl Node {
     /// As for [`Node::kind`].
     #[inline(always)]
     pub(crate) unsafe fn parent(&self) -> Slot {
-        // SAFETY: as in `kind`.
-        self.parent.with(|p| unsafe { *p })
+        // ORDERING: Relaxed, as in `kind`.
+        Meta::parent(self.meta.load_meta(Ordering::Relaxed))
     }
 
     /// A copy of the payload.
@@ -216,12 +299,11 @@ impl Node {
     /// # Safety
     /// The caller owns the node exclusively (popped from the free list, `refs == 0`).
     pub(crate) unsafe fn init(&self, kind: Kind, parent: Slot, payload: Payload) {
+        // Exclusive ownership: the lock bits are clear (a free node has no waiter and no
+        // registrant or drain in flight, all of which hold references).
+        self.meta.init_meta(Meta::pack(kind, parent));
         // SAFETY: exclusive ownership per the caller's contract.
-        unsafe {
-            self.kind.with_mut(|p| *p = kind);
-            self.parent.with_mut(|p| *p = parent);
-            self.payload.with_mut(|p| *p = payload);
-        }
+        unsafe { self.payload.with_mut(|p| *p = payload) };
     }
 
     /// Marks a freed node's plain fields as free (a debugging aid for `dump`).
@@ -229,7 +311,6 @@ impl Node {
     /// # Safety
     /// The caller owns the node exclusively (its reference count just reached 0).
     pub(crate) unsafe fn clear(&self) {
-        // SAFETY: exclusive ownership per the caller's contract.
-        self.kind.with_mut(|p| unsafe { *p = Kind::Free });
+        self.meta.init_meta(Meta::pack(Kind::Free, Slot::TODO));
     }
 }

@@ -78,7 +78,8 @@ pub(crate) type Drain = for<'a, 'b> fn(crate::waiters::WaitList<'a>, &'b mut cra
 /// sections". A `core` atomic (load and store only, which every target has), not a
 /// `portable-atomic` one: nothing but those two operations is needed.
 #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
-static DRAIN: core::sync::atomic::AtomicPtr<()> = core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+static DRAIN: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
 
 /// Installs the drain, before a registrant sets `WAITERS`. Every call stores the same pointer.
 #[inline]

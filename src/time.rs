@@ -141,7 +141,10 @@ impl ClockRef {
 
     /// [`into_raw`](ClockRef::into_raw) in a `const` context.
     pub(crate) const fn into_raw_const(self) -> (*mut (), *mut ClockFns) {
-        (self.data.cast_mut(), core::ptr::from_ref(self.fns).cast_mut())
+        (
+            self.data.cast_mut(),
+            core::ptr::from_ref(self.fns).cast_mut(),
+        )
     }
 
     /// The reference from the two words of [`into_raw`](ClockRef::into_raw).
@@ -399,7 +402,10 @@ mod tests {
             u64::MAX / 1_000_000_000 * 1_000_000_000,
             u64::MAX / 1_000_000_000 * 1_000_000_000 - 1,
         ];
-        for x in edges.into_iter().chain(values(0x9E37_79B9_7F4A_7C15, 200_000)) {
+        for x in edges
+            .into_iter()
+            .chain(values(0x9E37_79B9_7F4A_7C15, 200_000))
+        {
             assert_eq!(div_1e9(x), x / 1_000_000_000, "x = {x}");
             // Near every multiple of 10⁹ reached by the random values too.
             let m = x / 1_000_000_000 * 1_000_000_000;
@@ -431,7 +437,10 @@ mod tests {
             Duration::new(1_000_000, 1),
             Duration::MAX,
         ];
-        for &tps in clocks.iter().chain(values(7, 300).collect::<std::vec::Vec<_>>().iter()) {
+        for &tps in clocks
+            .iter()
+            .chain(values(7, 300).collect::<std::vec::Vec<_>>().iter())
+        {
             for &d in &durations {
                 assert_eq!(ticks_for(tps, d), ticks_ref(tps, d), "tps {tps}, {d:?}");
             }

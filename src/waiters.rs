@@ -59,32 +59,36 @@ use core::ptr;
 use core::task::{Poll, Waker};
 
 use crate::state::{Announce, HeadWord};
-use crate::sync::{self, AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{self, AtomicU8, AtomicU32, Ordering, UnsafeCell};
 use crate::unwind::Panics;
 
 const IDLE: u8 = 0;
 const LINKED: u8 = 1;
 const NOTIFIED: u8 = 2;
 
-/// `wlock`: the list is locked.
-const LOCKED: u8 = 1;
-/// `wlock`: a canceller found the list locked and left the drain to the holder.
-const PENDING: u8 = 2;
+/// The lock: the list is locked.
+const LOCKED: u32 = 1;
+/// The lock: a canceller found the list locked and left the drain to the holder.
+const PENDING: u32 = 2;
+/// The lock's bits in the node's `meta` word; the node keeps its kind and parent in the others.
+pub(crate) const LOCK_BITS: u32 = LOCKED | PENDING;
 
 /// Waking is done in batches of this many wakers, outside the lock.
 const BATCH: usize = 8;
 
-/// A node's waiter-list lock: `LOCKED` and `PENDING` bits.
+/// A node's waiter-list lock: the `LOCKED` and `PENDING` bits of its `meta` word. Every change
+/// of the lock is a read-modify-write of those two bits only: the node's other bits (its kind
+/// and parent, immutable while anyone can lock) are left as they are.
 #[repr(transparent)]
-pub(crate) struct WaitLock(AtomicU8);
+pub(crate) struct WaitLock(AtomicU32);
 
 /// The head of a node's intrusive waiter list; accessed only under its [`WaitLock`].
 #[repr(transparent)]
 pub(crate) struct WaitHead(UnsafeCell<*const Waiter>);
 
 /// A node's waiter list: its lock and its head, two fields of the node borrowed together. (Two
-/// fields rather than one struct: a byte beside a pointer would take 16 bytes, and the node
-/// would no longer fit its cache line.)
+/// fields rather than one struct: the lock is two bits of a word the node shares with its kind
+/// and parent, which keeps a node at 48 bytes on 32-bit targets.)
 #[derive(Clone, Copy)]
 pub(crate) struct WaitList<'a> {
     lock: &'a WaitLock,
@@ -93,9 +97,9 @@ pub(crate) struct WaitList<'a> {
 
 impl WaitLock {
     crate::state::const_unless_loom! {
-        /// An unlocked lock.
+        /// An unlocked lock in a free node's word: zero.
         pub(crate) fn new() -> WaitLock {
-            WaitLock(AtomicU8::new(0))
+            WaitLock(AtomicU32::new(0))
         }
     }
 
@@ -103,7 +107,23 @@ impl WaitLock {
     #[cfg(test)]
     pub(crate) fn is_idle(&self) -> bool {
         // ORDERING: Relaxed: single-threaded (every other thread is joined).
-        self.0.load(Ordering::Relaxed) == 0
+        self.0.load(Ordering::Relaxed) & LOCK_BITS == 0
+    }
+
+    /// Loads the whole word, for the node's bits (`crate::node::Meta`).
+    #[inline(always)]
+    pub(crate) fn load_meta(&self, order: Ordering) -> u32 {
+        self.0.load(order)
+    }
+
+    /// Writes the node's bits of a node owned exclusively, whose lock is idle (nobody can lock
+    /// it: locking needs a reference).
+    #[inline(always)]
+    pub(crate) fn init_meta(&self, word: u32) {
+        debug_assert!(word & LOCK_BITS == 0);
+        // ORDERING: Relaxed: published by the Release store of `refs` (allocation) or of the
+        // free stack's head (`push`), like the node's other plain fields.
+        self.0.store(word, Ordering::Relaxed);
     }
 }
 
@@ -187,7 +207,7 @@ fn lock(list: WaitList<'_>) {
 fn unlock(list: WaitList<'_>) -> bool {
     // ORDERING: AcqRel: Release hands our list writes to the next holder; Acquire makes the
     // delegating canceller's `DONE` visible to the drain we may now run.
-    list.lock.0.swap(0, Ordering::AcqRel) & PENDING != 0
+    list.lock.0.fetch_and(!LOCK_BITS, Ordering::AcqRel) & PENDING != 0
 }
 
 /// Takes the lock if free (true), or asks its holder to drain (false). Never waits.
@@ -196,7 +216,8 @@ fn try_lock_or_delegate(list: WaitList<'_>) -> bool {
     let mut w = list.lock.0.load(Ordering::Relaxed);
     loop {
         let (new, locks) = if w & LOCKED == 0 {
-            (LOCKED, true)
+            // Unlocked, so `PENDING` is clear too (only set while locked, cleared by unlock).
+            (w | LOCKED, true)
         } else if w & PENDING != 0 {
             return false;
         } else {

@@ -77,7 +77,7 @@ impl<T: Send + Sync + 'static> KeyKind for HeapKey<T> {
             ptr: Arc::into_raw(Arc::new(value)).cast(),
             drop: drop_arc::<T>,
         };
-        // SAFETY: `dst` is 16 bytes, 8-aligned (the contract); `Owned` is two pointers.
+        // SAFETY: `dst` is 16 bytes, pointer-aligned (the contract); `Owned` is two pointers.
         unsafe { dst.cast::<Owned>().write(slot) };
     }
 
