@@ -303,6 +303,27 @@ impl<'a> ArenaRef<'a> {
     }
 }
 
+impl ArenaRef<'static> {
+    /// The thin pointer, for a word that stores an arena (`CancelSlot`).
+    #[inline]
+    pub(crate) fn to_raw(self) -> *mut RawArena<[Node; 0]> {
+        self.ptr.as_ptr()
+    }
+
+    /// The `ArenaRef` whose [`to_raw`](ArenaRef::to_raw) gave `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` came from `to_raw` of an `ArenaRef<'static>`.
+    #[inline]
+    pub(crate) unsafe fn from_raw(ptr: *mut RawArena<[Node; 0]>) -> Self {
+        ArenaRef {
+            // SAFETY: per the contract, `ptr` is a non-null arena pointer.
+            ptr: unsafe { core::ptr::NonNull::new_unchecked(ptr) },
+            _arena: core::marker::PhantomData,
+        }
+    }
+}
+
 impl core::ops::Deref for ArenaRef<'_> {
     type Target = RawArena;
     #[inline(always)]

@@ -821,6 +821,22 @@ impl<'a> Canceler<'a> {
     }
 }
 
+impl<'a> Canceler<'a> {
+    /// The canceler's arena and slot, which keep its reference (for `CancelSlot`).
+    pub(crate) fn into_raw(self) -> (ArenaRef<'a>, Slot) {
+        let this = core::mem::ManuallyDrop::new(self);
+        (this.arena, this.slot)
+    }
+
+    /// The canceler that [`into_raw`](Canceler::into_raw) gave the parts of.
+    ///
+    /// # Safety
+    /// `arena` and `slot` came from one `into_raw`, and are used once.
+    pub(crate) unsafe fn from_raw(arena: ArenaRef<'a>, slot: Slot) -> Self {
+        Canceler { arena, slot }
+    }
+}
+
 impl Drop for Canceler<'_> {
     fn drop(&mut self) {
         // Cancel, then drop our reference — together with the list's, if the cancel unlinked

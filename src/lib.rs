@@ -113,6 +113,7 @@ extern crate std;
 
 mod after_func;
 mod arena;
+mod cancel_slot;
 mod cause;
 mod context;
 mod deadline;
@@ -135,6 +136,7 @@ mod layers;
 
 pub use after_func::AfterFunc;
 pub use arena::{Arena, ArenaStats, ClockAlreadySet, RawArena};
+pub use cancel_slot::CancelSlot;
 pub use cause::{CancelCause, Cause, SharedCause, StaticCause};
 pub use context::{Canceler, Context};
 pub use deadline::DeadlineWatch;
