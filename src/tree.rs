@@ -176,7 +176,10 @@ impl RawArena {
 
     /// [`release_node`](RawArena::release_node), leaving a panic of user code run by a teardown
     /// to the caller's accumulator.
-    #[inline]
+    // Out of line on 32-bit targets: one copy instead of one per call site (flash; see
+    // `RawArena::node`).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn release_node_in(&self, slot: Slot, node: &Node, n: u32, panics: &mut Panics) {
         // ORDERING: Release, as in `release_node`.
         let old = node.refs.fetch_sub(n, Ordering::Release);
@@ -276,7 +279,10 @@ impl RawArena {
 
 impl Node {
     /// Takes a reference on this node unless it is free. See invariant #5.
-    #[inline]
+    // Out of line on 32-bit targets: one copy instead of one per call site (flash; see
+    // `RawArena::node`).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn try_acquire(&self) -> bool {
         let refs = &self.refs;
         // ORDERING: Acquire, also on the failure path below: a count read as 0 was written by
