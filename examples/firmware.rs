@@ -70,9 +70,7 @@ fn task(ctx: Context<'static>) -> Outcome {
 
 fn main() -> Result<(), ctxtree::CreateError> {
     // Boot: bind the clock and the timer hook.
-    ARENA
-        .set_clock(&CLOCK)
-        .expect("the arena has no clock yet");
+    ARENA.set_clock(&CLOCK).expect("the arena has no clock yet");
     ARENA.set_deadline_hook(arm_timer);
     let root = ARENA.background();
     let now = CLOCK.now();
@@ -83,7 +81,11 @@ fn main() -> Result<(), ctxtree::CreateError> {
     // Sensors: the IMU has 300 ticks; the barometer only 60 (it will time out).
     let (sensors, sensors_cancel) = supervisor.with_cancel()?;
     // Hand the canceler to the bus-fault "interrupt handler" (nothing was bound before).
-    assert!(SENSORS.bind(sensors_cancel).is_ok_and(|prev| prev.is_none()));
+    assert!(
+        SENSORS
+            .bind(sensors_cancel)
+            .is_ok_and(|prev| prev.is_none())
+    );
     let imu_ctx = sensors.with_value(&TASK, "imu")?;
     let (imu, _imu) = imu_ctx.with_timeout(Duration::from_millis(300))?;
     let baro_ctx = sensors.with_value(&TASK, "baro")?;

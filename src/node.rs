@@ -125,7 +125,7 @@ pub struct Node {
     pub(crate) meta: WaitLock,
     /// The cause slot; see [`crate::cause`].
     pub(crate) cause: AtomicPtr<u8>,
-    /// Head of the intrusive waiter list; guarded by `wlock`.
+    /// Head of the intrusive waiter list; guarded by the lock bits of `meta`.
     pub(crate) waiters: WaitHead,
     pub(crate) payload: UnsafeCell<Payload>,
 }
@@ -195,7 +195,7 @@ const _: () = assert!(
 // SAFETY: the plain fields are only accessed under the protocol in the module docs (exclusive
 // owner writes before a Release publication; reference holders read after an Acquire); the raw
 // pointers are either to `'static` data, to heap data owned by the node, or to pinned waiters
-// whose access is serialised by `wlock`.
+// whose access is serialised by the waiter-list lock (in `meta`).
 unsafe impl Sync for Node {}
 // SAFETY: as above; nothing in a node is tied to a thread.
 unsafe impl Send for Node {}

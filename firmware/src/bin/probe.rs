@@ -30,7 +30,10 @@ static SINK: AtomicU32 = AtomicU32::new(0);
 
 fn sink(v: u32) {
     // A load and a store: thumbv6m has no atomic read-modify-write.
-    SINK.store(SINK.load(Ordering::Relaxed) ^ black_box(v), Ordering::Relaxed);
+    SINK.store(
+        SINK.load(Ordering::Relaxed) ^ black_box(v),
+        Ordering::Relaxed,
+    );
 }
 
 #[cfg(not(feature = "probe-baseline"))]
@@ -89,5 +92,7 @@ fn main() -> ! {
     } else {
         debug::EXIT_FAILURE
     });
-    loop {}
+    loop {
+        cortex_m::asm::nop();
+    }
 }

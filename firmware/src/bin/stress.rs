@@ -144,18 +144,18 @@ fn SysTick() {
         ISR_STOPPED.store(true, Ordering::Relaxed);
         return;
     }
-    if STATE.is_none() {
-        if let Some(c) = ISR_BASE.take() {
-            *STATE = Some(IsrState {
-                base: c.context(),
-                _base_cancel: c,
-                kids: [None, None, None, None],
-            });
-        }
+    if STATE.is_none()
+        && let Some(c) = ISR_BASE.take()
+    {
+        *STATE = Some(IsrState {
+            base: c.context(),
+            _base_cancel: c,
+            kids: [None, None, None, None],
+        });
     }
 
     // Every third tick: cancel whatever job the main loop is on.
-    if tick % 3 == 0 && JOB.is_bound() {
+    if tick.is_multiple_of(3) && JOB.is_bound() {
         JOB.cancel_with(&ISR_CAUSE);
         bump(&ISR_JOB_CANCELS);
     }
@@ -179,7 +179,10 @@ fn SysTick() {
         }
     }
     state.kids[i] = None; // cancels and releases it
-    match state.base.with_timeout(Duration::from_millis(1 + tick as u64 % 3)) {
+    match state
+        .base
+        .with_timeout(Duration::from_millis(1 + tick as u64 % 3))
+    {
         Ok(pair) => {
             if !consistent(&state.base, &pair.0) {
                 bump(&ISR_FAILURES);
@@ -235,10 +238,11 @@ fn job(root: &Context<'static>, n: u32) {
     {
         check(consistent(&job, &step), "job/step mid-flight", n);
         check(consistent(&step, &leaf), "step/leaf mid-flight", n);
-        if n % 5 == 0 && polls == 10 {
-            if let Some(c) = JOB.take() {
-                c.cancel_with(&MAIN_CAUSE);
-            }
+        if n.is_multiple_of(5)
+            && polls == 10
+            && let Some(c) = JOB.take()
+        {
+            c.cancel_with(&MAIN_CAUSE);
         }
         polls += 1;
     }
@@ -269,7 +273,11 @@ fn job(root: &Context<'static>, n: u32) {
         );
     } else {
         // Only the step's deadline fired: the job itself is live.
-        check(step.err() == Some(Error::DeadlineExceeded), "step deadline", n);
+        check(
+            step.err() == Some(Error::DeadlineExceeded),
+            "step deadline",
+            n,
+        );
     }
     // A child created under a done context is born done, with its error.
     if let Ok((late, _late_cancel)) = inside(|| leaf.with_cancel()) {
@@ -314,7 +322,11 @@ fn main() -> ! {
     while !ISR_STOPPED.load(Ordering::Relaxed) && spins < 10_000_000 {
         spins += 1;
     }
-    check(ISR_STOPPED.load(Ordering::Relaxed), "interrupt did not stop", 0);
+    check(
+        ISR_STOPPED.load(Ordering::Relaxed),
+        "interrupt did not stop",
+        0,
+    );
     cp.SYST.disable_interrupt();
     cp.SYST.disable_counter();
     if let Some(c) = ISR_BASE.take() {
@@ -322,7 +334,11 @@ fn main() -> ! {
     }
     // Everything but the root is released: `live` is back to its baseline.
     let live = ARENA.stats().live;
-    check(live == 1, "stats().live after the stress is not 1 (the root)", 0);
+    check(
+        live == 1,
+        "stats().live after the stress is not 1 (the root)",
+        0,
+    );
 
     // The deepest operation: cancel, then release, the longest chain the arena holds.
     let depth = SLOTS - 2;
@@ -372,7 +388,11 @@ fn deepest(root: &Context<'static>, depth: usize) -> (usize, usize) {
     }
     check(ARENA.stats().live == depth + 1, "chain length", 0);
     let cancel_stack = stack_of(|| top_cancel.cancel());
-    check(deep.err() == Some(Error::Canceled), "the chain's bottom is cancelled", 0);
+    check(
+        deep.err() == Some(Error::Canceled),
+        "the chain's bottom is cancelled",
+        0,
+    );
     drop(top_cancel);
     let release_stack = stack_of(move || drop(deep));
     (cancel_stack, release_stack)
