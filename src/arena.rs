@@ -160,7 +160,15 @@ impl ClockCell {
                 self.fns.store(fns, Ordering::Release);
                 Ok(())
             }
-            Err(cur) if cur == data => Ok(()),
+            Err(cur) if cur == data => {
+                // The same clock, maybe bound by another thread that has not published `fns`
+                // yet: publish it too, so that this `Ok` means "bound" here as well. (A
+                // table of the same clock type, perhaps another copy of it: either is valid
+                // for `data`.)
+                // ORDERING: Release, as above.
+                self.fns.store(fns, Ordering::Release);
+                Ok(())
+            }
             Err(_) => Err(ClockAlreadySet),
         }
     }

@@ -120,7 +120,8 @@ impl WaitLock {
     /// it: locking needs a reference).
     #[inline(always)]
     pub(crate) fn init_meta(&self, word: u32) {
-        debug_assert!(word & LOCK_BITS == 0);
+        // ORDERING: Relaxed: a check on a word nobody else writes now.
+        debug_assert!(word & LOCK_BITS == 0 && self.0.load(Ordering::Relaxed) & LOCK_BITS == 0);
         // ORDERING: Relaxed: published by the Release store of `refs` (allocation) or of the
         // free stack's head (`push`), like the node's other plain fields.
         self.0.store(word, Ordering::Relaxed);
