@@ -46,12 +46,16 @@ if [ -z "$qemu" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
 fi
 if [ -z "$qemu" ]; then
   # No root, or a dependency conflict: unpack the debs (and their libraries) locally.
+  # qemu-system-arm, qemu-system-common, qemu-system-data and every library they depend on
+  # (recursively) that is not installed already.
   mkdir -p "$root/target/qemu/debs" "$root/target/qemu/root"
-  (cd "$root/target/qemu/debs" && apt-get download qemu-system-arm qemu-system-common qemu-system-data \
-     libfdt1 libslirp0 libpixman-1-0 libcapstone4 libaio1 liburing2 libpmem1 libndctl6 libdaxctl1 >/dev/null 2>&1 || true)
+  pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
+           --no-replaces --no-enhances qemu-system-arm | grep -E '^[a-z0-9]' | sort -u |
+         while read -r p; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  (cd "$root/target/qemu/debs" && apt-get download $pkgs >/dev/null)
   for d in "$root"/target/qemu/debs/*.deb; do dpkg -x "$d" "$root/target/qemu/root"; done
   qemu=$local_qemu
-  export LD_LIBRARY_PATH="$root/target/qemu/root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LD_LIBRARY_PATH="$root/target/qemu/root/usr/lib/x86_64-linux-gnu:$root/target/qemu/root/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 "$qemu" --version | head -1
 
