@@ -531,11 +531,14 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn value<K: KeyKind>(&self, key: &'static K) -> Option<K::Out> {
         let want: *const () = ptr::from_ref(key).cast();
+        // Once, outside the loop: the arena's slot count is an atomic load, which the compiler
+        // does not hoist.
+        let arena = self.arena.get();
         let mut s = self.slot;
         while s.is_node() {
-            let n = self.arena.node(s);
+            let n = arena.node(s);
             // SAFETY: this handle pins `slot` and, through parent references, every ancestor.
-            let kind = unsafe { n.kind() };
+            let (kind, parent) = unsafe { n.kind_and_parent() };
             if matches!(kind, Kind::Value | Kind::HeapValue) {
                 // SAFETY: as above; the `value` variant is live for value kinds.
                 let k = n.payload.with(|p| unsafe { (*p).value.key });
@@ -548,8 +551,7 @@ impl<'a> Context<'a> {
                     );
                 }
             }
-            // SAFETY: as above.
-            s = unsafe { n.parent() };
+            s = parent;
         }
         None
     }
