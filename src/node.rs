@@ -183,6 +183,8 @@ impl Meta {
         }
     }
 
+    /// (On 64-bit targets the node reads its plain `parent` field instead.)
+    #[cfg(not(target_pointer_width = "64"))]
     #[inline(always)]
     fn parent(word: u32) -> Slot {
         // 0 and 1 wrap back to `u32::MAX - 1` (TODO) and `u32::MAX` (BACKGROUND).
