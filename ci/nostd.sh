@@ -13,6 +13,11 @@ for t in thumbv6m-none-eabi riscv32imc-unknown-none-elf; do
 done
 # The alloc layer without std (heap values and arenas on targets with an allocator).
 cargo build --lib --release --no-default-features --features alloc --target thumbv7em-none-eabihf
+# The core's unit tests on the host without `std`: the no_std waiter path, where the cancel
+# path calls the waiter drain only through the pointer that the first `done()` registration
+# installs (src/waiters.rs, "Critical sections"); the critical section comes from the
+# dev-dependency's `std` implementation.
+cargo test --lib --release --no-default-features --features alloc
 # The crate is #![no_std] and declares `extern crate alloc` only with the alloc feature, so the
 # --no-default-features builds above are the proof that the core uses neither alloc nor std.
 # The defmt and embassy-time layers, as firmware builds them: libraries only (defmt's global

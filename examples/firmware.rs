@@ -6,22 +6,30 @@
 //!   "timer interrupt" advances and then calls `ARENA.expire(now)` on;
 //! * a supervisor context with a watchdog deadline (a `StaticCause` with a fault code);
 //! * two subsystems, each with tasks that have their own timeouts;
-//! * a fault (a "sensor bus" error interrupt) that cancels one subsystem's subtree with a cause;
+//! * a fault (a "sensor bus" error interrupt) that cancels one subsystem's subtree with a cause,
+//!   through a `CancelSlot` in a `static` (what a real interrupt handler can reach: no mutex);
 //! * an `after_func` that powers the radio down, run inside the interrupt that expires it.
 //!
 //! It prints the tree before and after, what each task saw, and the arena statistics.
+//!
+//! The arena, the clock and the cancel slot are all-zero `static`s (`.bss` on a chip): the
+//! clock and the deadline hook are bound at boot. `firmware/` has the same pieces as a real
+//! `cortex-m-rt` firmware, run under QEMU by `ci/firmware.sh`.
 
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use core::time::Duration;
 use ctxtree::Child;
 use std::thread;
 
-use ctxtree::{Arena, Clock, Context, DeadlineWatch, Error, Key, ManualClock, StaticCause};
+use ctxtree::{
+    Arena, CancelSlot, Clock, Context, DeadlineWatch, Error, Key, ManualClock, StaticCause,
+};
 
 static CLOCK: ManualClock = ManualClock::new(1_000);
-static ARENA: Arena<16> = Arena::new()
-    .with_clock(&CLOCK)
-    .with_deadline_hook(arm_timer);
+/// All zero until boot binds the clock and the hook: `.bss` on a chip.
+static ARENA: Arena<16> = Arena::new();
+/// The sensors subsystem's canceler, where the bus-fault interrupt handler can reach it.
+static SENSORS: CancelSlot = CancelSlot::new();
 
 static WATCHDOG: StaticCause =
     StaticCause::with_code(0x57, "watchdog: supervisor missed its deadline");
@@ -62,6 +70,9 @@ fn task(ctx: Context<'static>) -> Outcome {
 }
 
 fn main() -> Result<(), ctxtree::CreateError> {
+    // Boot: bind the clock and the timer hook.
+    ARENA.set_clock(&CLOCK).expect("the arena has no clock yet");
+    ARENA.set_deadline_hook(arm_timer);
     let root = ARENA.background();
     let now = CLOCK.now();
 
@@ -76,6 +87,12 @@ fn main() -> Result<(), ctxtree::CreateError> {
         ctx: sensors,
         cancel: sensors_cancel,
     } = supervisor.with_cancel()?;
+    // Hand the canceler to the bus-fault "interrupt handler" (nothing was bound before).
+    assert!(
+        SENSORS
+            .bind(sensors_cancel)
+            .is_ok_and(|prev| prev.is_none())
+    );
     let imu_ctx = sensors.with_value(&TASK, "imu")?;
     let Child {
         ctx: imu,
@@ -129,7 +146,8 @@ fn main() -> Result<(), ctxtree::CreateError> {
                     Ordering::SeqCst,
                 );
                 if tick == 150 {
-                    sensors_cancel.cancel_with(&BUS_FAULT);
+                    // The bus-fault interrupt handler: lock-free, no mutex around the canceler.
+                    SENSORS.cancel_with(&BUS_FAULT);
                     println!(
                         "== tick 150: bus fault, sensors cancelled ==\n{}",
                         ARENA.tree()

@@ -34,6 +34,7 @@ extern crate std;
 mod support;
 
 mod after_func_stop_vs_cancel;
+mod cancel_slot_vs_rebind;
 mod cancel_vs_release;
 mod chain_cancel_two_levels;
 mod clone_drop_vs_release;

@@ -84,7 +84,7 @@ fn no_waiters(ctx: &Context<'_>) {
     // SAFETY: every thread is joined: nothing else touches the list.
     let empty = unsafe { n.waiters.is_empty() };
     assert!(empty, "a waiter was left in the list");
-    assert!(n.wlock.is_idle(), "the waiter lock was left held");
+    assert!(n.meta.is_idle(), "the waiter lock was left held");
 }
 
 #[test]

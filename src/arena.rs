@@ -51,6 +51,7 @@
 //! field leaves, at least 6 bits (the budget is checked at compile time).
 
 use core::fmt;
+use core::ptr;
 
 use crate::deadline::TimerHooks;
 use crate::node::Node;
@@ -58,8 +59,8 @@ use crate::node::Node;
 use crate::pages::Pages;
 use crate::state::layout::LINK_BITS;
 use crate::state::{Link, MAX_SLOTS, Slot};
-use crate::sync::{AtomicU32, AtomicUsize, Ordering};
-use crate::time::{Clock, Instant};
+use crate::sync::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
+use crate::time::{Clock, ClockFns, ClockRef, Instant};
 use crate::{CreateError, DeadlineWatch};
 
 /// The capacity-erased arena every arena type dereferences to; [`Context`](crate::Context)s point here.
@@ -80,15 +81,19 @@ pub(crate) struct Header {
     /// made each lookup a cache miss under contention: CommonParentCancel and WithTimeout ran
     /// 2-3x slower).
     hot: Hot,
-    /// Width of the link field of `free`.
-    link_bits: u32,
     /// Number of inline slots (the length of `slots`), so that a thin [`ArenaRef`] can rebuild
-    /// the arena's fat pointer.
-    slots_len: usize,
-    /// The most slots this arena can ever have.
-    limit: u32,
-    pub(crate) clock: Option<&'static dyn Clock>,
-    pub(crate) hook: Option<fn(DeadlineWatch)>,
+    /// the arena's fat pointer: 0 until the first [`ArenaRef::new`] records it (so that an
+    /// empty `Arena<N>` is all-zero bits and a `static` one lands in `.bss`). Every `ArenaRef`
+    /// is made by `ArenaRef::new` (which records it) or handed over from the thread that made it
+    /// (which synchronises), so every reader of an `ArenaRef` sees the length.
+    slots_len: AtomicUsize,
+    /// The most slots this arena can ever have beyond its inline ones (its pages): 0 for an
+    /// `Arena<N>`, whose limit is `N`.
+    paged_limit: usize,
+    /// The clock, if bound (see [`ClockCell`]).
+    pub(crate) clock: ClockCell,
+    /// The deadline hook, a `fn(DeadlineWatch)`, or null.
+    hook: AtomicPtr<()>,
     /// The per-slot hooks of the `std` global arena's timer (`None` elsewhere; absent without
     /// `std`, so that firmware builds carry neither the field nor the calls).
     #[cfg(feature = "std")]
@@ -96,6 +101,95 @@ pub(crate) struct Header {
     #[cfg(feature = "alloc")]
     pub(crate) pages: Pages,
 }
+
+/// An arena's clock: a [`ClockRef`] in two atomic words, null until a clock is bound, so that a
+/// `static` arena is all-zero bits (`.bss`) whether it gets its clock at boot
+/// ([`RawArena::set_clock`]) or never.
+///
+/// A clock is bound once: `data` is claimed first (a compare-and-swap from null), then `fns`
+/// is published with Release. A reader loads `fns` with Acquire and, if it is set, `data`,
+/// which is then the very clock `fns` was published with (nobody writes `data` again).
+pub(crate) struct ClockCell {
+    data: AtomicPtr<()>,
+    fns: AtomicPtr<ClockFns>,
+}
+
+impl ClockCell {
+    crate::state::const_unless_loom! {
+        /// No clock.
+        fn new() -> ClockCell {
+            ClockCell {
+                data: AtomicPtr::new(ptr::null_mut()),
+                fns: AtomicPtr::new(ptr::null_mut()),
+            }
+        }
+    }
+
+    /// A cell holding `clock` (a `const` builder's).
+    #[cfg(not(ctxtree_loom))]
+    const fn holding(clock: ClockRef) -> ClockCell {
+        let (data, fns) = clock.into_raw_const();
+        ClockCell {
+            data: AtomicPtr::new(data),
+            fns: AtomicPtr::new(fns),
+        }
+    }
+
+    /// The clock, if one is bound.
+    #[inline]
+    pub(crate) fn get(&self) -> Option<ClockRef> {
+        // ORDERING: Acquire pairs with the Release in `bind`: `data` is then the bound clock's.
+        let fns = self.fns.load(Ordering::Acquire);
+        if fns.is_null() {
+            return None;
+        }
+        // ORDERING: Relaxed: written before `fns` was published, and never again.
+        let data = self.data.load(Ordering::Relaxed);
+        // SAFETY: `data` and `fns` were stored together from one `ClockRef` (see `bind`).
+        Some(unsafe { ClockRef::from_raw(data, fns) })
+    }
+
+    /// Binds `clock`, unless a clock is bound already: `Err` then, unless it is this very one.
+    fn bind(&self, clock: ClockRef) -> Result<(), ClockAlreadySet> {
+        let (data, fns) = clock.into_raw();
+        // ORDERING: Relaxed claim: `data` is published by the Release store of `fns` below, or
+        // found taken (another binder's, compared with ours: only addresses, never dereferenced).
+        match self.data.compare_exchange(
+            ptr::null_mut(),
+            data,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => {
+                // ORDERING: Release publishes `data` to `get`'s Acquire load of `fns`.
+                self.fns.store(fns, Ordering::Release);
+                Ok(())
+            }
+            Err(cur) if cur == data => {
+                // The same clock, maybe bound by another thread that has not published `fns`
+                // yet: publish it too, so that this `Ok` means "bound" here as well. (A
+                // table of the same clock type, perhaps another copy of it: either is valid
+                // for `data`.)
+                // ORDERING: Release, as above.
+                self.fns.store(fns, Ordering::Release);
+                Ok(())
+            }
+            Err(_) => Err(ClockAlreadySet),
+        }
+    }
+}
+
+/// [`RawArena::set_clock`] found the arena bound to another clock already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClockAlreadySet;
+
+impl fmt::Display for ClockAlreadySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the arena has another clock already")
+    }
+}
+
+impl core::error::Error for ClockAlreadySet {}
 
 /// The allocator's contended words.
 #[repr(C)]
@@ -154,11 +248,10 @@ impl Header {
                 bump: AtomicU32::new(0),
                 failed: AtomicUsize::new(0),
             },
-            link_bits: link_bits_for(limit),
-            slots_len: inline,
-            limit: limit as u32,
-            clock: None,
-            hook: None,
+            slots_len: AtomicUsize::new(0),
+            paged_limit: limit - inline,
+            clock: ClockCell::new(),
+            hook: AtomicPtr::new(ptr::null_mut()),
             #[cfg(feature = "std")]
             timer: None,
             #[cfg(feature = "alloc")]
@@ -175,11 +268,10 @@ impl Header {
                 bump: AtomicU32::new(0),
                 failed: AtomicUsize::new(0),
             },
-            link_bits: link_bits_for(limit),
-            slots_len: inline,
-            limit: limit as u32,
-            clock: None,
-            hook: None,
+            slots_len: AtomicUsize::new(0),
+            paged_limit: limit - inline,
+            clock: ClockCell::new(),
+            hook: AtomicPtr::new(ptr::null_mut()),
             #[cfg(feature = "std")]
             timer: None,
             #[cfg(feature = "alloc")]
@@ -200,6 +292,13 @@ pub(crate) struct ArenaRef<'a> {
 impl<'a> ArenaRef<'a> {
     #[inline(always)]
     pub(crate) fn new(arena: &'a RawArena) -> Self {
+        let len = arena.slots.len();
+        // ORDERING: Relaxed: the length is the same for every writer; a thread that gets an
+        // `ArenaRef` from another one synchronises with it through the hand-over itself (see
+        // `Header::slots_len`).
+        if arena.hdr.slots_len.load(Ordering::Relaxed) != len {
+            arena.hdr.slots_len.store(len, Ordering::Relaxed);
+        }
         ArenaRef {
             // Casting the fat pointer to a thin one keeps its address and provenance.
             ptr: core::ptr::NonNull::from(arena).cast(),
@@ -212,11 +311,33 @@ impl<'a> ArenaRef<'a> {
     pub(crate) fn get(self) -> &'a RawArena {
         let thin = self.ptr.as_ptr();
         // SAFETY: `thin` came from a `&'a RawArena`, so its header is live and shared for 'a.
-        let len = unsafe { (*thin).hdr.slots_len };
+        // ORDERING: Relaxed: recorded before this `ArenaRef` existed (see `new`).
+        let len = unsafe { (*thin).hdr.slots_len.load(Ordering::Relaxed) };
         let fat = core::ptr::slice_from_raw_parts(thin.cast::<Node>(), len) as *const RawArena;
         // SAFETY: the same address, provenance and slot count as the `&'a RawArena` that `new`
         // was given (`slots_len` is the length of `slots`, fixed at construction).
         unsafe { &*fat }
+    }
+}
+
+impl ArenaRef<'static> {
+    /// The thin pointer, for a word that stores an arena (`CancelSlot`).
+    #[inline]
+    pub(crate) fn to_raw(self) -> *mut RawArena<[Node; 0]> {
+        self.ptr.as_ptr()
+    }
+
+    /// The `ArenaRef` whose [`to_raw`](ArenaRef::to_raw) gave `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` came from `to_raw` of an `ArenaRef<'static>`.
+    #[inline]
+    pub(crate) unsafe fn from_raw(ptr: *mut RawArena<[Node; 0]>) -> Self {
+        ArenaRef {
+            // SAFETY: per the contract, `ptr` is a non-null arena pointer.
+            ptr: unsafe { core::ptr::NonNull::new_unchecked(ptr) },
+            _arena: core::marker::PhantomData,
+        }
     }
 }
 
@@ -236,8 +357,14 @@ unsafe impl Sync for ArenaRef<'_> {}
 /// A fixed-capacity arena of `N` context nodes, usable in a `static`.
 ///
 /// `N` is the number of contexts that can exist at once (background and TODO take none). Each
-/// node is one cache line (64 bytes on 64-bit targets), so `Arena<N>` is `64 * N` bytes plus a
-/// small header, known at compile time.
+/// node is 64 bytes (one cache line) on 64-bit targets and 48 bytes on 32-bit ones, so
+/// `Arena<N>` is `64 * N` (or `48 * N`) bytes plus a small header, known at compile time.
+///
+/// An empty arena is all-zero bits, so a `static` one lands in `.bss`: no flash image and no
+/// copy at boot. Bind its clock and deadline hook at boot ([`RawArena::set_clock`],
+/// [`RawArena::set_deadline_hook`]) to keep it there; the `const` builders
+/// [`with_clock`](Arena::with_clock) and [`with_deadline_hook`](Arena::with_deadline_hook) store
+/// a pointer in the initialiser, which moves the whole static to `.data`.
 ///
 /// ```
 /// use ctxtree::{Child, Arena, CreateError};
@@ -282,16 +409,20 @@ impl<const N: usize> Arena<N> {
 
     /// Gives the arena a clock: timeouts become possible and deadlines are checked lazily on
     /// every observation of a context that has one.
+    ///
+    /// A `static` arena built with a clock holds a pointer and so lands in `.data` (its whole
+    /// image copied from flash at boot). Firmware binds the clock at boot instead, with
+    /// [`set_clock`](RawArena::set_clock), and keeps the arena in `.bss`.
     #[cfg(not(ctxtree_loom))]
-    pub const fn with_clock(mut self, clock: &'static dyn Clock) -> Self {
-        self.0.hdr.clock = Some(clock);
+    pub const fn with_clock<C: Clock>(mut self, clock: &'static C) -> Self {
+        self.0.hdr.clock = ClockCell::holding(ClockRef::of(clock));
         self
     }
 
     /// Gives the arena a clock.
     #[cfg(ctxtree_loom)]
-    pub fn with_clock(mut self, clock: &'static dyn Clock) -> Self {
-        self.0.hdr.clock = Some(clock);
+    pub fn with_clock<C: Clock>(self, clock: &'static C) -> Self {
+        let _ = self.0.hdr.clock.bind(ClockRef::of(clock));
         self
     }
 
@@ -299,9 +430,12 @@ impl<const N: usize> Arena<N> {
     /// `after_func`, a pending `done()` future, a blocking wait) — so firmware can arm its timer
     /// compare register for the next [`expire`](RawArena::expire) call. It may be called from any
     /// thread or interrupt that registers a listener, and must not block.
+    ///
+    /// As with [`with_clock`](Arena::with_clock), a `static` arena built with a hook lands in
+    /// `.data`; [`set_deadline_hook`](RawArena::set_deadline_hook) at boot keeps it in `.bss`.
     #[cfg(not(ctxtree_loom))]
     pub const fn with_deadline_hook(mut self, hook: fn(DeadlineWatch)) -> Self {
-        self.0.hdr.hook = Some(hook);
+        self.0.hdr.hook = AtomicPtr::new(hook as *mut ());
         self
     }
 }
@@ -352,13 +486,63 @@ pub struct ArenaStats {
 
 impl RawArena {
     /// The clock this arena was given, if any.
-    pub fn clock(&self) -> Option<&'static dyn Clock> {
-        self.hdr.clock
+    pub fn clock(&self) -> Option<ClockRef> {
+        self.hdr.clock.get()
     }
 
     /// The current time by the arena's clock.
     pub fn now(&self) -> Option<Instant> {
-        self.hdr.clock.map(|c| c.now())
+        self.clock().map(|c| c.now())
+    }
+
+    /// Binds the arena to `clock`, at boot: timeouts become possible and deadlines are checked
+    /// lazily on every observation of a context that has one. A `static` arena stays all-zero
+    /// bits until then, so it lands in `.bss` rather than `.data`.
+    ///
+    /// A clock is bound once: binding the same clock again is `Ok`, another one is
+    /// [`ClockAlreadySet`]. Call it before creating contexts with deadlines (a timeout before it
+    /// is [`CreateError::NoClock`]).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use ctxtree::{Child, Arena, ManualClock};
+    /// static CLOCK: ManualClock = ManualClock::new(1_000); // 1 tick = 1 ms
+    /// static ARENA: Arena<8> = Arena::new(); // all zero: `.bss`
+    ///
+    /// ARENA.set_clock(&CLOCK)?; // at boot
+    /// let Child { ctx, cancel: _cancel } = ARENA.background().with_timeout(Duration::from_millis(5)).unwrap();
+    /// CLOCK.advance(5);
+    /// assert!(ctx.is_done());
+    /// assert!(ARENA.set_clock(&CLOCK).is_ok()); // the same clock again
+    /// static OTHER: ManualClock = ManualClock::new(1_000);
+    /// assert_eq!(ARENA.set_clock(&OTHER), Err(ctxtree::ClockAlreadySet));
+    /// # Ok::<(), ctxtree::ClockAlreadySet>(())
+    /// ```
+    pub fn set_clock<C: Clock>(&self, clock: &'static C) -> Result<(), ClockAlreadySet> {
+        self.hdr.clock.bind(ClockRef::of(clock))
+    }
+
+    /// Sets (or replaces) the deadline hook at boot (see
+    /// [`Arena::with_deadline_hook`](Arena::with_deadline_hook)); the arena stays in `.bss`.
+    pub fn set_deadline_hook(&self, hook: fn(DeadlineWatch)) {
+        // ORDERING: Relaxed: a function's address; nothing else is read on the strength of it.
+        self.hdr.hook.store(hook as *mut (), Ordering::Relaxed);
+    }
+
+    /// The deadline hook, if set.
+    #[inline]
+    pub(crate) fn deadline_hook(&self) -> Option<fn(DeadlineWatch)> {
+        // ORDERING: Relaxed, as in `set_deadline_hook`.
+        let p = self.hdr.hook.load(Ordering::Relaxed);
+        // SAFETY: a non-null `hook` was stored from a `fn(DeadlineWatch)` (`set_deadline_hook`,
+        // `with_deadline_hook`): the cast back restores it.
+        (!p.is_null()).then(|| unsafe { core::mem::transmute::<*mut (), fn(DeadlineWatch)>(p) })
+    }
+
+    /// The most slots this arena can ever have.
+    #[inline(always)]
+    fn limit(&self) -> usize {
+        self.slots.len() + self.hdr.paged_limit
     }
 
     /// Usage statistics. `live` is counted by scanning the used slots, so under concurrent use
@@ -371,7 +555,7 @@ impl RawArena {
             .count();
         ArenaStats {
             capacity: self.capacity(),
-            max_capacity: self.hdr.limit as usize,
+            max_capacity: self.limit(),
             live,
             high_water: used as usize,
             // ORDERING: Relaxed: a statistic.
@@ -402,7 +586,12 @@ impl RawArena {
     }
 
     /// The node in `slot`.
-    #[inline(always)]
+    ///
+    /// Inlined on 64-bit targets (hosts: every lookup is on a hot path); one out-of-line copy on
+    /// smaller ones, where its ~45 inlined copies (a bounds check and an index multiply each)
+    /// cost about 700 bytes of flash (thumbv7em, opt-level "s", measured by `ci/firmware.sh`).
+    #[cfg_attr(target_pointer_width = "64", inline(always))]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn node(&self, slot: Slot) -> &Node {
         let index = slot.index() as usize;
         match self.slots.get(index) {
@@ -418,9 +607,22 @@ impl RawArena {
         self.hdr.pages.node(j)
     }
 
-    #[cfg(not(feature = "alloc"))]
+    /// Without pages no slot index is ever out of range: strong indices come from `alloc_slot`,
+    /// weak ones are checked against [`used`](RawArena::used) or read from links written from
+    /// strong ones. Were one ever out of range, a node that is always free answers it, as a
+    /// free slot would: `try_acquire` fails on it, so a weak index reads "moved on", and no
+    /// reference to it can be taken. Memory-safe, and no panic path (whose formatting code a
+    /// firmware would otherwise link on every node lookup).
+    #[cfg(all(not(feature = "alloc"), not(ctxtree_loom)))]
     #[cold]
     #[inline(never)]
+    fn paged(&self, _j: usize) -> &Node {
+        static ALWAYS_FREE: Node = Node::new();
+        &ALWAYS_FREE
+    }
+
+    /// Under loom (built with `alloc`: `ci/loom.sh`), never compiled in practice.
+    #[cfg(all(not(feature = "alloc"), ctxtree_loom))]
     fn paged(&self, _j: usize) -> &Node {
         unreachable!("ctxtree: slot index out of range (internal invariant)")
     }
@@ -446,11 +648,7 @@ impl RawArena {
     /// Width of the free stack's link field: a constant on 64-bit targets.
     #[inline(always)]
     fn link_bits(&self) -> u32 {
-        if usize::BITS >= 64 {
-            LINK_BITS_64
-        } else {
-            self.hdr.link_bits
-        }
+        link_bits_for(self.limit())
     }
 
     #[inline(always)]
@@ -521,7 +719,7 @@ impl RawArena {
         // to this thread by `Pages::ensure` itself.
         let mut b = self.hdr.hot.bump.load(Ordering::Relaxed);
         loop {
-            if b >= self.hdr.limit {
+            if b as usize >= self.limit() {
                 return None;
             }
             // Out of memory for the page is `None` here, `ArenaFull` to the caller.
@@ -563,20 +761,28 @@ impl Header {
         return None;
     }
 
+    /// Binds the clock of an arena being built (`HeapArena::with_clock`).
     #[cfg(feature = "alloc")]
-    pub(crate) fn set_clock(&mut self, clock: Option<&'static dyn Clock>) {
-        self.clock = clock;
+    pub(crate) fn set_clock<C: Clock>(&mut self, clock: &'static C) {
+        // A new arena has no clock, and a second call binds nothing else.
+        let _ = self.clock.bind(ClockRef::of(clock));
+    }
+
+    /// Sets the deadline hook of an arena being built (`HeapArena::with_deadline_hook`).
+    #[cfg(feature = "alloc")]
+    pub(crate) fn set_hook(&mut self, hook: fn(DeadlineWatch)) {
+        self.hook = AtomicPtr::new(hook as *mut ());
     }
 
     /// Sets the clock and hook in a `const` context (the `std` global arena).
     #[cfg(all(feature = "std", not(ctxtree_loom)))]
-    pub(crate) const fn with_clock_and_hook(
+    pub(crate) const fn with_clock_and_hook<C: Clock>(
         mut self,
-        clock: &'static dyn Clock,
+        clock: &'static C,
         hook: fn(DeadlineWatch),
     ) -> Self {
-        self.clock = Some(clock);
-        self.hook = Some(hook);
+        self.clock = ClockCell::holding(ClockRef::of(clock));
+        self.hook = AtomicPtr::new(hook as *mut ());
         self
     }
 

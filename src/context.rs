@@ -194,9 +194,13 @@ impl<'a> Context<'a> {
     /// `HeapArena` and the deadline check share one cold call, so that no register is saved
     /// around the load (no push/pop) and a done context returns without a jump (issue 14:
     /// `ErrCanceled` 4 -> 2.5 cycles, `CheckCanceled/Err` 3.5 -> 3).
+    ///
+    /// On 32-bit targets (firmware) the split is not made: the inlined fast path would be copied
+    /// into every check, against the flash budget (`ci/firmware.sh`).
     #[inline(always)]
     fn done_word(&self) -> Option<Head> {
         let src = self.src.slot()?;
+        #[cfg(target_pointer_width = "64")]
         if let Some(n) = self.arena.slots.get(src.index() as usize) {
             // ORDERING: Acquire pairs with the Release in `HeadWord::publish_done`: what the
             // canceller did before cancelling is visible once `DONE` is (as with Go's closed
@@ -212,9 +216,9 @@ impl<'a> Context<'a> {
         self.done_word_slow(src)
     }
 
-    /// [`done_word`](Context::done_word) for a paged slot, or a node with a deadline.
-    #[cold]
-    #[inline(never)]
+    /// [`done_word`](Context::done_word) for a paged slot, or a node with a deadline (on 64-bit
+    /// targets; every check on others).
+    #[cfg_attr(target_pointer_width = "64", cold, inline(never))]
     fn done_word_slow(&self, src: Slot) -> Option<Head> {
         let n = self.arena.node(src);
         // ORDERING: Acquire, as in `done_word`.
@@ -234,7 +238,7 @@ impl<'a> Context<'a> {
     #[cold]
     #[inline(never)]
     fn check_deadline(&self, dl: u64) -> Option<Head> {
-        let clock = self.arena.hdr.clock?;
+        let clock = self.arena.clock()?;
         if clock.now().ticks() < dl {
             return None;
         }
@@ -307,7 +311,7 @@ impl<'a> Context<'a> {
     /// ```
     pub fn remaining(&self) -> Option<Duration> {
         let dl = self.deadline_ticks();
-        let clock = self.arena.hdr.clock?;
+        let clock = self.arena.clock()?;
         (dl != u64::MAX).then(|| clock.duration_of(dl.saturating_sub(clock.now().ticks())))
     }
 
@@ -337,7 +341,7 @@ impl<'a> Context<'a> {
     pub(crate) fn watch(&self) {
         let dl = self.deadline_ticks();
         if let (true, Some(hook), Some(src)) =
-            (dl != u64::MAX, self.arena.hdr.hook, self.src.slot())
+            (dl != u64::MAX, self.arena.deadline_hook(), self.src.slot())
         {
             hook(crate::DeadlineWatch {
                 at: Instant::from_ticks(dl),
@@ -448,7 +452,7 @@ impl<'a> Context<'a> {
     #[cold]
     #[inline(never)]
     fn expire_src_if_passed(&self, src: Slot, sn: &Node, dl: u64, now: Option<u64>) {
-        let Some(now) = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks())) else {
+        let Some(now) = now.or_else(|| self.arena.clock().map(|c| c.now().ticks())) else {
             return;
         };
         // ORDERING: Relaxed: only saves an expiry of a node already done; the `link` that
@@ -536,7 +540,7 @@ impl<'a> Context<'a> {
     /// The deadline `timeout` from now, and the clock reading it was computed from (reused by
     /// `deadline_child` for its "already past" checks: one clock read in all).
     fn timeout_to_deadline(&self, timeout: Duration) -> Result<(u64, u64), CreateError> {
-        let clock = self.arena.hdr.clock.ok_or(CreateError::NoClock)?;
+        let clock = self.arena.clock().ok_or(CreateError::NoClock)?;
         let ticks = clock.ticks_for(timeout);
         let now = clock.now();
         Ok((now.add_ticks(ticks).ticks(), now.ticks()))
@@ -560,7 +564,7 @@ impl<'a> Context<'a> {
             unsafe { cause::drop_owned(cause) };
             return self.with_cancel();
         }
-        let now = now.or_else(|| self.arena.hdr.clock.map(|c| c.now().ticks()));
+        let now = now.or_else(|| self.arena.clock().map(|c| c.now().ticks()));
         let slot = match self.new_canceller(Kind::Deadline, Some(at), cause, now) {
             Ok(s) => s,
             Err(e) => {
@@ -604,7 +608,7 @@ impl<'a> Context<'a> {
         // On `ArenaFull` the value is dropped here, before anything was stored.
         let slot = self.arena.alloc_slot()?;
         let mut val: Inline = MaybeUninit::uninit();
-        // SAFETY: `Inline` is 16 bytes, 8-aligned.
+        // SAFETY: `Inline` is 16 bytes (`store` writes unaligned).
         unsafe { K::store(value, val.as_mut_ptr().cast()) };
         let payload = Payload {
             value: ValuePart {
@@ -630,11 +634,14 @@ impl<'a> Context<'a> {
     #[inline]
     pub fn value<K: KeyKind>(&self, key: &'static K) -> Option<K::Out> {
         let want: *const () = ptr::from_ref(key).cast();
+        // Once, outside the loop: the arena's slot count is an atomic load, which the compiler
+        // does not hoist.
+        let arena = self.arena.get();
         let mut s = self.slot;
         while s.is_node() {
-            let n = self.arena.node(s);
+            let n = arena.node(s);
             // SAFETY: this handle pins `slot` and, through parent references, every ancestor.
-            let kind = unsafe { n.kind() };
+            let (kind, parent) = unsafe { n.kind_and_parent() };
             if matches!(kind, Kind::Value | Kind::HeapValue) {
                 // SAFETY: as above; the `value` variant is live for value kinds.
                 let k = n.payload.with(|p| unsafe { (*p).value.key });
@@ -647,8 +654,7 @@ impl<'a> Context<'a> {
                     );
                 }
             }
-            // SAFETY: as above.
-            s = unsafe { n.parent() };
+            s = parent;
         }
         None
     }
@@ -728,8 +734,9 @@ impl<'a> Context<'a> {
             return Ok(AfterFunc::detached());
         };
         let mut env: Inline = MaybeUninit::uninit();
-        // SAFETY: `Inline` is 16 bytes, 8-aligned, and F fits (asserted, or boxed, above).
-        unsafe { ptr::write(env.as_mut_ptr().cast::<F>(), f) };
+        // SAFETY: `Inline` is 16 bytes and F fits (asserted, or boxed, above); the write is
+        // unaligned (`Inline` is only pointer-aligned on 32-bit targets).
+        unsafe { ptr::write_unaligned(env.as_mut_ptr().cast::<F>(), f) };
         let payload = Payload {
             func: FuncPart {
                 call: call_inline::<F>,
@@ -779,10 +786,11 @@ impl<'a> Context<'a> {
     }
 }
 
-/// Whether a closure of type `F` is stored in the node's 16-byte, 8-aligned `Inline` buffer.
+/// Whether a closure of type `F` is stored in the node's 16-byte `Inline` buffer: at most 16
+/// bytes and 8-byte alignment, on every target (it is moved out before it is called).
 const fn fits_inline<F>() -> bool {
-    core::mem::size_of::<F>() <= core::mem::size_of::<Inline>()
-        && core::mem::align_of::<F>() <= core::mem::align_of::<Inline>()
+    core::mem::size_of::<F>() <= crate::node::INLINE_SIZE
+        && core::mem::align_of::<F>() <= crate::node::INLINE_ALIGN
 }
 
 // The automatic boxing of `after_func` stores the box inline: it must fit.
@@ -794,8 +802,9 @@ const _: () = assert!(fits_inline::<::alloc::boxed::Box<dyn FnOnce() + Send>>())
 /// # Safety
 /// `env` holds a valid `F` written by `after_func`, and is not used again.
 unsafe fn call_inline<F: FnOnce()>(env: *mut Inline, run: bool) {
-    // SAFETY: per the contract, an F is there and this is its only read.
-    let f = unsafe { ptr::read(env.cast::<F>()) };
+    // SAFETY: per the contract, an F is there and this is its only read (unaligned: `Inline` is
+    // only pointer-aligned on 32-bit targets; `f` is then an aligned local).
+    let f = unsafe { ptr::read_unaligned(env.cast::<F>()) };
     if run {
         f();
     }
@@ -911,6 +920,22 @@ impl<'a> Canceler<'a> {
             slot: self.slot,
             src: Src::of(self.slot),
         }
+    }
+}
+
+impl<'a> Canceler<'a> {
+    /// The canceler's arena and slot, which keep its reference (for `CancelSlot`).
+    pub(crate) fn into_raw(self) -> (ArenaRef<'a>, Slot) {
+        let this = core::mem::ManuallyDrop::new(self);
+        (this.arena, this.slot)
+    }
+
+    /// The canceler that [`into_raw`](Canceler::into_raw) gave the parts of.
+    ///
+    /// # Safety
+    /// `arena` and `slot` came from one `into_raw`, and are used once.
+    pub(crate) unsafe fn from_raw(arena: ArenaRef<'a>, slot: Slot) -> Self {
+        Canceler { arena, slot }
     }
 }
 

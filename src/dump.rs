@@ -85,7 +85,7 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
 
 /// Time left until `dl` by the arena's clock, as Go prints `time.Until(deadline)`.
 fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
-    match arena.hdr.clock {
+    match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
             if now <= dl {

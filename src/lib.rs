@@ -146,6 +146,7 @@ extern crate std;
 
 mod after_func;
 mod arena;
+mod cancel_slot;
 mod cause;
 mod context;
 mod deadline;
@@ -169,7 +170,8 @@ mod waiters;
 mod layers;
 
 pub use after_func::AfterFunc;
-pub use arena::{Arena, ArenaStats, RawArena};
+pub use arena::{Arena, ArenaStats, ClockAlreadySet, RawArena};
+pub use cancel_slot::CancelSlot;
 pub use cause::{CancelCause, Cause, SharedCause, StaticCause};
 pub use context::{Canceler, Child, Context};
 pub use deadline::DeadlineWatch;
@@ -177,7 +179,7 @@ pub use dump::Tree;
 pub use error::{CreateError, Error};
 pub use future::{Done, DoneOwned, RunUntilDone, RunUntilDoneOwned};
 pub use node::Node;
-pub use time::{Clock, Instant, ManualClock};
+pub use time::{Clock, ClockRef, Instant, ManualClock};
 pub use value::{Key, KeyKind};
 
 #[cfg(feature = "alloc")]

@@ -290,10 +290,11 @@ impl<'a> Context<'a> {
         if dl == u64::MAX || ptr::addr_eq(self.arena(), other.arena()) {
             return Ok(dl);
         }
-        let (Some(mine), Some(theirs)) = (self.arena.hdr.clock, other.arena.hdr.clock) else {
+        let (Some(mine), Some(theirs)) = (self.arena.hdr.clock.get(), other.arena.hdr.clock.get())
+        else {
             return Err(CreateError::NoClock);
         };
-        if ptr::addr_eq(mine, theirs) && mine.ticks_per_second() == theirs.ticks_per_second() {
+        if mine.same_as(&theirs) {
             return Ok(dl);
         }
         let left = theirs.duration_of(dl.saturating_sub(theirs.now().ticks()));
@@ -470,7 +471,7 @@ fn expire_if_due(arena: &RawArena, c: Slot, panics: &mut Panics) {
     if dl == u64::MAX || n.head.load(Ordering::Relaxed).is_done() {
         return;
     }
-    let Some(clock) = arena.hdr.clock else {
+    let Some(clock) = arena.hdr.clock.get() else {
         return;
     };
     if panics

@@ -211,11 +211,11 @@ impl RawArena {
                     continue 'search;
                 }
                 let x = pred_word.link();
-                if x.is_nil() {
+                let Some(xs) = x.slot() else {
                     // `c` is in no list: another thread unlinked it and owns the reference.
                     self.release_link(pred, panics);
                     return false;
-                }
+                };
                 if x == target {
                     // The predecessor is pinned (held, or the owner) and `c` by the caller.
                     if cell.swing(pred_word, marked.link()) == Swing::Swung {
@@ -226,7 +226,7 @@ impl RawArena {
                     self.release_link(pred, panics);
                     continue 'search;
                 }
-                match self.step_onto(cell, pred, pred_word, x, panics) {
+                match self.step_onto(cell, pred, pred_word, xs, panics) {
                     Step::Onto => pred = x,
                     Step::Helped => {}
                     Step::Restart => continue 'search,
@@ -262,7 +262,7 @@ impl RawArena {
                 self.release_link(pred, panics);
                 return;
             }
-            match self.step_onto(cell, pred, pred_word, Link::to(xs), panics) {
+            match self.step_onto(cell, pred, pred_word, xs, panics) {
                 Step::Onto => pred = Link::to(xs),
                 Step::Helped => {}
                 Step::Restart => return,
@@ -271,7 +271,7 @@ impl RawArena {
     }
 
     /// One step of the search: from the held predecessor `pred` (whose outgoing word `cell`
-    /// held `pred_word`, naming `x`) onto `x`. `Onto`: `x` is now held, `pred` released, and
+    /// held `pred_word`, naming `x`, in slot `xs`) onto `x`. `Onto`: `x` is now held, `pred` released, and
     /// `x` hinted with `pred`. `Helped`: `x` was being removed and this thread unlinked it; the
     /// walk stays on `pred`. `Restart`: `pred` released; start again from the head.
     fn step_onto(
@@ -279,14 +279,11 @@ impl RawArena {
         cell: PredWord<'_>,
         pred: Link,
         pred_word: PredSeen,
-        x: Link,
+        xs: Slot,
         panics: &mut Panics,
     ) -> Step {
         #[cfg(test)]
         probe::step();
-        let Some(xs) = x.slot() else {
-            unreachable!("ctxtree: a search steps onto a node, never past the end")
-        };
         let xn = self.node(xs);
         // Take a reference, then check `x` is still linked after `pred` (invariant #5).
         if !xn.try_acquire() {

@@ -86,6 +86,51 @@ pub(crate) fn no_preempt<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// The waiter-list drain, as [`install_drain`] and [`call_drain`] pass it.
+pub(crate) type Drain = for<'a, 'b> fn(crate::waiters::WaitList<'a>, &'b mut crate::unwind::Panics);
+
+/// The drain installed by the first `done()` registration, or null: `crate::waiters`, "Critical
+/// sections". A `core` atomic (load and store only, which every target has), not a
+/// `portable-atomic` one: nothing but those two operations is needed.
+#[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+static DRAIN: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs the drain, before a registrant sets `WAITERS`. Every call stores the same pointer.
+#[inline]
+pub(crate) fn install_drain(drain: Drain) {
+    #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+    // ORDERING: Release, though the registrant's AcqRel compare-and-swap that sets `WAITERS`
+    // (sequenced after this store) already publishes it to the canceller that sees the bit.
+    DRAIN.store(drain as *mut (), Ordering::Release);
+    #[cfg(any(ctxtree_loom, feature = "std"))]
+    let _ = drain;
+}
+
+/// Calls the installed drain (`no_std`), or `direct` (`std`, loom: no critical section there,
+/// so nothing to keep out of the binary).
+#[inline]
+pub(crate) fn call_drain(
+    list: crate::waiters::WaitList<'_>,
+    panics: &mut crate::unwind::Panics,
+    direct: Drain,
+) {
+    #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+    {
+        let _ = direct;
+        // ORDERING: Acquire pairs with the Release in `install_drain`; the caller's AcqRel
+        // compare-and-swap that saw `WAITERS` already ordered it after the installation.
+        let p = DRAIN.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: a non-null `DRAIN` was stored from a `Drain` by `install_drain`.
+            let drain = unsafe { core::mem::transmute::<*mut (), Drain>(p) };
+            drain(list, panics);
+        }
+    }
+    #[cfg(any(ctxtree_loom, feature = "std"))]
+    direct(list, panics);
+}
+
 /// The Acquire half of a reference count's last release: called by the thread whose Release
 /// decrement of `count` reached 0, it makes every earlier holder's accesses (each released by
 /// its own Release decrement, all in one release sequence) happen before what follows — the

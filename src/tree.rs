@@ -124,8 +124,7 @@ impl When {
     fn passed(&mut self, arena: &RawArena, dl: u64) -> bool {
         if let When::Unread = *self {
             *self = arena
-                .hdr
-                .clock
+                .clock()
                 .map_or(When::NoClock, |c| When::At(c.now().ticks()));
         }
         match *self {
@@ -177,7 +176,10 @@ impl RawArena {
 
     /// [`release_node`](RawArena::release_node), leaving a panic of user code run by a teardown
     /// to the caller's accumulator.
-    #[inline]
+    // Out of line on 32-bit targets: one copy instead of one per call site (flash; see
+    // `RawArena::node`).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn release_node_in(&self, slot: Slot, node: &Node, n: u32, panics: &mut Panics) {
         // ORDERING: Release, as in `release_node`.
         let old = node.refs.fetch_sub(n, Ordering::Release);
@@ -292,7 +294,10 @@ impl RawArena {
 
 impl Node {
     /// Takes a reference on this node unless it is free. See invariant #5.
-    #[inline]
+    // Out of line on 32-bit targets: one copy instead of one per call site (flash; see
+    // `RawArena::node`).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn try_acquire(&self) -> bool {
         let refs = &self.refs;
         // ORDERING: Acquire, also on the failure path below: a count read as 0 was written by
@@ -493,10 +498,12 @@ impl RawArena {
                             unlinked,
                         };
                     }
-                    // We descended into cur from its owner, on which we still hold a reference.
-                    let Some(owner) = owner else {
-                        unreachable!("ctxtree: a descendant reached through a list has an owner")
-                    };
+                    // We descended into cur from its owner, on which we still hold a reference:
+                    // it has one (invariant #2). Were it ever `None`, climbing to the root
+                    // instead keeps every step memory-safe and the walk finite (the root's list
+                    // is walked again), at the cost of the references held on the skipped
+                    // path: no panic path on the cancel path (no formatting code in firmware).
+                    let owner = owner.unwrap_or(root);
                     let on = self.node(owner);
                     let mine = self.unlink_node(on, cur, cn, panics);
                     self.release_node_in(cur, cn, 1 + mine as u32, panics);

@@ -109,10 +109,10 @@ pub trait KeyKind: Sealed + Sync + 'static {
     type Out;
     #[doc(hidden)]
     const HEAP: bool;
-    /// Writes `value` into the node's 16-byte, 8-aligned value storage at `dst`.
+    /// Writes `value` into the node's 16-byte, pointer-aligned value storage at `dst`.
     ///
     /// # Safety
-    /// `dst` is valid for 16 bytes of writes and 8-aligned.
+    /// `dst` is valid for 16 bytes of writes and pointer-aligned (a `T` of larger alignment is written unaligned).
     #[doc(hidden)]
     unsafe fn store(value: Self::Value, dst: *mut u8);
     /// Reads the value stored by `store` at `src`.
@@ -138,13 +138,14 @@ impl<T: Copy + Send + Sync + 'static> KeyKind for Key<T> {
                 "ctxtree: a Key<T> value must fit 16 bytes (use HeapKey<T> with alloc)"
             )
         };
-        // SAFETY: per the contract `dst` is 16 bytes, 8-aligned; T fits (asserted above).
-        unsafe { dst.cast::<T>().write(value) }
+        // SAFETY: per the contract `dst` is 16 bytes; T fits (asserted above). Unaligned: the
+        // node's inline storage is only pointer-aligned on 32-bit targets.
+        unsafe { dst.cast::<T>().write_unaligned(value) }
     }
 
     #[inline]
     unsafe fn load(src: *const u8) -> T {
-        // SAFETY: per the contract a T is stored there; T is Copy.
-        unsafe { src.cast::<T>().read() }
+        // SAFETY: per the contract a T is stored there (unaligned, see `store`); T is Copy.
+        unsafe { src.cast::<T>().read_unaligned() }
     }
 }

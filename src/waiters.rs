@@ -37,6 +37,18 @@
 //! waker is dropped after the unlock, and a drain wakes each waker of its batch on its own, so
 //! one that panics cannot keep the others from being woken (see [`crate::unwind`]).
 //!
+//! # Critical sections, and only where they are needed
+//! On `no_std` targets, registration and draining run inside a critical section (see
+//! [`sync::no_preempt`]), which the final binary must implement (`critical-section`). A
+//! firmware that never awaits `done()` should not need one — yet every cancel reaches the
+//! drain. So the cancel path never names the drain: a canceller that finds `WAITERS` calls it
+//! through a function pointer that the first registration installs ([`sync::install_drain`];
+//! null, in `.bss`, until then). A binary that never registers a waiter never takes the drain's
+//! address, and the linker drops it, critical section and all. The pointer is installed before
+//! the registrant's compare-and-swap sets `WAITERS` on `head`, and a canceller reads it after
+//! its own compare-and-swap on `head` saw `WAITERS`, so it always finds it installed. With
+//! `std` (no critical section) and under loom the drain is called directly.
+//!
 //! # Memory ordering
 //! The lock is Acquire/Release. The drainer's last access to a waiter is the Release store of
 //! `NOTIFIED`; a waiter's owner frees it only after an Acquire load that sees `NOTIFIED` (or
@@ -47,32 +59,36 @@ use core::ptr;
 use core::task::{Poll, Waker};
 
 use crate::state::{Announce, HeadWord};
-use crate::sync::{self, AtomicU8, Ordering, UnsafeCell};
+use crate::sync::{self, AtomicU8, AtomicU32, Ordering, UnsafeCell};
 use crate::unwind::Panics;
 
 const IDLE: u8 = 0;
 const LINKED: u8 = 1;
 const NOTIFIED: u8 = 2;
 
-/// `wlock`: the list is locked.
-const LOCKED: u8 = 1;
-/// `wlock`: a canceller found the list locked and left the drain to the holder.
-const PENDING: u8 = 2;
+/// The lock: the list is locked.
+const LOCKED: u32 = 1;
+/// The lock: a canceller found the list locked and left the drain to the holder.
+const PENDING: u32 = 2;
+/// The lock's bits in the node's `meta` word; the node keeps its kind and parent in the others.
+pub(crate) const LOCK_BITS: u32 = LOCKED | PENDING;
 
 /// Waking is done in batches of this many wakers, outside the lock.
 const BATCH: usize = 8;
 
-/// A node's waiter-list lock: `LOCKED` and `PENDING` bits.
+/// A node's waiter-list lock: the `LOCKED` and `PENDING` bits of its `meta` word. Every change
+/// of the lock is a read-modify-write of those two bits only: the node's other bits (its kind
+/// and parent, immutable while anyone can lock) are left as they are.
 #[repr(transparent)]
-pub(crate) struct WaitLock(AtomicU8);
+pub(crate) struct WaitLock(AtomicU32);
 
 /// The head of a node's intrusive waiter list; accessed only under its [`WaitLock`].
 #[repr(transparent)]
 pub(crate) struct WaitHead(UnsafeCell<*const Waiter>);
 
 /// A node's waiter list: its lock and its head, two fields of the node borrowed together. (Two
-/// fields rather than one struct: a byte beside a pointer would take 16 bytes, and the node
-/// would no longer fit its cache line.)
+/// fields rather than one struct: the lock is two bits of a word the node shares with its kind
+/// and parent, which keeps a node at 48 bytes on 32-bit targets.)
 #[derive(Clone, Copy)]
 pub(crate) struct WaitList<'a> {
     lock: &'a WaitLock,
@@ -81,9 +97,9 @@ pub(crate) struct WaitList<'a> {
 
 impl WaitLock {
     crate::state::const_unless_loom! {
-        /// An unlocked lock.
+        /// An unlocked lock in a free node's word: zero.
         pub(crate) fn new() -> WaitLock {
-            WaitLock(AtomicU8::new(0))
+            WaitLock(AtomicU32::new(0))
         }
     }
 
@@ -91,7 +107,24 @@ impl WaitLock {
     #[cfg(test)]
     pub(crate) fn is_idle(&self) -> bool {
         // ORDERING: Relaxed: single-threaded (every other thread is joined).
-        self.0.load(Ordering::Relaxed) == 0
+        self.0.load(Ordering::Relaxed) & LOCK_BITS == 0
+    }
+
+    /// Loads the whole word, for the node's bits (`crate::node::Meta`).
+    #[inline(always)]
+    pub(crate) fn load_meta(&self, order: Ordering) -> u32 {
+        self.0.load(order)
+    }
+
+    /// Writes the node's bits of a node owned exclusively, whose lock is idle (nobody can lock
+    /// it: locking needs a reference).
+    #[inline(always)]
+    pub(crate) fn init_meta(&self, word: u32) {
+        // ORDERING: Relaxed: a check on a word nobody else writes now.
+        debug_assert!(word & LOCK_BITS == 0 && self.0.load(Ordering::Relaxed) & LOCK_BITS == 0);
+        // ORDERING: Relaxed: published by the Release store of `refs` (allocation) or of the
+        // free stack's head (`push`), like the node's other plain fields.
+        self.0.store(word, Ordering::Relaxed);
     }
 }
 
@@ -175,7 +208,7 @@ fn lock(list: WaitList<'_>) {
 fn unlock(list: WaitList<'_>) -> bool {
     // ORDERING: AcqRel: Release hands our list writes to the next holder; Acquire makes the
     // delegating canceller's `DONE` visible to the drain we may now run.
-    list.lock.0.swap(0, Ordering::AcqRel) & PENDING != 0
+    list.lock.0.fetch_and(!LOCK_BITS, Ordering::AcqRel) & PENDING != 0
 }
 
 /// Takes the lock if free (true), or asks its holder to drain (false). Never waits.
@@ -184,7 +217,8 @@ fn try_lock_or_delegate(list: WaitList<'_>) -> bool {
     let mut w = list.lock.0.load(Ordering::Relaxed);
     loop {
         let (new, locks) = if w & LOCKED == 0 {
-            (LOCKED, true)
+            // Unlocked, so `PENDING` is clear too (only set while locked, cleared by unlock).
+            (w | LOCKED, true)
         } else if w & PENDING != 0 {
             return false;
         } else {
@@ -225,6 +259,8 @@ pub(crate) unsafe fn register(
     }
     let mut panics = Panics::new();
     let mut replaced = None;
+    // Before `WAITERS` can be set (module docs, "Critical sections").
+    sync::install_drain(drain_locked_out);
     let (poll, must_drain) = sync::no_preempt(|| {
         lock(list);
         // SAFETY: we hold the lock; `waiter` is pinned per the caller's contract.
@@ -233,7 +269,7 @@ pub(crate) unsafe fn register(
         (poll, unlock(list))
     });
     if must_drain {
-        drain_in(list, &mut panics);
+        drain_locked_out(list, &mut panics);
     }
     if replaced.is_some() {
         // A waker's drop is user code: outside the lock.
@@ -306,15 +342,25 @@ pub(crate) fn deregister(list: WaitList<'_>, waiter: &Waiter) {
     });
     if must_drain {
         let mut panics = Panics::new();
-        drain_in(list, &mut panics);
+        drain_locked_out(list, &mut panics);
         panics.resume();
     }
 }
 
-/// Wakes every waiter of `list`, whose node is done. Never waits: if the lock is held, its holder
-/// drains on unlock. Each waker is woken on its own: one that panics leaves the others to be
-/// woken, and its panic goes to `panics`.
+/// Wakes every waiter of `list`, whose node is done and whose `head` had `WAITERS` when the
+/// caller published `DONE`. Never waits: if the lock is held, its holder drains on unlock. Each
+/// waker is woken on its own: one that panics leaves the others to be woken, and its panic goes
+/// to `panics`.
+///
+/// On `no_std` targets it calls the drain through the pointer the first registration installed
+/// (module docs, "Critical sections"), so that the cancel path does not link it.
+#[inline]
 pub(crate) fn drain_in(list: WaitList<'_>, panics: &mut Panics) {
+    sync::call_drain(list, panics, drain_locked_out);
+}
+
+/// The drain itself (see [`drain_in`]).
+fn drain_locked_out(list: WaitList<'_>, panics: &mut Panics) {
     loop {
         let mut batch: heapless::Vec<Waker, BATCH> = heapless::Vec::new();
         let again = sync::no_preempt(|| {

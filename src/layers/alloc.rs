@@ -77,7 +77,7 @@ impl<T: Send + Sync + 'static> KeyKind for HeapKey<T> {
             ptr: Arc::into_raw(Arc::new(value)).cast(),
             drop: drop_arc::<T>,
         };
-        // SAFETY: `dst` is 16 bytes, 8-aligned (the contract); `Owned` is two pointers.
+        // SAFETY: `dst` is 16 bytes, pointer-aligned (the contract); `Owned` is two pointers.
         unsafe { dst.cast::<Owned>().write(slot) };
     }
 
@@ -160,14 +160,14 @@ impl HeapArena {
     }
 
     /// Gives the arena a clock (see [`Arena::with_clock`](crate::Arena::with_clock)).
-    pub fn with_clock(mut self, clock: &'static dyn Clock) -> Self {
-        self.0.hdr.set_clock(Some(clock));
+    pub fn with_clock<C: Clock>(mut self, clock: &'static C) -> Self {
+        self.0.hdr.set_clock(clock);
         self
     }
 
     /// Sets the deadline hook (see [`Arena::with_deadline_hook`](crate::Arena::with_deadline_hook)).
     pub fn with_deadline_hook(mut self, hook: fn(DeadlineWatch)) -> Self {
-        self.0.hdr.hook = Some(hook);
+        self.0.hdr.set_hook(hook);
         self
     }
 }

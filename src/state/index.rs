@@ -25,6 +25,12 @@ impl Slot {
         Slot(index)
     }
 
+    /// The slot whose index (or root sentinel) is `raw`, as [`index`](Slot::index) gave it.
+    #[inline(always)]
+    pub(crate) const fn from_raw(raw: u32) -> Slot {
+        Slot(raw)
+    }
+
     /// The slot's index in its arena.
     #[inline(always)]
     pub(crate) const fn index(self) -> u32 {

@@ -66,9 +66,12 @@ impl Next {
 
 impl NextWord {
     const_unless_loom! {
-        /// A free node's word, in no free stack yet (`FREE`, link `NIL`).
+        /// A never-used node's word: zero, so that an empty arena is all-zero bits (`.bss`).
+        /// It needs no `FREE`: no link ever names a slot that was never handed out (links are
+        /// written only from allocated slots, below the arena's `bump`), and allocation writes
+        /// the word before publishing the node.
         pub(crate) fn new() -> NextWord {
-            NextWord(AtomicU32::new(FREE))
+            NextWord(AtomicU32::new(0))
         }
     }
 

@@ -814,7 +814,7 @@ fn cancel_inside_register_delegates_the_drain() {
         "the delegated drain never ran"
     );
     assert_eq!(count.0.load(StdOrdering::Relaxed), 1);
-    assert!(node.wlock.is_idle(), "lock or hand-off left behind");
+    assert!(node.meta.is_idle(), "lock or hand-off left behind");
     assert!(!has_waiters(&a, c.slot));
     deregister(node, &first);
     deregister(node, &second);
