@@ -121,11 +121,18 @@ impl When {
     /// win (an observer that looked first, at that tick, would have let the deadline win: the
     /// lazy check's `now >= dl`; the first `DONE` published decides).
     #[inline]
-    fn passed(&mut self, arena: &RawArena, dl: u64) -> bool {
+    ///
+    /// The clock is user code: if reading it panics, the panic joins `panics` (resumed when the
+    /// traversal is over, as for a callback) and the cancel is taken to come first, as without
+    /// a clock — the traversal still cancels and releases the whole subtree.
+    fn passed(&mut self, arena: &RawArena, dl: u64, panics: &mut Panics) -> bool {
         if let When::Unread = *self {
-            *self = arena
-                .clock()
-                .map_or(When::NoClock, |c| When::At(c.now().ticks()));
+            *self = match arena.clock() {
+                Some(c) => panics
+                    .call(|| c.now().ticks())
+                    .map_or(When::NoClock, When::At),
+                None => When::NoClock,
+            };
         }
         match *self {
             When::At(t) => dl < t,
@@ -549,7 +556,7 @@ impl RawArena {
             self.release_node_in(c, ch, 1 + mine as u32, panics);
             return Descend::Again;
         }
-        let rec = if kind == Kind::Deadline && self.fired_first(ch, h, when) {
+        let rec = if kind == Kind::Deadline && self.fired_first(ch, h, when, panics) {
             self.deadline_rec(c)
         } else {
             cn.rec_of(h)
@@ -611,7 +618,7 @@ impl RawArena {
         panics: &mut Panics,
     ) {
         // ORDERING: Relaxed: only saves a clock read; `publish` re-reads the word with Acquire.
-        if !rn.head.load(Ordering::Relaxed).is_done() && when.passed(self, dl) {
+        if !rn.head.load(Ordering::Relaxed).is_done() && when.passed(self, dl, panics) {
             self.expire_from_in(root, dl, panics);
         }
     }
@@ -627,7 +634,7 @@ impl RawArena {
     /// [`expire_from`](RawArena::expire_from) picks the nearest owner). A parent done with
     /// `Canceled` was cancelled no later than the traversal's [`When`].
     #[inline]
-    fn fired_first(&self, ch: &Node, h: Head, when: &mut When) -> bool {
+    fn fired_first(&self, ch: &Node, h: Head, when: &mut When, panics: &mut Panics) -> bool {
         // ORDERING: Relaxed: only saves a clock read for a node already done; `publish`
         // re-reads the word with Acquire.
         if ch.head.load(Ordering::Relaxed).is_done() {
@@ -635,7 +642,7 @@ impl RawArena {
         }
         // SAFETY: the caller holds a reference on `ch`, a `Deadline` node.
         let dl = unsafe { ch.deadline() };
-        h.err() == Error::DeadlineExceeded || when.passed(self, dl)
+        h.err() == Error::DeadlineExceeded || when.passed(self, dl, panics)
     }
 
     /// Expires the deadline `dl` seen through canceller `src` (which the caller pins): cancels,

@@ -680,3 +680,50 @@ fn a_panicking_clock_leaks_no_slot_or_reference() {
     arm(false);
     assert_whole(&A, 4);
 }
+
+/// A cancel that meets a node with a deadline reads the clock (Go's timeline: did that deadline
+/// fire first?). A clock that panics there must not stop the traversal: the subtree is cancelled
+/// and every slot released, then the panic is resumed — from `cancel()` and from a `Canceler`'s
+/// drop alike.
+#[test]
+fn a_clock_panicking_inside_a_cancel_still_cancels_and_releases_everything() {
+    static CLOCK: PanicClock = PanicClock {
+        armed: AtomicBool::new(false),
+        now: AtomicUsize::new(0),
+    };
+    static A: Arena<8> = Arena::new().with_clock(&CLOCK);
+    let arm = |on| CLOCK.armed.store(on, Ordering::SeqCst);
+    for by_drop in [false, true] {
+        let Child { ctx: root, cancel } = A.background().with_cancel().unwrap();
+        let Child {
+            ctx: d,
+            cancel: _dc,
+        } = root.with_deadline(Instant::from_ticks(50)).unwrap();
+        let Child {
+            ctx: kid,
+            cancel: _kc,
+        } = d.with_cancel().unwrap();
+        let Child {
+            ctx: d2,
+            cancel: _d2c,
+        } = root.with_deadline(Instant::from_ticks(60)).unwrap();
+        assert_eq!(A.stats().live, 4);
+        let mut cancel = Some(cancel);
+        arm(true);
+        let r = if by_drop {
+            catch_unwind(AssertUnwindSafe(|| drop(cancel.take())))
+        } else {
+            catch_unwind(AssertUnwindSafe(|| cancel.as_ref().unwrap().cancel()))
+        };
+        assert_eq!(payload(r), "clock panicked");
+        arm(false);
+        // The cancel came first (the clock could not say otherwise): every context is done
+        // with `Canceled`, none with a deadline it never reached.
+        for ctx in [&root, &d, &kid, &d2] {
+            assert_eq!(ctx.err(), Some(Error::Canceled), "{ctx}");
+        }
+        drop((cancel, root, d, _dc, kid, _kc, d2, _d2c));
+        assert_eq!(A.stats().live, 0, "by_drop={by_drop}");
+    }
+    assert_whole(&A, 8);
+}
