@@ -342,9 +342,23 @@ fn deep_value_same_goroutine(c: &mut Criterion) {
         g.bench_function(format!("depth={depth}"), |b| {
             b.iter(|| black_box(black_box(&ctx).value(&MISSING)))
         });
+        // The limit of the O(1) miss: a key that some other context binds (not one on this
+        // path) is looked up by walking the chain, as in Go.
+        let elsewhere = ARENA
+            .background()
+            .with_value(&BOUND_ELSEWHERE, 1)
+            .expect("arena");
+        assert_eq!(ctx.value(&BOUND_ELSEWHERE), None);
+        g.bench_function(format!("bound_elsewhere/depth={depth}"), |b| {
+            b.iter(|| black_box(black_box(&ctx).value(&BOUND_ELSEWHERE)))
+        });
+        drop(elsewhere);
     }
     g.finish();
 }
+
+/// A key bound on a context off the `DeepValueMiss` chains.
+static BOUND_ELSEWHERE: Key<i64> = Key::new("bound elsewhere");
 
 // ---------------------------------------------------------------------------------------------
 // DeepValueMiss (not in Go's suite)

@@ -55,6 +55,9 @@ cargo +nightly miri test --test panics -- --skip timer_thread
 
 step "tests/disarm.rs and tests/owned_futures.rs (without the tokio runtime tests)"
 cargo +nightly miri test --test disarm
+# The interrupt-style canceler in a static (issue 11) and the O(1) value miss (issue 14).
+cargo +nightly miri test --test cancel_slot
+cargo +nightly miri test --test value_miss
 cargo +nightly miri test --test owned_futures -- --skip tokio_
 
 step "tests/propagate.rs (codecs, inject/extract)"

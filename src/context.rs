@@ -13,7 +13,7 @@ use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
 use crate::unwind::Panics;
-use crate::value::KeyKind;
+use crate::value::{KeyInfo, KeyKind};
 use crate::{AfterFunc, CreateError, Error};
 
 /// A context: a node of a cancellation tree, with Go's `context.Context` semantics.
@@ -607,6 +607,13 @@ impl<'a> Context<'a> {
     ) -> Result<Context<'a>, CreateError> {
         // On `ArenaFull` the value is dropped here, before anything was stored.
         let slot = self.arena.alloc_slot()?;
+        // ORDERING: Relaxed, before the Release that publishes the node (see `KeyInfo::bound`).
+        // A load first: keys are shared `static`s, so a store every time would make every
+        // `with_value` of a popular key write the same cache line.
+        let info = KeyInfo::of(key);
+        if !info.bound.load(Ordering::Relaxed) {
+            info.bound.store(true, Ordering::Relaxed);
+        }
         let mut val: Inline = MaybeUninit::uninit();
         // SAFETY: `Inline` is 16 bytes (`store` writes unaligned).
         unsafe { K::store(value, val.as_mut_ptr().cast()) };
@@ -633,6 +640,10 @@ impl<'a> Context<'a> {
     /// `Value`). Walks up the chain: no lock, no allocation, no atomic read-modify-write.
     #[inline]
     pub fn value<K: KeyKind>(&self, key: &'static K) -> Option<K::Out> {
+        // ORDERING: Relaxed: see `KeyInfo::bound` — `false` means no node on our path binds it.
+        if !KeyInfo::of(key).bound.load(Ordering::Relaxed) {
+            return None;
+        }
         let want: *const () = ptr::from_ref(key).cast();
         // Once, outside the loop: the arena's slot count is an atomic load, which the compiler
         // does not hoist.

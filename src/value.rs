@@ -12,11 +12,41 @@ use core::marker::PhantomData;
 
 use crate::node::Inline;
 
-/// The common prefix of every key type (`#[repr(C)]`), read by `Display` and `dump`.
+/// The common prefix of every key type (`#[repr(C)]`), read by `Display`, `dump` and `value`.
 #[repr(C)]
 pub(crate) struct KeyInfo {
     pub(crate) name: &'static str,
     pub(crate) type_name: fn() -> &'static str,
+    /// Whether any context was ever made with this key (monotonic: false, then true forever).
+    /// A lookup of a key never bound anywhere is then one load, whatever the depth of the
+    /// context (issue 14: `DeepValueMiss`).
+    ///
+    /// ORDERING: Relaxed on both sides. `with_value` sets it before the node that binds the key
+    /// is published (a Release), and a context reaching that node — the node itself or a
+    /// descendant — was made by, or handed over from, code that happened after that
+    /// publication; by write-read coherence its load then reads `true`. A `false` read means no
+    /// node on this context's path binds the key. (A portable-atomic `AtomicBool`, not the
+    /// `sync` shim: keys are `static`s made by a `const fn`; it is a plain byte load and store.)
+    pub(crate) bound: portable_atomic::AtomicBool,
+}
+
+impl KeyInfo {
+    /// The prefix of a key named `name` whose values are `type_name()`s.
+    pub(crate) const fn new(name: &'static str, type_name: fn() -> &'static str) -> Self {
+        KeyInfo {
+            name,
+            type_name,
+            bound: portable_atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The prefix of any key type: every key type starts with a `KeyInfo` (`#[repr(C)]`).
+    #[inline(always)]
+    pub(crate) fn of<K: crate::KeyKind>(key: &'static K) -> &'static KeyInfo {
+        // SAFETY: `KeyKind` is sealed; its implementors (`Key<T>`, `HeapKey<T>`) are
+        // `#[repr(C)]` structs whose first field is a `KeyInfo`.
+        unsafe { &*core::ptr::from_ref(key).cast::<KeyInfo>() }
+    }
 }
 
 /// What a [`Kind::HeapValue`](crate::node::Kind) node stores in its 16 inline bytes: a pointer
@@ -74,10 +104,7 @@ impl<T: 'static> Key<T> {
     /// identity.
     pub const fn new(name: &'static str) -> Self {
         Key {
-            info: KeyInfo {
-                name,
-                type_name: core::any::type_name::<T>,
-            },
+            info: KeyInfo::new(name, core::any::type_name::<T>),
             _t: PhantomData,
         }
     }

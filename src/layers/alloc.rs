@@ -33,10 +33,7 @@ impl<T: 'static> HeapKey<T> {
     /// A key whose `Display` name is `name`. Declare it in a `static`.
     pub const fn new(name: &'static str) -> Self {
         HeapKey {
-            info: KeyInfo {
-                name,
-                type_name: core::any::type_name::<T>,
-            },
+            info: KeyInfo::new(name, core::any::type_name::<T>),
             _t: PhantomData,
         }
     }
