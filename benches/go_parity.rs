@@ -357,7 +357,7 @@ fn deep_value_same_goroutine(c: &mut Criterion) {
     g.finish();
 }
 
-/// A key bound on a context off the `DeepValueMiss` chains.
+/// A key bound on a context off the `DeepValueSameGoRoutine` chains.
 static BOUND_ELSEWHERE: Key<i64> = Key::new("bound elsewhere");
 
 // ---------------------------------------------------------------------------------------------
