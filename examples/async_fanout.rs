@@ -5,12 +5,21 @@
 //! cancels. Two backends spawn their work as a task of its own with
 //! `tokio::spawn(ctx.run_until_done_owned(..))` — an owned, `'static` future that drops the
 //! work the moment the context is done; the third streams pages in a `select!` on `ctx.done()`.
-//! The handler itself waits for the first answer with `req.run_until_done(..)`, and a watcher
+//! The handler itself waits for the first answer with `fanout.run_until_done(..)`, and a watcher
 //! task spawned with `tokio::spawn(fanout.done_owned())` reports how the fan-out ended.
+//!
+//! The fan-out context is *linked* (`req.with_linked(&shutdown)`): it is also done when the
+//! server's shutdown context is, with the shutdown's cause. Each request also writes an audit
+//! record in a task that must outlive the request but not run forever: Go's
+//! `ctx, _ := WithTimeout(WithoutCancel(req), time.Second)`, spelled with `without_cancel` and a
+//! *disarmed* canceler.
 //!
 //! * Request 1: `cache` answers at 50 ms and wins; `db` and `search` are cancelled by the win.
 //! * Request 2: `cache` misses; `db` and `search` outlive the deadline and see
 //!   `context deadline exceeded`, as does the request.
+//! * Request 3: the server shuts down at 60 ms: every backend and the request stop with the
+//!   shutdown's cause, while the request's own context is left alone; the audit records of all
+//!   three requests are still written.
 //!
 //! Nothing polls the deadline: ctxtree's timer thread wakes the tasks waiting on it.
 //!
@@ -19,12 +28,14 @@
 use ctxtree::Child;
 use std::time::{Duration, Instant};
 
-use ctxtree::{CancelCause, Context, Error, HeapKey};
+use ctxtree::{CancelCause, Context, Error, HeapKey, StaticCause};
 use tokio::sync::mpsc;
 
 static REQUEST_ID: HeapKey<String> = HeapKey::new("request-id");
 
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(150);
+
+static SHUTDOWN: StaticCause = StaticCause::new("server shutting down");
 
 #[derive(Clone, Copy)]
 struct Backend {
@@ -78,7 +89,11 @@ async fn call(b: Backend, ctx: Context<'static>, start: Instant) -> (Outcome, Du
     (outcome, start.elapsed())
 }
 
-async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
+async fn handle(
+    id: &str,
+    shutdown: &Context<'static>,
+    backends: &[Backend],
+) -> Result<String, Error> {
     let start = Instant::now();
     let req = ctxtree::background()
         .with_value(&REQUEST_ID, id.to_string())
@@ -87,10 +102,27 @@ async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
         ctx: req,
         cancel: _req_cancel,
     } = req.with_timeout(REQUEST_TIMEOUT).expect("arena grows");
+    // Done when the request is (its deadline), when the server shuts down, or when the first
+    // answer cancels it; values and name from `req`.
     let Child {
         ctx: fanout,
         cancel: cancel_fanout,
-    } = req.with_cancel_cause().expect("arena grows");
+    } = req.with_linked(shutdown).expect("arena grows");
+    // The audit record: not cancelled with the request, yet bounded by its own second. Its
+    // canceler is disarmed (Go's `ctx, _ :=`): the task owns its context and ends on its own.
+    let Child {
+        ctx: audit,
+        cancel: audit_cancel,
+    } = req
+        .without_cancel()
+        .and_then(|c| c.with_timeout(Duration::from_secs(1)))
+        .expect("arena grows");
+    audit_cancel.disarm();
+    let audit_id = id.to_string();
+    let audit = tokio::spawn(audit.run_until_done_owned(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await; // the write
+        audit_id
+    }));
     println!("{id}: {fanout}");
     // Reports how the fan-out ended; it owns its handle, so it needs no borrow of `fanout`.
     let watcher = tokio::spawn(fanout.done_owned());
@@ -111,8 +143,9 @@ async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
         .collect();
     drop(tx);
 
-    // Wait for the first answer, for as long as the request lives.
-    let first = req
+    // Wait for the first answer, for as long as the fan-out lives (the request's deadline, or
+    // the server's shutdown).
+    let first = fanout
         .run_until_done(async {
             match rx.recv().await {
                 Some(answer) => answer,
@@ -141,6 +174,10 @@ async fn handle(id: &str, backends: &[Backend]) -> Result<String, Error> {
     // A background task that outlives the request would use `req.without_cancel()`; here the
     // fan-out is over, and `done()` says how.
     let how = watcher.await.expect("watcher task");
+    match audit.await.expect("audit task") {
+        Ok(written) => println!("  audit   record of {written} written"),
+        Err(e) => println!("  audit   record lost: {e}"),
+    }
     println!(
         "{id}: {} in {} ms (fan-out ended: {how})\n",
         match &result {
@@ -173,8 +210,14 @@ async fn main() {
         style,
     };
 
+    let Child {
+        ctx: shutdown,
+        cancel: stop_server,
+    } = ctxtree::background().with_cancel().expect("arena grows");
+
     let first = handle(
         "req-1",
+        &shutdown,
         &[
             backend("cache", 50, true, Style::Guarded),
             backend("db", 120, true, Style::Guarded),
@@ -186,6 +229,7 @@ async fn main() {
 
     let second = handle(
         "req-2",
+        &shutdown,
         &[
             backend("cache", 30, false, Style::Guarded),
             backend("db", 250, true, Style::Guarded),
@@ -195,8 +239,28 @@ async fn main() {
     .await;
     assert_eq!(second, Err(Error::DeadlineExceeded));
 
+    // The server shuts down 60 ms into request 3.
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(ms(60)).await;
+        println!("  -- server shutting down --");
+        stop_server.cancel_with(&SHUTDOWN);
+    });
+    let third = handle(
+        "req-3",
+        &shutdown,
+        &[
+            backend("cache", 100, true, Style::Guarded),
+            backend("db", 120, true, Style::Guarded),
+            backend("search", 400, true, Style::Streams),
+        ],
+    )
+    .await;
+    stopper.await.expect("stopper task");
+    assert_eq!(third, Err(Error::Canceled));
+    assert!(shutdown.cause().is_some_and(|c| c.is_static(&SHUTDOWN)));
+
     println!(
-        "global arena: {} live contexts after both requests",
+        "global arena: {} live context after the three requests (the shutdown context)",
         ctxtree::global_arena().stats().live
     );
 }
