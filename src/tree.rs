@@ -331,8 +331,10 @@ impl Node {
     /// Marks this node done with `rec` unless it already is (first error and first cause win;
     /// invariant #7), and wakes its waiters (every one, whatever a waker does: its panic goes to
     /// `panics`). Returns whether `rec.cause` was stored in the slot (if it was an owned heap
-    /// cause and was not, the caller must drop it).
-    #[inline]
+    /// cause and was not, the caller must drop it). Out of line on 32-bit targets (flash: three
+    /// call sites, each a compare-and-swap loop and the waiters' drain).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+    #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn publish(&self, rec: Rec, panics: &mut Panics) -> bool {
         // ORDERING: Acquire: a done word is followed by reading its cause.
         let seen = self.head.load(Ordering::Acquire);
