@@ -71,7 +71,9 @@ impl RawArena {
         self.link_node(self.node(owner), child, self.node(child))
     }
 
-    /// `link` with both nodes already looked up.
+    /// `link` with both nodes already looked up. Out of line on 32-bit targets (flash: a
+    /// compare-and-swap loop, at every constructor).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn link_node(&self, on: &Node, child: Slot, cn: &Node) -> Result<(), Closed> {
         on.head.link_front(Link::to(child), &cn.next)?;
         // Published: the hint is now "first" (invariant #8).

@@ -175,8 +175,9 @@ impl RawArena {
     }
 
     /// [`release`](RawArena::release), leaving a panic of user code run by a teardown to the
-    /// caller's accumulator (see [`crate::unwind`]).
-    #[inline]
+    /// caller's accumulator (see [`crate::unwind`]). Out of line on 32-bit targets (flash).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn release_in(&self, slot: Slot, n: u32, panics: &mut Panics) {
         self.release_node_in(slot, self.node(slot), n, panics);
     }
