@@ -380,8 +380,10 @@ impl Node {
     }
 
     /// The record a child inherits from this done canceller, whose done word (loaded with
-    /// Acquire) is `h`: the same error, and the cause, borrowed.
-    #[inline]
+    /// Acquire) is `h`: the same error, and the cause, borrowed. Out of line on 32-bit targets
+    /// (flash).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn rec_of(&self, h: Head) -> Rec {
         debug_assert!(h.is_done());
         let cause = if h.has_cause() {
