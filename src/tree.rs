@@ -400,7 +400,9 @@ impl Node {
     }
 
     /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
-    /// The caller holds a reference on it. A panic of the closure goes to `panics`.
+    /// The caller holds a reference on it. A panic of the closure goes to `panics`. Out of line
+    /// on 32-bit targets (flash).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn fire(&self, panics: &mut Panics) {
         if self.head.claim_fire() == Claim::AlreadyDone {
             return;
