@@ -19,6 +19,61 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
+/// `v` in decimal, at least `min_width` digits (zero-padded, at most 20), by hand: no
+/// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
+/// a context (flash, issue 11).
+pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize) -> fmt::Result {
+    // `u64::MAX` has 20 digits.
+    let mut buf = [b'0'; 20];
+    let min = min_width.clamp(1, buf.len());
+    let mut start = buf.len();
+    while start > 0 && (v != 0 || buf.len() - start < min) {
+        start -= 1;
+        if let Some(d) = buf.get_mut(start) {
+            *d = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+    }
+    let digits = buf.get(start..).unwrap_or_default();
+    // SAFETY: `digits` holds ASCII digits only, which are valid UTF-8.
+    f.write_str(unsafe { core::str::from_utf8_unchecked(digits) })
+}
+
+/// `d` exactly as `{:?}` prints a `Duration` without flags (`0ns`, `999µs`, `1.5s`, `100ms`):
+/// the largest unit whose whole part is not zero, and the exact fraction with its trailing
+/// zeros trimmed. By hand, without `core::fmt`'s float-like `Duration` formatting (flash).
+pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) -> fmt::Result {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    let (whole, mut frac, mut width, unit) = if secs > 0 {
+        (secs, nanos, 9, "s")
+    } else if nanos >= 1_000_000 {
+        (u64::from(nanos / 1_000_000), nanos % 1_000_000, 6, "ms")
+    } else if nanos >= 1_000 {
+        (u64::from(nanos / 1_000), nanos % 1_000, 3, "µs")
+    } else {
+        (u64::from(nanos), 0, 0, "ns")
+    };
+    write_digits(f, whole, 1)?;
+    if frac != 0 {
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        f.write_str(".")?;
+        write_digits(f, u64::from(frac), width)?;
+    }
+    f.write_str(unit)
+}
+
+/// A slot as its `Display` prints it: its index, or the root's name.
+fn write_slot(f: &mut dyn fmt::Write, s: Slot) -> fmt::Result {
+    match s {
+        Slot::BACKGROUND => f.write_str("Background"),
+        Slot::TODO => f.write_str("TODO"),
+        s => write_digits(f, u64::from(s.index()), 1),
+    }
+}
+
 fn root_name(root: Slot) -> &'static str {
     if root == Slot::TODO {
         "context.TODO"
@@ -47,26 +102,32 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
     for i in (0..depth).rev() {
         if depth > FULL && i >= TAIL {
             if i == TAIL {
-                write!(f, ".…({} more)…", depth - TAIL)?;
+                f.write_str(".…(")?;
+                write_digits(f, (depth - TAIL) as u64, 1)?;
+                f.write_str(" more)…")?;
             }
             continue;
         }
-        segment(arena, ancestor(slot, i), f)?;
+        segment(arena, ancestor(slot, i), f, true)?;
     }
     Ok(())
 }
 
-/// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`.
-fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
+/// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`;
+/// without its leading `.` if `dot` is false (a dump line).
+fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt::Result {
+    let skip = usize::from(!dot);
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
     match kind {
-        Kind::Cancel => f.write_str(".WithCancel"),
+        Kind::Cancel => f.write_str(&".WithCancel"[skip..]),
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            write!(f, ".WithDeadline(@{dl} [")?;
+            f.write_str(&".WithDeadline(@"[skip..])?;
+            write_digits(f, dl, 1)?;
+            f.write_str(" [")?;
             remaining(arena, dl, f)?;
             f.write_str("])")
         }
@@ -74,12 +135,16 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
-            write!(f, ".WithValue({}, {})", info.name, (info.type_name)())
+            f.write_str(&".WithValue("[skip..])?;
+            f.write_str(info.name)?;
+            f.write_str(", ")?;
+            f.write_str((info.type_name)())?;
+            f.write_str(")")
         }
-        Kind::WithoutCancel => f.write_str(".WithoutCancel"),
-        Kind::AfterFunc => f.write_str(".AfterFunc"),
-        Kind::Link => f.write_str(".Link"),
-        Kind::Free => f.write_str(".<free>"),
+        Kind::WithoutCancel => f.write_str(&".WithoutCancel"[skip..]),
+        Kind::AfterFunc => f.write_str(&".AfterFunc"[skip..]),
+        Kind::Link => f.write_str(&".Link"[skip..]),
+        Kind::Free => f.write_str(&".<free>"[skip..]),
     }
 }
 
@@ -89,9 +154,10 @@ fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
         Some(c) => {
             let now = c.now().ticks();
             if now <= dl {
-                write!(f, "{:?}", c.duration_of(dl - now))
+                write_duration(f, c.duration_of(dl - now))
             } else {
-                write!(f, "-{:?}", c.duration_of(now - dl))
+                f.write_str("-")?;
+                write_duration(f, c.duration_of(now - dl))
             }
         }
         None => f.write_str("no clock"),
@@ -127,7 +193,10 @@ impl RawArena {
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
         self.walk(|step| match step {
-            Step::Root(root) => writeln!(w, "{}", root_name(root)),
+            Step::Root(root) => {
+                w.write_str(root_name(root))?;
+                w.write_str("\n")
+            }
             Step::Node(s, depth) => self.line(s, depth, w),
         })
     }
@@ -207,11 +276,13 @@ impl RawArena {
             w.write_str("  ")?;
         }
         if depth > 40 {
-            write!(w, "(depth {depth}) ")?;
+            w.write_str("(depth ")?;
+            write_digits(w, depth as u64, 1)?;
+            w.write_str(") ")?;
         }
-        let mut name = heapless::String::<96>::new();
-        let _ = segment(self, s, &mut name);
-        write!(w, "{} #{s}", name.trim_start_matches('.'))?;
+        segment(self, s, w, false)?;
+        w.write_str(" #")?;
+        write_slot(w, s)?;
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
@@ -226,7 +297,9 @@ impl RawArena {
                 // SAFETY: a held canceller node.
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
-                    write!(w, " deadline=@{dl} (inherited)")?;
+                    w.write_str(" deadline=@")?;
+                    write_digits(w, dl, 1)?;
+                    w.write_str(" (inherited)")?;
                 }
                 if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
