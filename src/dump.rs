@@ -21,18 +21,20 @@ const TAIL: usize = 32;
 
 /// `v` in decimal, at least `min_width` digits (zero-padded, at most 20), by hand: no
 /// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
-/// a context (flash, issue 11).
+/// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
+#[inline(never)]
 pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize) -> fmt::Result {
     // `u64::MAX` has 20 digits.
-    let mut buf = [b'0'; 20];
+    let mut buf = [0u8; 20];
     let min = min_width.clamp(1, buf.len());
     let mut start = buf.len();
     while start > 0 && (v != 0 || buf.len() - start < min) {
         start -= 1;
+        let q = crate::time::div_10(v);
         if let Some(d) = buf.get_mut(start) {
-            *d = b'0' + (v % 10) as u8;
+            *d = b'0' + (v - q * 10) as u8;
         }
-        v /= 10;
+        v = q;
     }
     let digits = buf.get(start..).unwrap_or_default();
     // SAFETY: `digits` holds ASCII digits only, which are valid UTF-8.
@@ -116,16 +118,18 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
 /// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`;
 /// without its leading `.` if `dot` is false (a dump line).
 fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt::Result {
-    let skip = usize::from(!dot);
+    if dot {
+        f.write_str(".")?;
+    }
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
     match kind {
-        Kind::Cancel => f.write_str(&".WithCancel"[skip..]),
+        Kind::Cancel => f.write_str("WithCancel"),
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            f.write_str(&".WithDeadline(@"[skip..])?;
+            f.write_str("WithDeadline(@")?;
             write_digits(f, dl, 1)?;
             f.write_str(" [")?;
             remaining(arena, dl, f)?;
@@ -135,16 +139,16 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt:
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
-            f.write_str(&".WithValue("[skip..])?;
+            f.write_str("WithValue(")?;
             f.write_str(info.name)?;
             f.write_str(", ")?;
             f.write_str((info.type_name)())?;
             f.write_str(")")
         }
-        Kind::WithoutCancel => f.write_str(&".WithoutCancel"[skip..]),
-        Kind::AfterFunc => f.write_str(&".AfterFunc"[skip..]),
-        Kind::Link => f.write_str(&".Link"[skip..]),
-        Kind::Free => f.write_str(&".<free>"[skip..]),
+        Kind::WithoutCancel => f.write_str("WithoutCancel"),
+        Kind::AfterFunc => f.write_str("AfterFunc"),
+        Kind::Link => f.write_str("Link"),
+        Kind::Free => f.write_str("<free>"),
     }
 }
 
