@@ -5,6 +5,7 @@
 //! slot or show a freed node as live.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::Error;
 use crate::arena::RawArena;
@@ -24,21 +25,27 @@ const TAIL: usize = 32;
 /// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
 #[inline(never)]
 pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize) -> fmt::Result {
-    // `u64::MAX` has 20 digits.
-    let mut buf = [0u8; 20];
+    // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
+    let mut buf = [MaybeUninit::<u8>::uninit(); 20];
     let min = min_width.clamp(1, buf.len());
     let mut start = buf.len();
     while start > 0 && (v != 0 || buf.len() - start < min) {
         start -= 1;
         let q = crate::time::div_10(v);
         if let Some(d) = buf.get_mut(start) {
-            *d = b'0' + (v - q * 10) as u8;
+            *d = MaybeUninit::new(b'0' + (v - q * 10) as u8);
         }
         v = q;
     }
     let digits = buf.get(start..).unwrap_or_default();
-    // SAFETY: `digits` holds ASCII digits only, which are valid UTF-8.
-    f.write_str(unsafe { core::str::from_utf8_unchecked(digits) })
+    // SAFETY: `buf[start..]` was written in the loop above (every index from `start` up to the
+    // end, once each), and holds ASCII digits only, which are valid UTF-8.
+    f.write_str(unsafe {
+        core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+            digits.as_ptr().cast::<u8>(),
+            digits.len(),
+        ))
+    })
 }
 
 /// `d` exactly as `{:?}` prints a `Duration` without flags (`0ns`, `999µs`, `1.5s`, `100ms`):
@@ -308,8 +315,10 @@ impl RawArena {
                 if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
+                    w.write_str(" cause=\"")?;
                     // SAFETY: the slot's referent is alive while the node is (held).
-                    write!(w, " cause=\"{}\"", unsafe { cause::decode(p) })?;
+                    unsafe { cause::decode(p) }.write_to(w)?;
+                    w.write_str("\"")?;
                 }
             }
             Kind::AfterFunc | Kind::Link => {
