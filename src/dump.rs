@@ -374,3 +374,67 @@ impl fmt::Display for Tree<'_> {
         self.0.dump(f)
     }
 }
+
+#[cfg(all(test, not(ctxtree_loom)))]
+mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::String;
+
+    use core::time::Duration;
+
+    use super::{write_digits, write_duration};
+
+    #[test]
+    fn digits_match_display() {
+        let edges = [0, 1, 9, 10, 99, 100, 101, 1_000_000_007, u64::MAX, u64::MAX - 1, 1 << 32];
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let random = (0..2_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        });
+        for v in edges.into_iter().chain(random) {
+            for width in [0, 1, 3, 9, 20, 25] {
+                let mut s = String::new();
+                write_digits(&mut s, v, width).unwrap();
+                assert_eq!(s, format!("{v:0width$}", width = width.min(20)), "{v} {width}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_match_debug() {
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        let random = (0..2_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::new(x >> (x % 64), (x % 1_000_000_000) as u32)
+        });
+        let edges = [
+            Duration::ZERO,
+            Duration::MAX,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999),
+            Duration::from_nanos(1_000),
+            Duration::from_nanos(1_001),
+            Duration::from_nanos(1_010),
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1),
+            Duration::from_micros(1_500),
+            Duration::from_nanos(999_999_999),
+            Duration::from_secs(1),
+            Duration::from_millis(1_500),
+            Duration::new(3, 1),
+            Duration::new(u64::MAX, 0),
+        ];
+        let small = (0..2_000u64).map(|i| Duration::from_nanos(i * i * i * 7));
+        for d in edges.into_iter().chain(random).chain(small) {
+            let mut s = String::new();
+            write_duration(&mut s, d).unwrap();
+            assert_eq!(s, format!("{d:?}"));
+        }
+    }
+}
