@@ -255,7 +255,9 @@ pub(crate) fn duration_of(tps: u64, ticks: u64) -> Duration {
         Some(p) => div_rem(p, tps).0,
         None => fraction_digits(rest, tps),
     };
-    Duration::new(secs, nanos as u32)
+    // `nanos < 10⁹` already; the `min` tells the compiler so, which drops `Duration::new`'s
+    // carry into the seconds and its overflow panic.
+    Duration::new(secs, (nanos as u32).min(999_999_999))
 }
 
 /// `⌊rest · 10⁹ / tps⌋` for `rest < tps`, exactly and without overflow: the first nine decimal
@@ -325,19 +327,21 @@ pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
 /// [`div_rem`]'s 32-bit form.
 #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
 fn div_rem_by_shifts(n: u64, d: u64) -> (u64, u64) {
-    let (mut q, mut r) = (0u64, 0u64);
-    for i in (0..64).rev() {
+    // `n`'s bits move into `r` from the top while the quotient's bits fill `n` from the bottom.
+    let (mut n, mut r) = (n, 0u64);
+    for _ in 0..64 {
         // `r < d` before the shift; `carry` is the bit shifted out of `r`, so the true
         // remainder is `carry · 2⁶⁴ + r`, which is `≥ d` whenever `carry` is set (and then
         // `r - d` wraps to the true difference, below `d`).
         let carry = r >> 63;
-        r = (r << 1) | ((n >> i) & 1);
+        r = (r << 1) | (n >> 63);
+        n <<= 1;
         if carry != 0 || r >= d {
             r = r.wrapping_sub(d);
-            q |= 1 << i;
+            n |= 1;
         }
     }
-    (q, r)
+    (n, r)
 }
 
 /// The high 64 bits of the 128-bit product `a · b`, from four 32 × 32 → 64-bit products.
