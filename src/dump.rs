@@ -55,12 +55,16 @@ pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) ->
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
     let (whole, mut frac, mut width, unit) = if secs > 0 {
         (secs, nanos, 9, "s")
-    } else if nanos >= 1_000_000 {
-        (u64::from(nanos / 1_000_000), nanos % 1_000_000, 6, "ms")
-    } else if nanos >= 1_000 {
-        (u64::from(nanos / 1_000), nanos % 1_000, 3, "µs")
     } else {
-        (u64::from(nanos), 0, 0, "ns")
+        // One division by the unit's size rather than one per unit (flash).
+        let (scale, width, unit) = if nanos >= 1_000_000 {
+            (1_000_000, 6, "ms")
+        } else if nanos >= 1_000 {
+            (1_000, 3, "µs")
+        } else {
+            (1, 0, "ns")
+        };
+        (u64::from(nanos / scale), nanos % scale, width, unit)
     };
     write_digits(f, whole, 1)?;
     if frac != 0 {
@@ -131,12 +135,20 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt:
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
+    // The name first, then the arguments: one `write_str` for every kind (flash).
+    f.write_str(match kind {
+        Kind::Cancel => "WithCancel",
+        Kind::Deadline => "WithDeadline(@",
+        Kind::Value | Kind::HeapValue => "WithValue(",
+        Kind::WithoutCancel => "WithoutCancel",
+        Kind::AfterFunc => "AfterFunc",
+        Kind::Link => "Link",
+        Kind::Free => "<free>",
+    })?;
     match kind {
-        Kind::Cancel => f.write_str("WithCancel"),
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            f.write_str("WithDeadline(@")?;
             write_digits(f, dl, 1)?;
             f.write_str(" [")?;
             remaining(arena, dl, f)?;
@@ -146,16 +158,12 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt:
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
-            f.write_str("WithValue(")?;
             f.write_str(info.name)?;
             f.write_str(", ")?;
             f.write_str((info.type_name)())?;
             f.write_str(")")
         }
-        Kind::WithoutCancel => f.write_str("WithoutCancel"),
-        Kind::AfterFunc => f.write_str("AfterFunc"),
-        Kind::Link => f.write_str("Link"),
-        Kind::Free => f.write_str("<free>"),
+        _ => Ok(()),
     }
 }
 
