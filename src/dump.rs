@@ -78,15 +78,6 @@ pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) ->
     f.write_str(unit)
 }
 
-/// A slot as its `Display` prints it: its index, or the root's name.
-fn write_slot(f: &mut dyn fmt::Write, s: Slot) -> fmt::Result {
-    match s {
-        Slot::BACKGROUND => f.write_str("Background"),
-        Slot::TODO => f.write_str("TODO"),
-        s => write_digits(f, u64::from(s.index()), 1),
-    }
-}
-
 fn root_name(root: Slot) -> &'static str {
     if root == Slot::TODO {
         "context.TODO"
@@ -301,7 +292,8 @@ impl RawArena {
         }
         segment(self, s, w, false)?;
         w.write_str(" #")?;
-        write_slot(w, s)?;
+        // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
+        write_digits(w, u64::from(s.index()), 1)?;
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
