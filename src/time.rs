@@ -249,11 +249,16 @@ pub(crate) fn ticks_for(tps: u64, d: Duration) -> u64 {
 pub(crate) fn duration_of(tps: u64, ticks: u64) -> Duration {
     let tps = tps.max(1);
     let (secs, rest) = div_rem(ticks, tps);
-    // `rest < tps`, so `rest · 10⁹ / tps < 10⁹`. `rest · 10⁹` overflows a `u64` only for
-    // clocks above 18 GHz: then the fraction `rest / tps` is expanded digit by digit instead.
-    let nanos = match rest.checked_mul(NANOS_PER_SEC) {
-        Some(p) => div_rem(p, tps).0,
-        None => fraction_digits(rest, tps),
+    // `rest < tps`, so `rest · 10⁹ / tps < 10⁹`.
+    let nanos = if cfg!(target_pointer_width = "64") {
+        // `rest · 10⁹` overflows a `u64` only for clocks above 18 GHz: then the fraction
+        // `rest / tps` is expanded digit by digit instead.
+        match rest.checked_mul(NANOS_PER_SEC) {
+            Some(p) => p / tps,
+            None => fraction_digits(rest, tps),
+        }
+    } else {
+        nanos_by_shifts(rest, tps)
     };
     // `nanos < 10⁹` already; the `min` tells the compiler so, which drops `Duration::new`'s
     // carry into the seconds and its overflow panic.
@@ -325,10 +330,32 @@ pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
 }
 
 /// [`div_rem`]'s 32-bit form.
-#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+#[inline]
 fn div_rem_by_shifts(n: u64, d: u64) -> (u64, u64) {
-    // `n`'s bits move into `r` from the top while the quotient's bits fill `n` from the bottom.
-    let (mut n, mut r) = (n, 0u64);
+    div_wide(0, n, d)
+}
+
+/// [`duration_of`]'s fraction on 32-bit targets: `⌊rest · 10⁹ / tps⌋` for `rest < tps`, exact
+/// for every clock, by one long division of the 94-bit product (no digit-by-digit expansion
+/// for clocks above 18 GHz, and no second division routine).
+#[inline]
+fn nanos_by_shifts(rest: u64, tps: u64) -> u64 {
+    div_wide(
+        mul_hi(rest, NANOS_PER_SEC),
+        rest.wrapping_mul(NANOS_PER_SEC),
+        tps,
+    )
+    .0
+}
+
+/// `(⌊(hi · 2⁶⁴ + lo) / d⌋, remainder)` for `hi < d` (the quotient then fits a `u64`), by
+/// binary long division: 64 shift-and-subtract steps.
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+fn div_wide(hi: u64, lo: u64, d: u64) -> (u64, u64) {
+    debug_assert!(hi < d);
+    // `lo`'s bits move into `r` from the top while the quotient's bits fill `n` from the
+    // bottom.
+    let (mut n, mut r) = (lo, hi);
     for _ in 0..64 {
         // `r < d` before the shift; `carry` is the bit shifted out of `r`, so the true
         // remainder is `carry · 2⁶⁴ + r`, which is `≥ d` whenever `carry` is set (and then
@@ -534,6 +561,14 @@ mod tests {
                 assert_eq!(ticks_for(tps, d), ticks_ref(tps, d), "tps {tps}, {d:?}");
                 for t in [x, x >> 32, x >> 50, x % tps.max(1)] {
                     assert_eq!(duration_of(tps, t), duration_ref(tps, t), "tps {tps}, {t}");
+                    // The 32-bit targets' fraction, for every clock (18 GHz and above too).
+                    let rest = t % tps.max(1);
+                    let want = u128::from(rest) * 1_000_000_000 / u128::from(tps.max(1));
+                    assert_eq!(
+                        u128::from(nanos_by_shifts(rest, tps.max(1))),
+                        want,
+                        "tps {tps}, {rest}"
+                    );
                 }
             }
         }
