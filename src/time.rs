@@ -291,8 +291,10 @@ fn fraction_digits(mut rest: u64, tps: u64) -> u64 {
 /// `x / 10⁹`, by a multiplication and shifts rather than a 64-bit division (a library call of
 /// about a kilobyte on 32-bit targets): `⌊x / 10⁹⌋ = ⌊⌊x / 2⁹⌋ · M / 2⁷⁵⌋` with
 /// `M = ⌈2⁷⁵ / 5⁹⌉ = 0x44B8_2FA0_9B5A_53` for every `u64` `x` (the constant compilers use; tested
-/// against `u128` division at the edges and on random values).
-#[inline]
+/// against `u128` division at the edges and on random values). Out of line on 32-bit targets
+/// (flash: [`ticks_for`] calls it twice).
+#[cfg_attr(target_pointer_width = "64", inline)]
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
 pub(crate) const fn div_1e9(x: u64) -> u64 {
     mul_hi(x >> 9, 0x0044_B82F_A09B_5A53) >> 11
 }
