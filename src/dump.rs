@@ -387,7 +387,19 @@ mod tests {
 
     #[test]
     fn digits_match_display() {
-        let edges = [0, 1, 9, 10, 99, 100, 101, 1_000_000_007, u64::MAX, u64::MAX - 1, 1 << 32];
+        let edges = [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            1_000_000_007,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 32,
+        ];
         let mut x = 0x9E37_79B9_7F4A_7C15_u64;
         let random = (0..2_000).map(|_| {
             x ^= x << 13;
@@ -399,7 +411,11 @@ mod tests {
             for width in [0, 1, 3, 9, 20, 25] {
                 let mut s = String::new();
                 write_digits(&mut s, v, width).unwrap();
-                assert_eq!(s, format!("{v:0width$}", width = width.min(20)), "{v} {width}");
+                assert_eq!(
+                    s,
+                    format!("{v:0width$}", width = width.min(20)),
+                    "{v} {width}"
+                );
             }
         }
     }

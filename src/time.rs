@@ -483,16 +483,29 @@ mod tests {
 
     #[test]
     fn div_10_and_div_rem_match_division() {
-        let edges = [0, 1, 9, 10, 11, 99, 100, u64::MAX, u64::MAX - 1, 1 << 63, (1 << 63) - 1];
+        let edges = [
+            0,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) - 1,
+        ];
         let n = if cfg!(miri) { 200 } else { 100_000 };
         for x in edges.into_iter().chain(values(0x2545_F491_4F6C_DD1D, n)) {
             assert_eq!(div_10_by_mul(x), x / 10, "x = {x}");
             assert_eq!(div_10(x), x / 10, "x = {x}");
-            for d in edges
-                .into_iter()
-                .chain(values(x | 1, 4))
-                .chain([x >> 33, x >> 1, 1_000_000, 32_768])
-            {
+            for d in edges.into_iter().chain(values(x | 1, 4)).chain([
+                x >> 33,
+                x >> 1,
+                1_000_000,
+                32_768,
+            ]) {
                 let d = d.max(1);
                 assert_eq!(div_rem_by_shifts(x, d), (x / d, x % d), "{x} / {d}");
                 assert_eq!(div_rem(x, d), (x / d, x % d), "{x} / {d}");
