@@ -103,15 +103,14 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         s = unsafe { arena.node(s).parent() };
     }
     f.write_str(root_name(s))?;
-    for i in (0..depth).rev() {
-        if depth > FULL && i >= TAIL {
-            if i == TAIL {
-                f.write_str(".…(")?;
-                write_digits(f, (depth - TAIL) as u64, 1)?;
-                f.write_str(" more)…")?;
-            }
-            continue;
-        }
+    let mut shown = depth;
+    if depth > FULL {
+        f.write_str(".…(")?;
+        write_digits(f, (depth - TAIL) as u64, 1)?;
+        f.write_str(" more)…")?;
+        shown = TAIL;
+    }
+    for i in (0..shown).rev() {
         segment(arena, ancestor(slot, i), f, true)?;
     }
     Ok(())
@@ -163,12 +162,13 @@ fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
     match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
-            if now <= dl {
-                write_duration(f, c.duration_of(dl - now))
+            let (sign, left) = if now <= dl {
+                ("", dl - now)
             } else {
-                f.write_str("-")?;
-                write_duration(f, c.duration_of(now - dl))
-            }
+                ("-", now - dl)
+            };
+            f.write_str(sign)?;
+            write_duration(f, c.duration_of(left))
         }
         None => f.write_str("no clock"),
     }
