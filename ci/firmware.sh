@@ -10,9 +10,10 @@
 #   core API, halting panic handler   <= FLASH_BUDGET (bytes)
 #   with panic-semihosting             <= that + 512 (no panic path reachable: measured + 0)
 #   with Display and dump              <= that + FMT_EXTRA
-# The budgets are the figures measured when this gate was written (6,772 B and +8,448 B), plus a
-# few percent, so that flash only shrinks. Issue 11's targets, 4,096 B and +3,072 B, are not met
-# yet and are printed beside them. The other targets and opt-level "z" are printed, not gated.
+# The budgets are the figures last measured (6,012 B and +3,176 B; when this gate was written,
+# 6,772 B and +8,448 B), plus a few percent, so that flash only shrinks. Issue 11's targets,
+# 4,096 B and +3,072 B, are not met yet and are printed beside them. The other targets and
+# opt-level "z" are printed, not gated.
 #
 # QEMU comes from Debian's qemu-system-arm: `apt-get install` when that works, else the debs
 # are downloaded and unpacked with dpkg -x into target/qemu (idempotent: reused when present).
@@ -22,9 +23,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 start=$SECONDS
-FLASH_BUDGET=${FLASH_BUDGET:-7168}
+FLASH_BUDGET=${FLASH_BUDGET:-6144}
 SEMIHOSTING_EXTRA=512
-FMT_EXTRA=${FMT_EXTRA:-8800}
+FMT_EXTRA=${FMT_EXTRA:-3328}
 TARGET_CORE=4096
 TARGET_FMT=3072
 

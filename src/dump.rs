@@ -5,6 +5,7 @@
 //! slot or show a freed node as live.
 
 use core::fmt;
+use core::mem::MaybeUninit;
 
 use crate::Error;
 use crate::arena::RawArena;
@@ -18,6 +19,64 @@ use crate::value::KeyInfo;
 /// Chains deeper than this print their root, a count, and their last [`TAIL`] links.
 const FULL: usize = 64;
 const TAIL: usize = 32;
+
+/// `v` in decimal, at least `min_width` digits (zero-padded, at most 20), by hand: no
+/// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
+/// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
+#[inline(never)]
+pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize) -> fmt::Result {
+    // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
+    let mut buf = [MaybeUninit::<u8>::uninit(); 20];
+    let min = min_width.clamp(1, buf.len());
+    let mut start = buf.len();
+    while start > 0 && (v != 0 || buf.len() - start < min) {
+        start -= 1;
+        let q = crate::time::div_10(v);
+        if let Some(d) = buf.get_mut(start) {
+            *d = MaybeUninit::new(b'0' + (v - q * 10) as u8);
+        }
+        v = q;
+    }
+    let digits = buf.get(start..).unwrap_or_default();
+    // SAFETY: `buf[start..]` was written in the loop above (every index from `start` up to the
+    // end, once each), and holds ASCII digits only, which are valid UTF-8.
+    f.write_str(unsafe {
+        core::str::from_utf8_unchecked(core::slice::from_raw_parts(
+            digits.as_ptr().cast::<u8>(),
+            digits.len(),
+        ))
+    })
+}
+
+/// `d` exactly as `{:?}` prints a `Duration` without flags (`0ns`, `999µs`, `1.5s`, `100ms`):
+/// the largest unit whose whole part is not zero, and the exact fraction with its trailing
+/// zeros trimmed. By hand, without `core::fmt`'s float-like `Duration` formatting (flash).
+pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) -> fmt::Result {
+    let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
+    let (whole, mut frac, mut width, unit) = if secs > 0 {
+        (secs, nanos, 9, "s")
+    } else {
+        // One division by the unit's size rather than one per unit (flash).
+        let (scale, width, unit) = if nanos >= 1_000_000 {
+            (1_000_000, 6, "ms")
+        } else if nanos >= 1_000 {
+            (1_000, 3, "µs")
+        } else {
+            (1, 0, "ns")
+        };
+        (u64::from(nanos / scale), nanos % scale, width, unit)
+    };
+    write_digits(f, whole, 1)?;
+    if frac != 0 {
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        f.write_str(".")?;
+        write_digits(f, u64::from(frac), width)?;
+    }
+    f.write_str(unit)
+}
 
 fn root_name(root: Slot) -> &'static str {
     if root == Slot::TODO {
@@ -44,29 +103,44 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         s = unsafe { arena.node(s).parent() };
     }
     f.write_str(root_name(s))?;
-    for i in (0..depth).rev() {
-        if depth > FULL && i >= TAIL {
-            if i == TAIL {
-                write!(f, ".…({} more)…", depth - TAIL)?;
-            }
-            continue;
-        }
-        segment(arena, ancestor(slot, i), f)?;
+    let mut shown = depth;
+    if depth > FULL {
+        f.write_str(".…(")?;
+        write_digits(f, (depth - TAIL) as u64, 1)?;
+        f.write_str(" more)…")?;
+        shown = TAIL;
+    }
+    for i in (0..shown).rev() {
+        segment(arena, ancestor(slot, i), f, true)?;
     }
     Ok(())
 }
 
-/// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`.
-fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
+/// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`;
+/// without its leading `.` if `dot` is false (a dump line).
+fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt::Result {
+    if dot {
+        f.write_str(".")?;
+    }
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
+    // The name first, then the arguments: one `write_str` for every kind (flash).
+    f.write_str(match kind {
+        Kind::Cancel => "WithCancel",
+        Kind::Deadline => "WithDeadline(@",
+        Kind::Value | Kind::HeapValue => "WithValue(",
+        Kind::WithoutCancel => "WithoutCancel",
+        Kind::AfterFunc => "AfterFunc",
+        Kind::Link => "Link",
+        Kind::Free => "<free>",
+    })?;
     match kind {
-        Kind::Cancel => f.write_str(".WithCancel"),
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            write!(f, ".WithDeadline(@{dl} [")?;
+            write_digits(f, dl, 1)?;
+            f.write_str(" [")?;
             remaining(arena, dl, f)?;
             f.write_str("])")
         }
@@ -74,12 +148,12 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
-            write!(f, ".WithValue({}, {})", info.name, (info.type_name)())
+            f.write_str(info.name)?;
+            f.write_str(", ")?;
+            f.write_str((info.type_name)())?;
+            f.write_str(")")
         }
-        Kind::WithoutCancel => f.write_str(".WithoutCancel"),
-        Kind::AfterFunc => f.write_str(".AfterFunc"),
-        Kind::Link => f.write_str(".Link"),
-        Kind::Free => f.write_str(".<free>"),
+        _ => Ok(()),
     }
 }
 
@@ -88,11 +162,13 @@ fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
     match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
-            if now <= dl {
-                write!(f, "{:?}", c.duration_of(dl - now))
+            let (sign, left) = if now <= dl {
+                ("", dl - now)
             } else {
-                write!(f, "-{:?}", c.duration_of(now - dl))
-            }
+                ("-", now - dl)
+            };
+            f.write_str(sign)?;
+            write_duration(f, c.duration_of(left))
         }
         None => f.write_str("no clock"),
     }
@@ -127,7 +203,10 @@ impl RawArena {
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
         self.walk(|step| match step {
-            Step::Root(root) => writeln!(w, "{}", root_name(root)),
+            Step::Root(root) => {
+                w.write_str(root_name(root))?;
+                w.write_str("\n")
+            }
             Step::Node(s, depth) => self.line(s, depth, w),
         })
     }
@@ -207,11 +286,14 @@ impl RawArena {
             w.write_str("  ")?;
         }
         if depth > 40 {
-            write!(w, "(depth {depth}) ")?;
+            w.write_str("(depth ")?;
+            write_digits(w, depth as u64, 1)?;
+            w.write_str(") ")?;
         }
-        let mut name = heapless::String::<96>::new();
-        let _ = segment(self, s, &mut name);
-        write!(w, "{} #{s}", name.trim_start_matches('.'))?;
+        segment(self, s, w, false)?;
+        w.write_str(" #")?;
+        // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
+        write_digits(w, u64::from(s.index()), 1)?;
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
@@ -226,13 +308,17 @@ impl RawArena {
                 // SAFETY: a held canceller node.
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
-                    write!(w, " deadline=@{dl} (inherited)")?;
+                    w.write_str(" deadline=@")?;
+                    write_digits(w, dl, 1)?;
+                    w.write_str(" (inherited)")?;
                 }
                 if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
+                    w.write_str(" cause=\"")?;
                     // SAFETY: the slot's referent is alive while the node is (held).
-                    write!(w, " cause=\"{}\"", unsafe { cause::decode(p) })?;
+                    unsafe { cause::decode(p) }.write_to(w)?;
+                    w.write_str("\"")?;
                 }
             }
             Kind::AfterFunc | Kind::Link => {
@@ -286,5 +372,85 @@ pub struct Tree<'a>(&'a RawArena);
 impl fmt::Display for Tree<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.dump(f)
+    }
+}
+
+#[cfg(all(test, not(ctxtree_loom)))]
+mod tests {
+    extern crate std;
+    use std::format;
+    use std::string::String;
+
+    use core::time::Duration;
+
+    use super::{write_digits, write_duration};
+
+    #[test]
+    fn digits_match_display() {
+        let edges = [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            1_000_000_007,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 32,
+        ];
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let random = (0..2_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x >> (x % 64)
+        });
+        for v in edges.into_iter().chain(random) {
+            for width in [0, 1, 3, 9, 20, 25] {
+                let mut s = String::new();
+                write_digits(&mut s, v, width).unwrap();
+                assert_eq!(
+                    s,
+                    format!("{v:0width$}", width = width.min(20)),
+                    "{v} {width}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn durations_match_debug() {
+        let mut x = 0x2545_F491_4F6C_DD1D_u64;
+        let random = (0..2_000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::new(x >> (x % 64), (x % 1_000_000_000) as u32)
+        });
+        let edges = [
+            Duration::ZERO,
+            Duration::MAX,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999),
+            Duration::from_nanos(1_000),
+            Duration::from_nanos(1_001),
+            Duration::from_nanos(1_010),
+            Duration::from_nanos(999_999),
+            Duration::from_millis(1),
+            Duration::from_micros(1_500),
+            Duration::from_nanos(999_999_999),
+            Duration::from_secs(1),
+            Duration::from_millis(1_500),
+            Duration::new(3, 1),
+            Duration::new(u64::MAX, 0),
+        ];
+        let small = (0..2_000u64).map(|i| Duration::from_nanos(i * i * i * 7));
+        for d in edges.into_iter().chain(random).chain(small) {
+            let mut s = String::new();
+            write_duration(&mut s, d).unwrap();
+            assert_eq!(s, format!("{d:?}"));
+        }
     }
 }

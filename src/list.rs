@@ -71,7 +71,9 @@ impl RawArena {
         self.link_node(self.node(owner), child, self.node(child))
     }
 
-    /// `link` with both nodes already looked up.
+    /// `link` with both nodes already looked up. Out of line on 32-bit targets (flash: a
+    /// compare-and-swap loop, at every constructor).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn link_node(&self, on: &Node, child: Slot, cn: &Node) -> Result<(), Closed> {
         on.head.link_front(Link::to(child), &cn.next)?;
         // Published: the hint is now "first" (invariant #8).
@@ -101,8 +103,10 @@ impl RawArena {
     /// [`unlink_in`](RawArena::unlink_in) with both nodes already looked up.
     ///
     /// The fast path (mark, then `c` is the first child: two compare-and-swaps) is inlined into
-    /// the callers — every step of a post-order cancel takes it; the rest is out of line.
-    #[inline]
+    /// the callers — every step of a post-order cancel takes it; the rest is out of line. On
+    /// 32-bit targets the whole is out of line (flash: the cancel walk alone has three call sites).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+    #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn unlink_node(&self, on: &Node, c: Slot, cn: &Node, panics: &mut Panics) -> bool {
         let Mark::Marked(marked) = cn.next.mark() else {
             return false;

@@ -248,14 +248,21 @@ pub(crate) fn ticks_for(tps: u64, d: Duration) -> u64 {
 /// `ticks` of a clock of `tps` ticks per second as a `Duration`, saturating (rounded down).
 pub(crate) fn duration_of(tps: u64, ticks: u64) -> Duration {
     let tps = tps.max(1);
-    let (secs, rest) = (ticks / tps, ticks % tps);
-    // `rest < tps`, so `rest · 10⁹ / tps < 10⁹`. `rest · 10⁹` overflows a `u64` only for
-    // clocks above 18 GHz: then the fraction `rest / tps` is expanded digit by digit instead.
-    let nanos = match rest.checked_mul(NANOS_PER_SEC) {
-        Some(p) => p / tps,
-        None => fraction_digits(rest, tps),
+    let (secs, rest) = div_rem(ticks, tps);
+    // `rest < tps`, so `rest · 10⁹ / tps < 10⁹`.
+    let nanos = if cfg!(target_pointer_width = "64") {
+        // `rest · 10⁹` overflows a `u64` only for clocks above 18 GHz: then the fraction
+        // `rest / tps` is expanded digit by digit instead.
+        match rest.checked_mul(NANOS_PER_SEC) {
+            Some(p) => p / tps,
+            None => fraction_digits(rest, tps),
+        }
+    } else {
+        nanos_by_shifts(rest, tps)
     };
-    Duration::new(secs, nanos as u32)
+    // `nanos < 10⁹` already; the `min` tells the compiler so, which drops `Duration::new`'s
+    // carry into the seconds and its overflow panic.
+    Duration::new(secs, (nanos as u32).min(999_999_999))
 }
 
 /// `⌊rest · 10⁹ / tps⌋` for `rest < tps`, exactly and without overflow: the first nine decimal
@@ -284,10 +291,86 @@ fn fraction_digits(mut rest: u64, tps: u64) -> u64 {
 /// `x / 10⁹`, by a multiplication and shifts rather than a 64-bit division (a library call of
 /// about a kilobyte on 32-bit targets): `⌊x / 10⁹⌋ = ⌊⌊x / 2⁹⌋ · M / 2⁷⁵⌋` with
 /// `M = ⌈2⁷⁵ / 5⁹⌉ = 0x44B8_2FA0_9B5A_53` for every `u64` `x` (the constant compilers use; tested
-/// against `u128` division at the edges and on random values).
-#[inline]
+/// against `u128` division at the edges and on random values). Out of line on 32-bit targets
+/// (flash: [`ticks_for`] calls it twice).
+#[cfg_attr(target_pointer_width = "64", inline)]
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
 pub(crate) const fn div_1e9(x: u64) -> u64 {
     mul_hi(x >> 9, 0x0044_B82F_A09B_5A53) >> 11
+}
+
+/// `x / 10`: on 32-bit targets by a multiplication and a shift (`⌊x · M / 2⁶⁷⌋` with
+/// `M = ⌈2⁶⁷ / 10⌉ = 0xCCCC_CCCC_CCCC_CCCD`, exact for every `u64`), so that printing a
+/// number in a firmware needs no 64-bit division routine (flash); elsewhere the compiler's own
+/// (the same multiplication).
+#[inline]
+pub(crate) fn div_10(x: u64) -> u64 {
+    if cfg!(target_pointer_width = "64") {
+        x / 10
+    } else {
+        div_10_by_mul(x)
+    }
+}
+
+/// [`div_10`]'s 32-bit form.
+#[inline]
+const fn div_10_by_mul(x: u64) -> u64 {
+    mul_hi(x, 0xCCCC_CCCC_CCCC_CCCD) >> 3
+}
+
+/// `(n / d, n % d)` for `d > 0` (`d == 0` gives `(u64::MAX, n)` on 32-bit targets, and panics
+/// elsewhere, as `/` does; callers never pass it). On 32-bit targets by binary long division,
+/// 64 shift-and-subtract steps, instead of the 64-bit division routine (close to a kilobyte of
+/// flash on a Cortex-M, pulled in by `Duration` conversions only); elsewhere the hardware's.
+#[inline]
+pub(crate) fn div_rem(n: u64, d: u64) -> (u64, u64) {
+    if cfg!(target_pointer_width = "64") {
+        (n / d, n % d)
+    } else {
+        div_rem_by_shifts(n, d)
+    }
+}
+
+/// [`div_rem`]'s 32-bit form.
+#[inline]
+fn div_rem_by_shifts(n: u64, d: u64) -> (u64, u64) {
+    div_wide(0, n, d)
+}
+
+/// [`duration_of`]'s fraction on 32-bit targets: `⌊rest · 10⁹ / tps⌋` for `rest < tps`, exact
+/// for every clock, by one long division of the 94-bit product (no digit-by-digit expansion
+/// for clocks above 18 GHz, and no second division routine).
+#[inline]
+fn nanos_by_shifts(rest: u64, tps: u64) -> u64 {
+    div_wide(
+        mul_hi(rest, NANOS_PER_SEC),
+        rest.wrapping_mul(NANOS_PER_SEC),
+        tps,
+    )
+    .0
+}
+
+/// `(⌊(hi · 2⁶⁴ + lo) / d⌋, remainder)` for `hi < d` (the quotient then fits a `u64`), by
+/// binary long division: 64 shift-and-subtract steps.
+#[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+fn div_wide(hi: u64, lo: u64, d: u64) -> (u64, u64) {
+    debug_assert!(hi < d);
+    // `lo`'s bits move into `r` from the top while the quotient's bits fill `n` from the
+    // bottom.
+    let (mut n, mut r) = (lo, hi);
+    for _ in 0..64 {
+        // `r < d` before the shift; `carry` is the bit shifted out of `r`, so the true
+        // remainder is `carry · 2⁶⁴ + r`, which is `≥ d` whenever `carry` is set (and then
+        // `r - d` wraps to the true difference, below `d`).
+        let carry = r >> 63;
+        r = (r << 1) | (n >> 63);
+        n <<= 1;
+        if carry != 0 || r >= d {
+            r = r.wrapping_sub(d);
+            n |= 1;
+        }
+    }
+    (n, r)
 }
 
 /// The high 64 bits of the 128-bit product `a · b`, from four 32 × 32 → 64-bit products.
@@ -398,6 +481,38 @@ mod tests {
         })
     }
 
+    #[test]
+    fn div_10_and_div_rem_match_division() {
+        let edges = [
+            0,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            u64::MAX,
+            u64::MAX - 1,
+            1 << 63,
+            (1 << 63) - 1,
+        ];
+        let n = if cfg!(miri) { 200 } else { 100_000 };
+        for x in edges.into_iter().chain(values(0x2545_F491_4F6C_DD1D, n)) {
+            assert_eq!(div_10_by_mul(x), x / 10, "x = {x}");
+            assert_eq!(div_10(x), x / 10, "x = {x}");
+            for d in edges.into_iter().chain(values(x | 1, 4)).chain([
+                x >> 33,
+                x >> 1,
+                1_000_000,
+                32_768,
+            ]) {
+                let d = d.max(1);
+                assert_eq!(div_rem_by_shifts(x, d), (x / d, x % d), "{x} / {d}");
+                assert_eq!(div_rem(x, d), (x / d, x % d), "{x} / {d}");
+            }
+        }
+    }
+
     // Both: fewer random values under Miri (interpreted, about 10,000 times slower); every
     // edge still.
     #[test]
@@ -461,6 +576,14 @@ mod tests {
                 assert_eq!(ticks_for(tps, d), ticks_ref(tps, d), "tps {tps}, {d:?}");
                 for t in [x, x >> 32, x >> 50, x % tps.max(1)] {
                     assert_eq!(duration_of(tps, t), duration_ref(tps, t), "tps {tps}, {t}");
+                    // The 32-bit targets' fraction, for every clock (18 GHz and above too).
+                    let rest = t % tps.max(1);
+                    let want = u128::from(rest) * 1_000_000_000 / u128::from(tps.max(1));
+                    assert_eq!(
+                        u128::from(nanos_by_shifts(rest, tps.max(1))),
+                        want,
+                        "tps {tps}, {rest}"
+                    );
                 }
             }
         }

@@ -175,8 +175,9 @@ impl RawArena {
     }
 
     /// [`release`](RawArena::release), leaving a panic of user code run by a teardown to the
-    /// caller's accumulator (see [`crate::unwind`]).
-    #[inline]
+    /// caller's accumulator (see [`crate::unwind`]). Out of line on 32-bit targets (flash).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn release_in(&self, slot: Slot, n: u32, panics: &mut Panics) {
         self.release_node_in(slot, self.node(slot), n, panics);
     }
@@ -331,8 +332,10 @@ impl Node {
     /// Marks this node done with `rec` unless it already is (first error and first cause win;
     /// invariant #7), and wakes its waiters (every one, whatever a waker does: its panic goes to
     /// `panics`). Returns whether `rec.cause` was stored in the slot (if it was an owned heap
-    /// cause and was not, the caller must drop it).
-    #[inline]
+    /// cause and was not, the caller must drop it). Out of line on 32-bit targets (flash: three
+    /// call sites, each a compare-and-swap loop and the waiters' drain).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
+    #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn publish(&self, rec: Rec, panics: &mut Panics) -> bool {
         // ORDERING: Acquire: a done word is followed by reading its cause.
         let seen = self.head.load(Ordering::Acquire);
@@ -377,8 +380,10 @@ impl Node {
     }
 
     /// The record a child inherits from this done canceller, whose done word (loaded with
-    /// Acquire) is `h`: the same error, and the cause, borrowed.
-    #[inline]
+    /// Acquire) is `h`: the same error, and the cause, borrowed. Out of line on 32-bit targets
+    /// (flash).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn rec_of(&self, h: Head) -> Rec {
         debug_assert!(h.is_done());
         let cause = if h.has_cause() {
@@ -395,7 +400,9 @@ impl Node {
     }
 
     /// Claims and runs an `after_func` node's closure, unless it already fired or was stopped.
-    /// The caller holds a reference on it. A panic of the closure goes to `panics`.
+    /// The caller holds a reference on it. A panic of the closure goes to `panics`. Out of line
+    /// on 32-bit targets (flash).
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn fire(&self, panics: &mut Panics) {
         if self.head.claim_fire() == Claim::AlreadyDone {
             return;

@@ -223,8 +223,9 @@ impl<'a> PredWord<'a> {
 
     /// Unlinks the member `seen` names: swings the word's link to `succ` (the member's
     /// successor, read from its marked `next`; tree invariant #4), keeping the word's other
-    /// bits, if the word is still `seen`.
-    #[inline]
+    /// bits, if the word is still `seen`. Out of line on 32-bit targets (flash).
+    #[cfg_attr(target_pointer_width = "64", inline)]
+    #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     pub(crate) fn swing(self, seen: PredSeen, succ: Link) -> Swing {
         let new = (seen.0 & !LINK_MASK) | succ.bits();
         // ORDERING: AcqRel: Release publishes the new link to traversers (their Acquire loads of
