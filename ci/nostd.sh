@@ -38,4 +38,8 @@ done
 # an item of a feature that is off (src/lib.rs links those to docs.rs instead).
 RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-features
 RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-features --features alloc
-echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc, +defmt/embassy-time) build; no_std docs link-clean"
+# And their examples run there too (on the host): an example that needs `std` (the global arena)
+# or `alloc` says so and is ignored in the builds without it.
+cargo test --doc --no-default-features
+cargo test --doc --no-default-features --features alloc
+echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc, +defmt/embassy-time) build; no_std docs link-clean and their examples pass"

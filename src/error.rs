@@ -84,7 +84,9 @@ impl core::error::Error for CreateError {}
 /// (`ArenaFull`, `NoClock`, `ForeignArena`) is lost, so keep `CreateError` (or convert it to `std::io::Error`
 /// or `Box<dyn Error>`, which keep it) where the reason matters.
 ///
-/// ```
+// A std example (the global arena): ignored in builds without `std`.
+#[cfg_attr(feature = "std", doc = "```")]
+#[cfg_attr(not(feature = "std"), doc = "```ignore")]
 /// use ctxtree::Child;
 /// use std::time::Duration;
 /// fn handle(parent: &ctxtree::Context<'_>) -> Result<u32, ctxtree::Error> {

@@ -367,7 +367,9 @@ impl Context<'static> {
     /// and added to this clock's `now` (so, exact between two real-time clocks up to their
     /// tick size).
     ///
-    /// ```
+    // A std example (the global arena): ignored in builds without `std`.
+    #[cfg_attr(feature = "std", doc = "```")]
+    #[cfg_attr(not(feature = "std"), doc = "```ignore")]
     /// use ctxtree::{Child, Arena, Error, StdClock};
     /// static FIRMWARE: Arena<8> = Arena::new().with_clock(&StdClock);
     ///

@@ -15,7 +15,9 @@ use crate::{AfterFunc, Context, CreateError, DeadlineWatch};
 ///
 /// [`Context::value`] returns a new `Arc` on the value.
 ///
-/// ```
+// A std example (the global arena): ignored in builds without `std`.
+#[cfg_attr(feature = "std", doc = "```")]
+#[cfg_attr(not(feature = "std"), doc = "```ignore")]
 /// use std::sync::Arc;
 /// use ctxtree::HeapKey;
 /// static USER: HeapKey<String> = HeapKey::new("user");

@@ -17,9 +17,11 @@
 //! request's context when its client goes away; the `std` example `between_processes` shows
 //! the whole chain across three processes).
 //!
-//! Everything here needs neither `alloc` nor `std`.
+//! Everything here needs neither `alloc` nor `std` (the example's `BTreeMap` carrier does).
 //!
-//! ```
+// The example's carrier is a `BTreeMap` (`alloc`): ignored in builds without it.
+#![cfg_attr(feature = "alloc", doc = "```")]
+#![cfg_attr(not(feature = "alloc"), doc = "```ignore")]
 //! use core::time::Duration;
 //! use std::collections::BTreeMap;
 //! use ctxtree::propagate::{self, Header, Propagator};
@@ -239,7 +241,9 @@ impl fmt::Debug for Propagator<'_> {
 /// [`Propagator::inject`] with no request values: writes `ctx`'s remaining time as
 /// `grpc-timeout`.
 ///
-/// ```
+// A std example (the global arena): ignored in builds without `std`.
+#[cfg_attr(feature = "std", doc = "```")]
+#[cfg_attr(not(feature = "std"), doc = "```ignore")]
 /// use std::time::Duration;
 /// let ctxtree::Child { ctx, cancel: _cancel } = ctxtree::background().with_timeout(Duration::from_secs(2))?;
 /// let mut headers = std::collections::BTreeMap::new();
@@ -259,7 +263,9 @@ pub fn inject<C: Carrier + ?Sized>(
 
 /// [`Propagator::extract`] with no request values and no cap.
 ///
-/// ```
+// A std example (the global arena): ignored in builds without `std`.
+#[cfg_attr(feature = "std", doc = "```")]
+#[cfg_attr(not(feature = "std"), doc = "```ignore")]
 /// use std::time::Duration;
 /// let mut headers = std::collections::BTreeMap::new();
 /// headers.insert("grpc-timeout".to_string(), "250m".to_string());
