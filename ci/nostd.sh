@@ -42,4 +42,12 @@ RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --no-deps --no-default-fe
 # or `alloc` says so and is ignored in the builds without it.
 cargo test --doc --no-default-features
 cargo test --doc --no-default-features --features alloc
+# The tests and their lints without std (and without alloc): a test that needs the global arena
+# or heap values says so with a `cfg` and is left out there, every other one runs.
+for features in "" "--features alloc"; do
+  # shellcheck disable=SC2086
+  cargo clippy --no-default-features $features --all-targets -- -D warnings
+  # shellcheck disable=SC2086
+  cargo test --no-default-features $features --tests
+done
 echo "nostd.sh: thumbv6m-none-eabi, thumbv7em-none-eabihf, riscv32imc-unknown-none-elf (+alloc, +defmt/embassy-time) build; no_std docs link-clean and their examples pass"

@@ -358,11 +358,13 @@ pub(crate) mod probe {
     }
 
     /// The search steps taken on this thread since the last call.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))] // read by `HeapArena` tests
     pub(crate) fn take() -> usize {
         STEPS.with(|s| s.replace(0))
     }
 
     /// The unlinks done through a hint on this thread since the last call.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))] // read by `HeapArena` tests
     pub(crate) fn take_hinted() -> usize {
         HINTED.with(|s| s.replace(0))
     }

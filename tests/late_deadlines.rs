@@ -746,6 +746,7 @@ fn cancel_without_clock_reaching_a_deadline_descendant_cancels_it() {
 
 /// The cancel's owned cause, when the deadline wins, is dropped, not leaked.
 #[test]
+#[cfg(feature = "alloc")] // an owned (heap) cause
 fn a_losing_owned_cause_is_dropped() {
     use std::sync::Arc;
     #[derive(Debug)]

@@ -13,9 +13,7 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use ctxtree::{
-    Arena, CancelCause, Clock, CreateError, Error, Instant, Key, ManualClock, StaticCause,
-};
+use ctxtree::{Arena, Clock, CreateError, Error, Instant, Key, ManualClock, StaticCause};
 
 static WHY: StaticCause = StaticCause::with_code(3, "the other side went away");
 static OTHER_DL: StaticCause = StaticCause::new("other's deadline");
@@ -619,6 +617,7 @@ fn a_deadline_of_other_already_past_is_born_exceeded() {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a heap cause
 fn a_heap_cause_outlives_the_other_side() {
     static ARENA: Arena<8> = Arena::new();
     setup(&ARENA);
@@ -642,7 +641,7 @@ fn a_heap_cause_outlives_the_other_side() {
         ctx: linked,
         cancel,
     } = ctx.with_linked(&other).unwrap();
-    cancel_other.cancel_with(CancelCause::error(Gone));
+    cancel_other.cancel_with(ctxtree::CancelCause::error(Gone));
     drop((other, cancel_other)); // `other` and its cause are freed
     assert_eq!(ARENA.stats().live, 2);
     assert_eq!(linked.cause().unwrap().to_string(), "peer gone"); // the context's own copy
@@ -651,6 +650,7 @@ fn a_heap_cause_outlives_the_other_side() {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a heap cause
 fn a_heap_deadline_cause_of_other_is_copied() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static ARENA: Arena<8> = Arena::new().with_clock(&CLOCK);
@@ -716,6 +716,7 @@ fn a_heap_deadline_cause_of_other_is_copied() {
 // ------------------------------------------------------------------------------------------
 
 #[test]
+#[cfg(feature = "std")] // the global arena (or its clock, or blocking waits)
 fn with_linked_refuses_two_arenas() {
     let a = Arena::<4>::new();
     let b = Arena::<4>::new();
@@ -839,6 +840,7 @@ fn two_arenas_without_clocks_and_a_deadline_say_no_clock() {
 }
 
 #[test]
+#[cfg(feature = "std")] // the global arena (or its clock, or blocking waits)
 fn a_static_arena_and_the_global_arena() {
     static FIRMWARE: Arena<8> = Arena::new().with_clock(&ctxtree::StdClock);
     let Child {
@@ -1187,6 +1189,7 @@ fn threads_race_link_cancel_and_release() {
 }
 
 #[test]
+#[cfg(feature = "std")] // the global arena (or its clock, or blocking waits)
 fn contexts_move_across_threads() {
     static ARENA: Arena<8> = Arena::new();
     let Child { ctx, cancel: _cc } = ARENA.background().with_cancel().unwrap();
@@ -1279,6 +1282,7 @@ fn the_dump_shows_both_registrations() {
 /// deadline (the linked context owns it: a waiter watches it). Skipped under Miri (the timer
 /// thread outlives the test process's main thread: see ci/miri.sh).
 #[test]
+#[cfg(feature = "std")] // the global arena (or its clock, or blocking waits)
 fn global_timer_wakes_a_waiter_at_others_deadline() {
     let Child {
         ctx: other,

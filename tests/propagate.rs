@@ -2,6 +2,9 @@
 //! generator, a table of malformed values), the value codecs, and `inject`/`extract` on a
 //! `ManualClock` arena (deterministic time: no sleeps, no timing tolerance).
 
+// Heap-keyed values and `BTreeMap` carriers throughout: the file needs `alloc`.
+#![cfg(feature = "alloc")]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

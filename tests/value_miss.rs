@@ -2,10 +2,7 @@
 //! the shortcut must keep: a key bound on the path is found, whatever thread bound it; a key
 //! bound only off the path is not; a key never bound is not.
 
-use std::sync::mpsc;
-use std::thread;
-
-use ctxtree::{Arena, Context, HeapKey, Key};
+use ctxtree::{Arena, Key};
 
 static A: Arena<64> = Arena::new();
 
@@ -35,7 +32,11 @@ fn never_bound_bound_elsewhere_and_bound_on_the_path() {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a `HeapKey` too
 fn a_key_first_bound_on_another_thread_is_found_by_the_receiver() {
+    use ctxtree::{Context, HeapKey};
+    use std::sync::mpsc;
+    use std::thread;
     static FIRST_HERE: Key<u64> = Key::new("first bound on the sender");
     static HEAP_FIRST_HERE: HeapKey<String> = HeapKey::new("heap, first bound on the sender");
     static B: Arena<64> = Arena::new();

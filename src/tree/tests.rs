@@ -963,6 +963,7 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))] // used by `HeapArena` tests
     fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             v.swap(i, self.below(i + 1));
@@ -1043,6 +1044,7 @@ fn interleaved_creates_and_releases_keep_the_list_exact() {
 
 /// Releases `n` children of one parent in `order` (indices in creation order) and returns the
 /// search steps it took and the releases done through a hint.
+#[cfg(feature = "alloc")]
 fn release_steps(a: &RawArena, n: usize, order: &[usize]) -> (usize, usize) {
     let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
     let mut kids: Vec<Option<_>> = (0..n).map(|_| Some(cancel_pair(&p))).collect();
@@ -1059,6 +1061,7 @@ fn release_steps(a: &RawArena, n: usize, order: &[usize]) -> (usize, usize) {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a `HeapArena` sized to the test
 fn release_costs_o1_amortized_search_steps_in_any_order() {
     let n = if cfg!(miri) { 200 } else { 10_000 };
     let a = crate::HeapArena::with_capacity(n + 1);
@@ -1091,6 +1094,7 @@ fn release_costs_o1_amortized_search_steps_in_any_order() {
 /// A server's shape: `live` requests in flight under one context, each new one created while
 /// one finishes — the oldest (`fifo`) or any (`random`) — for many generations of the queue.
 /// Returns the search steps per release.
+#[cfg(feature = "alloc")]
 fn steady_state_steps(random: bool) -> f64 {
     let live = if cfg!(miri) { 50 } else { 1_000 };
     let ops = 20 * live;
@@ -1113,6 +1117,7 @@ fn steady_state_steps(random: bool) -> f64 {
 }
 
 #[test]
+#[cfg(feature = "alloc")] // a `HeapArena` sized to the test
 fn a_queue_of_live_requests_costs_o1_amortized_steps() {
     let (fifo, random) = (steady_state_steps(false), steady_state_steps(true));
     std::eprintln!(
