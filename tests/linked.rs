@@ -7,9 +7,13 @@
 //! nothing. Static arenas and manual clocks (plus one test on the global arena): runs under
 //! Miri as is (`ci/miri.sh`).
 
+// Without std the tests of panics and of the global arena are left out, and what only they use.
+#![cfg_attr(not(feature = "std"), allow(unused_imports, dead_code))]
+
 use ctxtree::Child;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
+#[cfg(feature = "std")]
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -972,6 +976,7 @@ fn after_func_callbacks_on_the_linked_context_run_once() {
 }
 
 #[test]
+#[cfg(feature = "std")] // a panic in user code is caught only with std (without, it aborts)
 fn a_panicking_callback_leaks_nothing() {
     static ARENA: Arena<16> = Arena::new();
     static RAN: AtomicUsize = AtomicUsize::new(0);
@@ -1307,6 +1312,7 @@ fn global_timer_wakes_a_waiter_at_others_deadline() {
 /// slots were reserved: the panic propagates, and neither a node nor a reserved slot is lost —
 /// the arena still hands out every slot it has.
 #[test]
+#[cfg(feature = "std")] // a panic in user code is caught only with std (without, it aborts)
 fn a_panicking_clock_loses_no_slot() {
     /// Panics once, on the read after `.0` more reads (`usize::MAX`: never).
     struct Flaky(AtomicUsize, ManualClock, AtomicBool);
