@@ -131,6 +131,8 @@ fn release(keep: &mut Vec<Canceler<'_>>) {
 }
 
 fn cancel_tree(c: &mut Criterion) {
+    // Per-thread free-slot caches, as the global arena has them (a `static` arena may opt in).
+    let _ = ARENA.enable_thread_caches();
     let mut keep: Vec<Canceler<'static>> = Vec::with_capacity(1000);
     let mut g = c.benchmark_group("CancelTree");
     for depth in [1usize, 10, 100, 1000] {
@@ -190,6 +192,8 @@ fn cancel_tree(c: &mut Criterion) {
 /// parent's child list. The busy loops are what Go's compiler makes of them: see [`busy`]. Dropping the `Canceler` is `cancel()`; the child's `Context` handle is
 /// dropped at the end of the iteration (Go leaves it to the collector).
 fn common_parent_cancel(c: &mut Criterion) {
+    // As in `cancel_tree`.
+    let _ = ARENA.enable_thread_caches();
     let root = ARENA.background().with_value(&KEY, "value").expect("arena");
     let Child {
         ctx: shared,

@@ -49,6 +49,7 @@ mod linked_create_vs_cancel;
 mod linked_release_vs_cancel_other;
 mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
+mod slot_cache_steal;
 mod timer_watch_vs_release;
 mod unlink_by_hint;
 mod unlink_helping;

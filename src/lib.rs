@@ -159,6 +159,8 @@ mod node;
 #[cfg(feature = "alloc")]
 mod pages;
 pub mod propagate;
+#[cfg(any(feature = "std", ctxtree_loom))]
+mod slot_cache;
 mod state;
 mod sync;
 mod time;

@@ -78,7 +78,8 @@ const GLOBAL_BASE: usize = 1024;
 static GLOBAL: RawArena<[Node; 0]> = RawArena {
     hdr: Header::paged_const(GLOBAL_BASE, GLOBAL_PAGES)
         .with_clock_and_hook(&STD_CLOCK, timer_hook)
-        .with_timer_hooks(&TIMER_HOOKS),
+        .with_timer_hooks(&TIMER_HOOKS)
+        .with_thread_caches(),
     slots: [],
 };
 

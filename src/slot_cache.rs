@@ -1,0 +1,526 @@
+//! Per-thread free-slot caches (`std`): a thread that frees a slot and then creates a context in
+//! the same arena reuses the slot without a read-modify-write on shared memory.
+//!
+//! Without a cache, every node costs two compare-and-swaps on the arena's free stack: one to
+//! take its slot (`pop`), one to give it back (`push`). With one, a thread keeps up to
+//! [`MAX_CACHED`] freed slots on a private chain (linked through the nodes' `next` words, as on
+//! the free stack) and takes its next slots from there: plain loads and stores on a cache line
+//! that only it writes.
+//!
+//! # Which arenas
+//! A cache holds slots of one arena, named by address, and may hold them for as long as its
+//! thread lives; a thread that exits returns them to the arena. Both are sound only if the arena
+//! is never dropped (and another built at its address) while a cache names it: so only arenas
+//! known to be `'static` are cached. The global arena of `std` is one;
+//! [`RawArena::enable_thread_caches`](crate::RawArena::enable_thread_caches) takes
+//! `&'static self` and turns caching on for any other (a `static` `Arena<N>`, a leaked
+//! `HeapArena`): the borrow is the proof that the arena outlives every cache.
+//!
+//! # Nothing lost
+//! Any thread may *steal* a cache: an allocation that finds the free stack empty and the arena's
+//! tail used up sweeps every cache ([`Registry::sweep`]) and moves the chains of its arena to the
+//! free stack before it reports `ArenaFull`. So a slot that sits in some cache for the whole of a
+//! failing allocation is always found; the refusal is as exact as without caches, up to slots
+//! freed while it ran. A thread's exit returns its chain (a thread-local destructor); where that
+//! destructor never runs (the process is exiting, or the platform skips it), the chain stays
+//! stealable.
+//!
+//! # The owner and the thief (asymmetric Dekker)
+//! The owner takes and gives slots inside a short critical section, without a read-modify-write:
+//!
+//! ```text
+//! owner: busy = 1; light fence; if steal != 0 { busy = 0; use the free stack } ... ; busy = 0
+//! thief: CAS steal 0 → 1;  heavy fence;  wait until busy == 0;  take the chain;  steal = 0
+//! ```
+//!
+//! This is Dekker's handshake: at least one side must see the other's flag, which needs a full
+//! (StoreLoad) barrier on *both* sides. The owner's side is only a compiler fence; the thief's
+//! heavy fence is Linux's `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)`, which makes every
+//! running thread of the process execute a full barrier before it returns (a thread that is not
+//! running has been through a context switch, a full barrier too). So for each critical section
+//! of the owner, either it began before that barrier point, and the thief sees `busy == 1` and
+//! waits for it (or sees its `busy == 0` and everything it wrote); or it began after, and then
+//! it loads `steal` after the barrier, sees the thief's 1, and keeps off the chain. This is the
+//! scheme of liburcu's and folly's asymmetric fences; the thief's side is the rare one (an arena
+//! otherwise full). Under loom and Miri, both fences are `fence(SeqCst)`, the symmetric
+//! handshake that loom checks (`loom-tests/slot_cache_steal.rs`); on targets without
+//! `membarrier` there are no caches.
+//!
+//! A critical section is a handful of loads and stores, or, when a chain moves to the free stack
+//! (full, of another arena, or at thread exit), that one lock-free compare-and-swap loop: no
+//! user code, no wait. A thief waits only for one in progress (spinning with `yield_now`); a
+//! chain is never in transit out of its sight. An owner re-entered on its own
+//! thread (a signal handler that frees or creates a context while the thread was inside) finds
+//! `busy` already set and uses the free stack.
+//!
+//! # Generations
+//! The free stack's ABA tag protects its own compare-and-swaps, which a cache changes nothing
+//! about: a chain moves to the stack in one tagged compare-and-swap ([`RawArena::push_chain`]).
+//! The chain itself is only ever changed under the handshake's mutual exclusion, so no stale
+//! reader can act on it.
+
+use core::ptr;
+
+use crate::arena::{ArenaRef, RawArena};
+use crate::node::Node;
+use crate::state::{Link, Slot};
+use crate::sync::{self, AtomicPtr, AtomicU8, AtomicU32, Ordering};
+
+/// The most slots a cache holds (64 KiB of nodes): freeing one more moves the chain to the free
+/// stack (one compare-and-swap for the whole chain). Bounds what a thread that only frees keeps
+/// from the others, and what a growing arena may allocate beyond its peak
+/// (`ArenaStats::high_water`). A thread that frees a chain of up to this many nodes and builds
+/// it again (Go's `CancelTree` up to depth 1000) does it all from its cache; beyond, each
+/// further node takes its slot from the free stack.
+pub(crate) const MAX_CACHED: u32 = 1024;
+
+/// How many threads have a cache at once; later threads use the free stack.
+#[cfg(not(ctxtree_loom))]
+pub(crate) const RECORDS: usize = 128;
+#[cfg(ctxtree_loom)]
+pub(crate) const RECORDS: usize = 2;
+
+/// A thin arena pointer, as caches name their arena.
+type Thin = *mut RawArena<[Node; 0]>;
+
+/// One thread's cache: written by its owner, inside critical sections, and by a thief holding
+/// `steal` once the owner is out of its critical section.
+#[cfg_attr(target_pointer_width = "64", repr(align(64)))]
+pub(crate) struct Cache {
+    /// A thread owns this record.
+    claimed: AtomicU8,
+    /// The owner is inside a critical section.
+    busy: AtomicU8,
+    /// A thief holds the record: the owner keeps off the chain.
+    steal: AtomicU8,
+    /// The arena the chain's slots belong to (null: none yet).
+    arena: AtomicPtr<RawArena<[Node; 0]>>,
+    /// The chain's first and last slots (`Link` bits; `head` NIL: empty), and its length.
+    head: AtomicU32,
+    tail: AtomicU32,
+    len: AtomicU32,
+}
+
+/// Every cache, so that an allocator can sweep them.
+pub(crate) struct Registry {
+    recs: [Cache; RECORDS],
+}
+
+/// The thin pointer of `arena`.
+#[inline(always)]
+fn thin(arena: &RawArena) -> Thin {
+    (arena as *const RawArena)
+        .cast::<RawArena<[Node; 0]>>()
+        .cast_mut()
+}
+
+/// The arena a cache names.
+///
+/// # Safety
+/// `p` is non-null and was stored by `Cache::give` from an arena with caching enabled: a
+/// `'static` one (see "Which arenas").
+#[inline]
+unsafe fn arena_of(p: Thin) -> &'static RawArena {
+    // SAFETY: per the contract, `p` is the thin pointer of a `'static` arena, which is what
+    // `ArenaRef::from_raw` asks (its `slots_len` was recorded when the arena was first used).
+    unsafe { ArenaRef::from_raw(p) }.get()
+}
+
+impl Cache {
+    crate::state::const_unless_loom! {
+        /// An unclaimed, empty cache.
+        fn new() -> Cache {
+            Cache {
+                claimed: AtomicU8::new(0),
+                busy: AtomicU8::new(0),
+                steal: AtomicU8::new(0),
+                arena: AtomicPtr::new(ptr::null_mut()),
+                head: AtomicU32::new(0),
+                tail: AtomicU32::new(0),
+                len: AtomicU32::new(0),
+            }
+        }
+    }
+
+    /// Enters the owner's critical section; false if a thief holds the cache (or the owner is
+    /// already inside, re-entered by a signal handler).
+    #[inline(always)]
+    fn enter(&self) -> bool {
+        // ORDERING: Relaxed: only this thread writes `busy` to 1.
+        if self.busy.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        // ORDERING: Relaxed store, then the light fence: the owner's half of the handshake (see
+        // "The owner and the thief"); the thief's heavy fence supplies the StoreLoad order.
+        self.busy.store(1, Ordering::Relaxed);
+        light_fence();
+        // ORDERING: Acquire pairs with the thief's Release store of 0 after it took the chain:
+        // the owner then sees the chain as the thief left it.
+        if self.steal.load(Ordering::Acquire) != 0 {
+            self.exit();
+            return false;
+        }
+        true
+    }
+
+    /// Leaves the critical section.
+    #[inline(always)]
+    fn exit(&self) {
+        // ORDERING: Release pairs with the thief's Acquire load of `busy`: the chain and the
+        // nodes' `next` words written inside are visible to a thief that takes the chain.
+        self.busy.store(0, Ordering::Release);
+    }
+
+    /// Takes a slot of `arena` from the chain (the owner).
+    #[inline]
+    pub(crate) fn take(&self, arena: &RawArena) -> Option<Slot> {
+        if !self.enter() {
+            return None;
+        }
+        // ORDERING (these loads and stores): Relaxed: inside the critical section the owner
+        // has the chain to itself (the handshake orders a thief's accesses).
+        let mut got = None;
+        if self.arena.load(Ordering::Relaxed) == thin(arena)
+            && let Some(slot) = Link::from_bits(self.head.load(Ordering::Relaxed)).slot()
+        {
+            // ORDERING: Relaxed: only the owner links slots into its chain (`give`, on this
+            // thread).
+            let below = arena.node(slot).next.load(Ordering::Relaxed).link();
+            self.head.store(below.to_bits(), Ordering::Relaxed);
+            self.len
+                .store(self.len.load(Ordering::Relaxed) - 1, Ordering::Relaxed);
+            got = Some(slot);
+        }
+        self.exit();
+        got
+    }
+
+    /// Puts `slot` of `arena` on the chain (the owner); false if the caller must push it on the
+    /// free stack itself. A full chain, or one of another arena, goes to its arena's stack.
+    #[inline]
+    pub(crate) fn give(&self, arena: &RawArena, slot: Slot) -> bool {
+        if !self.enter() {
+            return false;
+        }
+        // ORDERING (these loads and stores): Relaxed, as in `take`.
+        let me = thin(arena);
+        let held = self.arena.load(Ordering::Relaxed);
+        let head = Link::from_bits(self.head.load(Ordering::Relaxed));
+        let len = self.len.load(Ordering::Relaxed);
+        let below = if head.is_nil() || held != me || len >= MAX_CACHED {
+            // A chain of another arena, or a full one, goes to its arena's free stack first,
+            // inside the critical section: a thief that waits for it finds the slots there
+            // (never in transit, out of both its sight and the stack's).
+            if let (Some(first), Some(last)) = (
+                head.slot(),
+                Link::from_bits(self.tail.load(Ordering::Relaxed)).slot(),
+            ) {
+                // SAFETY: `held` was stored by `give` from an arena with caching enabled
+                // (non-null: the chain is not empty).
+                unsafe { arena_of(held) }.push_chain(first, last);
+            }
+            if held != me {
+                // Record the slot count in the header (`ArenaRef::new`), which `arena_of`
+                // reads back: a cache may be the first to name the arena by thin pointer.
+                let _ = ArenaRef::new(arena);
+                self.arena.store(me, Ordering::Relaxed);
+            }
+            self.tail.store(Link::to(slot).to_bits(), Ordering::Relaxed);
+            self.len.store(1, Ordering::Relaxed);
+            Link::NIL
+        } else {
+            self.len.store(len + 1, Ordering::Relaxed);
+            head
+        };
+        arena.node(slot).next.set_free(below);
+        self.head.store(Link::to(slot).to_bits(), Ordering::Relaxed);
+        self.exit();
+        true
+    }
+
+    /// Takes the chain as a thief holding `steal`, the owner being out of its critical section:
+    /// moves it to its arena's free stack if that is `arena`. True if it moved slots.
+    fn drain(&self, arena: &RawArena) -> bool {
+        // ORDERING: Acquire pairs with the owner's Release in `exit`: its chain and `next`
+        // words are visible. The owner cannot enter again while we hold `steal` (handshake).
+        while self.busy.load(Ordering::Acquire) != 0 {
+            sync::spin_wait();
+        }
+        // ORDERING (these loads and stores): Relaxed: ordered by the Acquire above, and by
+        // our Release of `steal` for the owner's next critical section.
+        let mut moved = false;
+        if self.arena.load(Ordering::Relaxed) == thin(arena)
+            && let Some(first) = Link::from_bits(self.head.load(Ordering::Relaxed)).slot()
+            && let Some(last) = Link::from_bits(self.tail.load(Ordering::Relaxed)).slot()
+        {
+            self.head.store(Link::NIL.to_bits(), Ordering::Relaxed);
+            self.len.store(0, Ordering::Relaxed);
+            arena.push_chain(first, last);
+            moved = true;
+        }
+        moved
+    }
+
+    /// Returns the chain to its arena and frees the record (the owner's thread exits).
+    pub(crate) fn retire(&self) {
+        loop {
+            if self.enter() {
+                // ORDERING (these loads and stores): Relaxed, as in `take`.
+                let held = self.arena.load(Ordering::Relaxed);
+                let head = Link::from_bits(self.head.load(Ordering::Relaxed));
+                let last = Link::from_bits(self.tail.load(Ordering::Relaxed));
+                if let (Some(first), Some(last)) = (head.slot(), last.slot()) {
+                    // SAFETY: as in `give`. Inside the critical section, as there.
+                    unsafe { arena_of(held) }.push_chain(first, last);
+                }
+                self.head.store(Link::NIL.to_bits(), Ordering::Relaxed);
+                self.len.store(0, Ordering::Relaxed);
+                self.exit();
+                break;
+            }
+            // A thief is at the chain: it leaves it empty, or holding another arena's slots,
+            // which we then return ourselves. Wait without touching `busy`, which the thief
+            // waits on (retrying `enter` would keep setting it).
+            // ORDERING: Relaxed: `enter` re-reads `steal` with Acquire.
+            while self.steal.load(Ordering::Relaxed) != 0 {
+                sync::spin_wait();
+            }
+        }
+        // ORDERING: Release pairs with the Acquire of the next `claim`: our last writes to the
+        // record happen-before its next owner's.
+        self.claimed.store(0, Ordering::Release);
+    }
+}
+
+impl Registry {
+    /// No caches claimed.
+    #[cfg(not(ctxtree_loom))]
+    pub(crate) const fn new() -> Registry {
+        Registry {
+            recs: [const { Cache::new() }; RECORDS],
+        }
+    }
+
+    /// No caches claimed.
+    #[cfg(ctxtree_loom)]
+    pub(crate) fn new() -> Registry {
+        Registry {
+            recs: core::array::from_fn(|_| Cache::new()),
+        }
+    }
+
+    /// Claims a free record for the calling thread (once per thread); `None` if all are taken.
+    pub(crate) fn claim(&self) -> Option<&Cache> {
+        self.recs.iter().find(|c| {
+            // ORDERING: Acquire on success pairs with `retire`'s Release; Relaxed on failure:
+            // nothing read.
+            c.claimed
+                .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        })
+    }
+
+    /// Moves every cached slot of `arena` to its free stack (an allocation that found the arena
+    /// otherwise full). True if it moved any.
+    ///
+    /// Every record is stolen in rounds: claim each `steal` flag that is free, one heavy fence
+    /// for the round, then drain each and let it go; a record another thief holds is retried in
+    /// the next round (that thief may be sweeping another arena). Lock-free but for the waits
+    /// on an owner's critical section in progress, or on another thief's round.
+    pub(crate) fn sweep(&self, arena: &RawArena) -> bool {
+        let mut moved = false;
+        let mut pending = [true; RECORDS];
+        loop {
+            let mut held = [false; RECORDS];
+            let mut any = false;
+            for (i, c) in self.recs.iter().enumerate() {
+                // ORDERING: Acquire on success pairs with the previous thief's Release of 0:
+                // its drain happens-before ours. Relaxed on failure: retried next round.
+                if pending[i]
+                    && c.steal
+                        .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+                        .is_ok()
+                {
+                    held[i] = true;
+                    pending[i] = false;
+                    any = true;
+                }
+            }
+            if any {
+                heavy_fence();
+                for (i, c) in self.recs.iter().enumerate() {
+                    if held[i] {
+                        moved |= c.drain(arena);
+                        // ORDERING: Release pairs with the owner's Acquire in `enter`.
+                        c.steal.store(0, Ordering::Release);
+                    }
+                }
+            }
+            if !pending.contains(&true) {
+                return moved;
+            }
+            sync::spin_wait();
+        }
+    }
+}
+
+/// The owner's half of the handshake: a compiler fence, paired with the thief's `membarrier`.
+#[inline(always)]
+fn light_fence() {
+    #[cfg(any(ctxtree_loom, miri))]
+    sync::fence(Ordering::SeqCst);
+    #[cfg(not(any(ctxtree_loom, miri)))]
+    core::sync::atomic::compiler_fence(Ordering::SeqCst);
+}
+
+/// The thief's half: a full barrier on every running thread of the process.
+fn heavy_fence() {
+    // ORDERING: SeqCst: the thief's own StoreLoad barrier between its claim of `steal` and its
+    // loads of `busy` (all it takes under loom and Miri, where the owner's fence is SeqCst too).
+    sync::fence(Ordering::SeqCst);
+    #[cfg(not(any(ctxtree_loom, miri)))]
+    membarrier::all_threads();
+}
+
+/// Whether caches can be used on this platform (the heavy fence exists and is registered).
+#[cfg(not(ctxtree_loom))]
+pub(crate) fn supported() -> bool {
+    #[cfg(miri)]
+    return true;
+    #[cfg(not(miri))]
+    return membarrier::ready();
+}
+
+#[cfg(not(any(ctxtree_loom, miri)))]
+mod membarrier {
+    //! Linux's `membarrier(2)`, the one heavy fence used here; elsewhere there are no caches.
+
+    #[cfg(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    mod imp {
+        use core::ffi::{c_int, c_long};
+        use std::sync::OnceLock;
+
+        #[cfg(target_arch = "x86_64")]
+        const SYS_MEMBARRIER: c_long = 324;
+        #[cfg(target_arch = "aarch64")]
+        const SYS_MEMBARRIER: c_long = 283;
+        const CMD_PRIVATE_EXPEDITED: c_int = 1 << 3;
+        const CMD_REGISTER_PRIVATE_EXPEDITED: c_int = 1 << 4;
+
+        unsafe extern "C" {
+            // The C library's `syscall(2)` wrapper (std links the C library on Linux).
+            fn syscall(num: c_long, ...) -> c_long;
+        }
+
+        static READY: OnceLock<bool> = OnceLock::new();
+
+        /// Registers the process for expedited private barriers, once; false if the kernel
+        /// refuses (older than 4.14, or a seccomp filter).
+        pub(crate) fn ready() -> bool {
+            // SAFETY: `membarrier(REGISTER_PRIVATE_EXPEDITED, flags = 0, cpu_id = 0)` reads and
+            // writes no memory of ours.
+            *READY.get_or_init(|| unsafe {
+                syscall(SYS_MEMBARRIER, CMD_REGISTER_PRIVATE_EXPEDITED, 0 as c_int, 0 as c_int)
+            } == 0)
+        }
+
+        /// A full barrier on every running thread of this process.
+        pub(crate) fn all_threads() {
+            // SAFETY: as in `ready`; only called once `ready` returned true (a cache exists).
+            let r = unsafe {
+                syscall(
+                    SYS_MEMBARRIER,
+                    CMD_PRIVATE_EXPEDITED,
+                    0 as c_int,
+                    0 as c_int,
+                )
+            };
+            // Registered before any cache was claimed: the call cannot fail (EPERM is "not
+            // registered", EINVAL a bad command). A thief must not go on without the barrier.
+            assert!(r == 0, "ctxtree: membarrier failed after registration");
+        }
+    }
+
+    #[cfg(not(all(
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    mod imp {
+        /// No heavy fence here: no caches.
+        pub(crate) fn ready() -> bool {
+            false
+        }
+
+        /// Never called (no cache is ever claimed).
+        pub(crate) fn all_threads() {}
+    }
+
+    pub(crate) use imp::{all_threads, ready};
+}
+
+// ---------------------------------------------------------------------------------------------
+// The calling thread's cache (std).
+// ---------------------------------------------------------------------------------------------
+
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
+pub(crate) use local::{REGISTRY, mine};
+
+#[cfg(all(feature = "std", not(ctxtree_loom)))]
+mod local {
+    use core::cell::Cell;
+
+    use super::{Cache, Registry, supported};
+
+    /// Every thread's cache.
+    pub(crate) static REGISTRY: Registry = Registry::new();
+
+    /// The thread's record: `None` until first used, then `Some(None)` if it got none.
+    struct Mine(Cell<Option<Option<&'static Cache>>>);
+
+    impl Drop for Mine {
+        fn drop(&mut self) {
+            if let Some(Some(c)) = self.0.get() {
+                c.retire();
+            }
+        }
+    }
+
+    ::std::thread_local! {
+        static MINE: Mine = const { Mine(Cell::new(None)) };
+    }
+
+    /// The calling thread's cache; `None` once its thread-local is destroyed (a destructor of
+    /// another thread-local freeing a context at thread exit), or if it has none.
+    #[inline]
+    pub(crate) fn mine() -> Option<&'static Cache> {
+        MINE.try_with(|m| match m.0.get() {
+            Some(c) => c,
+            None => {
+                let c = if supported() { REGISTRY.claim() } else { None };
+                m.0.set(Some(c));
+                c
+            }
+        })
+        .ok()
+        .flatten()
+    }
+}
+
+#[cfg(all(test, not(ctxtree_loom)))]
+mod tests {
+    use super::{Cache, Registry};
+
+    #[test]
+    fn a_retired_record_is_claimed_again() {
+        let r = Registry::new();
+        let a: *const Cache = r.claim().unwrap();
+        let b: *const Cache = r.claim().unwrap();
+        assert_ne!(a, b);
+        // SAFETY: `a` points into `r`, alive here.
+        unsafe { &*a }.retire();
+        assert_eq!(r.claim().map(|c| c as *const Cache), Some(a));
+    }
+}
