@@ -490,7 +490,7 @@ pub struct ArenaStats {
     /// Slots ever taken from the never-used tail. Single-threaded, this is exactly the most
     /// nodes ever in use at once; under contention it can exceed that peak by up to the number
     /// of threads allocating at once (a slot freed between one's empty pop and its bump is not
-    /// reused by it), and, with [per-thread caches](RawArena::enable_thread_caches), by the
+    /// reused by it), and, with per-thread caches (`RawArena::enable_thread_caches`, `std`), by the
     /// slots other threads hold in their caches (at most 1024 each: taken back only once the
     /// tail is used up). Size a fixed arena from it with that margin.
     pub high_water: usize,
