@@ -75,7 +75,7 @@ fn cached_slot_stolen_while_its_owner_takes_and_gives() {
             let thief = thread::spawn(move || {
                 let got: [_; 2] = core::array::from_fn(|_| {
                     arena.alloc_shared(|| {
-                        caches.sweep(arena);
+                        caches.sweep(arena, None);
                     })
                 });
                 for s in got.iter().flatten() {
@@ -127,7 +127,7 @@ fn retire_races_a_sweep() {
         let thief = thread::spawn(move || {
             let got: [_; 2] = core::array::from_fn(|_| {
                 arena.alloc_shared(|| {
-                    caches.sweep(arena);
+                    caches.sweep(arena, None);
                 })
             });
             for r in got {

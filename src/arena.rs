@@ -675,11 +675,12 @@ impl RawArena {
     pub(crate) fn alloc_slot(&self) -> Result<Slot, CreateError> {
         #[cfg(all(feature = "std", not(ctxtree_loom)))]
         if self.caching() {
-            if let Some(s) = slot_cache::mine().and_then(|c| c.take(self)) {
+            let mine = slot_cache::mine();
+            if let Some(s) = mine.and_then(|c| c.take(self)) {
                 return Ok(s);
             }
             return self.alloc_shared(|| {
-                slot_cache::REGISTRY.sweep(self);
+                slot_cache::REGISTRY.sweep(self, mine);
             });
         }
         self.alloc_shared(|| {})

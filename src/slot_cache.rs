@@ -240,10 +240,17 @@ impl Cache {
 
     /// Takes the chain as a thief holding `steal`, the owner being out of its critical section:
     /// moves it to its arena's free stack if that is `arena`. True if it moved slots.
-    fn drain(&self, arena: &RawArena) -> bool {
+    ///
+    /// `own`: this is the calling thread's own cache. If the thread is inside its critical
+    /// section (a signal handler allocating while the code it interrupted was in `take` or
+    /// `give`), waiting would never end: the cache is left alone then.
+    fn drain(&self, arena: &RawArena, own: bool) -> bool {
         // ORDERING: Acquire pairs with the owner's Release in `exit`: its chain and `next`
         // words are visible. The owner cannot enter again while we hold `steal` (handshake).
         while self.busy.load(Ordering::Acquire) != 0 {
+            if own {
+                return false;
+            }
             sync::spin_wait();
         }
         // ORDERING (these loads and stores): Relaxed: ordered by the Acquire above, and by
@@ -327,7 +334,9 @@ impl Registry {
     /// for the round, then drain each and let it go; a record another thief holds is retried in
     /// the next round (that thief may be sweeping another arena). Lock-free but for the waits
     /// on an owner's critical section in progress, or on another thief's round.
-    pub(crate) fn sweep(&self, arena: &RawArena) -> bool {
+    ///
+    /// `own` is the calling thread's cache, if it has one (see [`Cache::drain`]).
+    pub(crate) fn sweep(&self, arena: &RawArena, own: Option<&Cache>) -> bool {
         let mut moved = false;
         let mut pending = [true; RECORDS];
         loop {
@@ -350,7 +359,7 @@ impl Registry {
                 heavy_fence();
                 for (i, c) in self.recs.iter().enumerate() {
                     if held[i] {
-                        moved |= c.drain(arena);
+                        moved |= c.drain(arena, own.is_some_and(|o| ptr::eq(o, c)));
                         // ORDERING: Release pairs with the owner's Acquire in `enter`.
                         c.steal.store(0, Ordering::Release);
                     }
@@ -429,7 +438,13 @@ mod membarrier {
 
         /// A full barrier on every running thread of this process.
         pub(crate) fn all_threads() {
-            // SAFETY: as in `ready`; only called once `ready` returned true (a cache exists).
+            // Registers first if no one has: a thief may sweep before any thread has claimed
+            // a cache (and where registration fails, no cache is ever claimed: nothing to
+            // fence against).
+            if !ready() {
+                return;
+            }
+            // SAFETY: as in `ready`.
             let r = unsafe {
                 syscall(
                     SYS_MEMBARRIER,
@@ -512,6 +527,33 @@ mod local {
 #[cfg(all(test, not(ctxtree_loom)))]
 mod tests {
     use super::{Cache, Registry};
+    use crate::Arena;
+    use crate::sync::Ordering;
+
+    #[test]
+    fn a_sweep_from_inside_the_own_critical_section_leaves_that_cache_alone() {
+        // A signal handler that finds the arena full while the code it interrupted was inside
+        // `take` or `give`: the sweep must not wait for itself.
+        static ARENA: Arena<1> = Arena::new();
+        let r = Registry::new();
+        let c = r.claim().unwrap();
+        let s = ARENA.alloc_shared(|| {}).unwrap();
+        assert!(c.give(&ARENA, s));
+        // ORDERING: Relaxed: one thread.
+        c.busy.store(1, Ordering::Relaxed);
+        assert!(
+            !r.sweep(&ARENA, Some(c)),
+            "the interrupted cache is skipped"
+        );
+        assert!(ARENA.alloc_shared(|| {}).is_err());
+        // ORDERING: Relaxed: one thread.
+        c.busy.store(0, Ordering::Relaxed);
+        assert!(
+            r.sweep(&ARENA, Some(c)),
+            "outside, the own cache is drained too"
+        );
+        assert_eq!(ARENA.alloc_shared(|| {}), Ok(s));
+    }
 
     #[test]
     fn a_retired_record_is_claimed_again() {

@@ -161,7 +161,7 @@ fn many_threads_churning_a_small_arena_never_share_a_slot() {
             let tx = tx.clone();
             s.spawn(move || {
                 let mut full = 0usize;
-                for i in 0..2_000 {
+                for i in 0..if cfg!(miri) { 20 } else { 2_000 } {
                     let mut keep = Vec::new();
                     let mut ctx = ARENA.background();
                     for _ in 0..(1 + (i + t) % DEPTH) {
