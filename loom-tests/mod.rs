@@ -27,7 +27,9 @@
 //! linked context's own list is found closed (`linked_create_vs_cancel_ctx`) and a second
 //! canceller's help (`linked_two_cancellers_of_other`); and in the std timer's protocol the
 //! order "read the inbox link, then clear `QUEUED`", the compare-and-swap of `fired` and the
-//! `SeqCst` fences of the sleep/wake hand-off (`timer_watch_vs_release`).
+//! `SeqCst` fences of the sleep/wake hand-off (`timer_watch_vs_release`); and in the per-thread
+//! slot caches, either fence of the owner/thief handshake and the thief's wait for the owner's
+//! critical section (`slot_cache_steal`: every one of its three models fails without each).
 
 extern crate std;
 

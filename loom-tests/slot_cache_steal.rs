@@ -15,7 +15,7 @@ use loom::thread;
 
 use super::support::{Outcomes, assert_quiescent, run_model};
 use crate::Arena;
-use crate::slot_cache::Registry;
+use crate::slot_cache::{Cache, Registry};
 use crate::state::Slot;
 
 /// Per-slot ownership marks and plain data (as in `free_list_aba`).
@@ -140,4 +140,54 @@ fn retire_races_a_sweep() {
         thief.join().unwrap();
         assert_quiescent(arena);
     });
+}
+
+/// Two threads, each with a cache, both slots in the first one's: the second thread must
+/// sweep, while the first takes from its cache (or finds it held and sweeps too). Each holds at
+/// most one of the two slots, so no allocation may be refused.
+#[test]
+fn two_caching_threads_sweep_each_other() {
+    let outcomes = Outcomes::new();
+    let record = outcomes.clone();
+    run_model("two_caching_threads_sweep_each_other", move || {
+        loom::lazy_static! {
+            static ref ARENA: Arena<2> = Arena::new();
+            static ref CACHES: Registry = Registry::new();
+            static ref OWNERS: Owners = Owners::new();
+        }
+        let arena: &'static Arena<2> = &ARENA;
+        let caches: &'static Registry = &CACHES;
+        let owners: &'static Owners = &OWNERS;
+        let (c1, c2) = (caches.claim().unwrap(), caches.claim().unwrap());
+        for _ in 0..2 {
+            let s = arena.alloc_shared(|| {}).unwrap();
+            assert!(c1.give(arena, s));
+        }
+        // Returns whether the slot came from the thread's own cache.
+        let run = move |me: usize, own: &'static Cache| {
+            let cached = own.take(arena);
+            let s = cached.map_or_else(
+                || {
+                    arena.alloc_shared(|| {
+                        caches.sweep(arena, Some(own));
+                    })
+                },
+                Ok,
+            );
+            let s = s.expect("ArenaFull while the other thread holds at most one slot");
+            owners.hold(s, me);
+            if !own.give(arena, s) {
+                arena.push_chain(s, s);
+            }
+            cached.is_some()
+        };
+        let t = thread::spawn(move || run(2, c2));
+        let first = run(1, c1);
+        assert!(!t.join().unwrap(), "the second thread's cache starts empty");
+        c1.retire();
+        c2.retire();
+        record.record(first);
+        assert_quiescent(arena);
+    });
+    outcomes.assert_saw(&[true, false]);
 }
