@@ -12,6 +12,7 @@
 #     global timer thread), tests/late_deadlines.rs, tests/disarm.rs, tests/linked.rs (minus
 #     its global timer test) and tests/owned_futures.rs (minus the tokio-runtime tests: realtime
 #     clocks), whole.
+#   * tests/slot_cache.rs: per-thread slot caches, stolen and returned across real threads.
 #   * tests/arena.rs, minus the scale tests (`million_*`, `many_*`, `deep_*`: 10^5–10^6 nodes or
 #     100 000-deep chains, minutes each under Miri; the unit tests run the same paths small).
 #   * tests/std_layer.rs (blocking waits, the timer thread, heap causes and values across real
@@ -46,6 +47,10 @@ cargo +nightly miri test --test no_alloc
 step "tests/arena.rs (without the scale tests)"
 cargo +nightly miri test --test arena -- --skip million_ --skip many_ --skip deep_
 
+step "tests/slot_cache.rs (per-thread slot caches: stealing, thread exit, TLS destructors)"
+# Under Miri the caches' handshake is two SeqCst fences (no membarrier(2)): real threads race
+# owners against thieves, under the data-race detector.
+cargo +nightly miri test --test slot_cache
 step "tests/oom.rs (a failing global allocator: ArenaFull, never an abort)"
 cargo +nightly miri test --test oom
 
