@@ -25,6 +25,13 @@
 //! destructor never runs (the process is exiting, or the platform skips it), the chain stays
 //! stealable.
 //!
+//! # Statistics and bounds
+//! `stats().live` stays exact: a cached slot's count is 0, as a slot on the free stack's is.
+//! `high_water` can exceed the peak by the slots other threads hold in their caches (a growing
+//! arena takes new slots from its tail before it steals). At most [`RECORDS`] threads have a
+//! cache at once; later ones use the free stack. A thread that only frees (a consumer, the
+//! timer thread of `std`) keeps at most [`MAX_CACHED`] slots from the others.
+//!
 //! # The owner and the thief (asymmetric Dekker)
 //! The owner takes and gives slots inside a short critical section, without a read-modify-write:
 //!
