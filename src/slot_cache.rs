@@ -53,6 +53,15 @@
 //! handshake that loom checks (`loom-tests/slot_cache_steal.rs`); on targets without
 //! `membarrier` there are no caches.
 //!
+//! The expedited barrier needs the process registered for it, and registering costs a kernel
+//! grace period (10-20 ms measured on the 2-vCPU dev VM). Turning caches on only *queries* the
+//! kernel; the first thief registers, before it claims any cache. So no thread's first context
+//! pays for it (an earlier version registered at the first claim, and a 20 ms `with_timeout`
+//! created first in a process could expire before its next line ran). Where registration fails
+//! after all, the thief falls back to the global barrier (`MEMBARRIER_CMD_GLOBAL`), and where
+//! that fails too it touches no chain and reports what it moved (nothing lost that a later
+//! sweep cannot find; the allocation reports `ArenaFull`).
+//!
 //! A critical section is a handful of loads and stores, or, when a chain moves to the free stack
 //! (full, of another arena, or at thread exit), that one lock-free compare-and-swap loop: no
 //! user code, no wait. A thief waits only for one in progress (spinning with `yield_now`); a
@@ -344,6 +353,10 @@ impl Registry {
     ///
     /// `own` is the calling thread's cache, if it has one (see [`Cache::drain`]).
     pub(crate) fn sweep(&self, arena: &RawArena, own: Option<&Cache>) -> bool {
+        // Registers for the heavy fence before claiming any cache (the first time: a kernel
+        // grace period, milliseconds), so that owners are kept off their caches only for the
+        // barrier itself.
+        prepare_heavy_fence();
         let mut moved = false;
         let mut pending = [true; RECORDS];
         loop {
@@ -363,13 +376,21 @@ impl Registry {
                 }
             }
             if any {
-                heavy_fence();
+                // Without the barrier no chain may be touched: give the claims back and report
+                // what moved so far (the kernel offered `membarrier` when the caches were
+                // turned on, so this is a kernel that took it back: see `membarrier`).
+                let fenced = heavy_fence();
                 for (i, c) in self.recs.iter().enumerate() {
                     if held[i] {
-                        moved |= c.drain(arena, own.is_some_and(|o| ptr::eq(o, c)));
+                        if fenced {
+                            moved |= c.drain(arena, own.is_some_and(|o| ptr::eq(o, c)));
+                        }
                         // ORDERING: Release pairs with the owner's Acquire in `enter`.
                         c.steal.store(0, Ordering::Release);
                     }
+                }
+                if !fenced {
+                    return moved;
                 }
             }
             if !pending.contains(&true) {
@@ -389,22 +410,34 @@ fn light_fence() {
     core::sync::atomic::compiler_fence(Ordering::SeqCst);
 }
 
-/// The thief's half: a full barrier on every running thread of the process.
-fn heavy_fence() {
+/// The thief's half: a full barrier on every running thread of the process. False if no such
+/// barrier could be issued (then the thief must not touch any chain).
+#[must_use]
+fn heavy_fence() -> bool {
     // ORDERING: SeqCst: the thief's own StoreLoad barrier between its claim of `steal` and its
     // loads of `busy` (all it takes under loom and Miri, where the owner's fence is SeqCst too).
     sync::fence(Ordering::SeqCst);
     #[cfg(not(any(ctxtree_loom, miri)))]
-    membarrier::all_threads();
+    return membarrier::all_threads();
+    #[cfg(any(ctxtree_loom, miri))]
+    return true;
 }
 
-/// Whether caches can be used on this platform (the heavy fence exists and is registered).
+/// Readies [`heavy_fence`] (registers the process for it, once), outside any claim.
+fn prepare_heavy_fence() {
+    #[cfg(not(any(ctxtree_loom, miri)))]
+    membarrier::register();
+}
+
+/// Whether caches can be used on this platform: the kernel offers the heavy fence. Cheap (one
+/// `membarrier` query, once per process); the registration the fence needs, which costs a
+/// grace period of the kernel (10-20 ms measured here), is left to the first thief.
 #[cfg(not(ctxtree_loom))]
 pub(crate) fn supported() -> bool {
     #[cfg(miri)]
     return true;
     #[cfg(not(miri))]
-    return membarrier::ready();
+    return membarrier::supported();
 }
 
 #[cfg(not(any(ctxtree_loom, miri)))]
@@ -423,6 +456,8 @@ mod membarrier {
         const SYS_MEMBARRIER: c_long = 324;
         #[cfg(target_arch = "aarch64")]
         const SYS_MEMBARRIER: c_long = 283;
+        const CMD_QUERY: c_int = 0;
+        const CMD_GLOBAL: c_int = 1;
         const CMD_PRIVATE_EXPEDITED: c_int = 1 << 3;
         const CMD_REGISTER_PRIVATE_EXPEDITED: c_int = 1 << 4;
 
@@ -431,38 +466,44 @@ mod membarrier {
             fn syscall(num: c_long, ...) -> c_long;
         }
 
-        static READY: OnceLock<bool> = OnceLock::new();
-
-        /// Registers the process for expedited private barriers, once; false if the kernel
-        /// refuses (older than 4.14, or a seccomp filter).
-        pub(crate) fn ready() -> bool {
-            // SAFETY: `membarrier(REGISTER_PRIVATE_EXPEDITED, flags = 0, cpu_id = 0)` reads and
-            // writes no memory of ours.
-            *READY.get_or_init(|| unsafe {
-                syscall(SYS_MEMBARRIER, CMD_REGISTER_PRIVATE_EXPEDITED, 0 as c_int, 0 as c_int)
-            } == 0)
+        fn membarrier(cmd: c_int) -> c_long {
+            // SAFETY: `membarrier(cmd, flags = 0, cpu_id = 0)` reads and writes no memory of
+            // ours, whatever the command.
+            unsafe { syscall(SYS_MEMBARRIER, cmd, 0 as c_int, 0 as c_int) }
         }
 
-        /// A full barrier on every running thread of this process.
-        pub(crate) fn all_threads() {
-            // Registers first if no one has: a thief may sweep before any thread has claimed
-            // a cache (and where registration fails, no cache is ever claimed: nothing to
-            // fence against).
-            if !ready() {
-                return;
+        /// The commands the kernel supports (`MEMBARRIER_CMD_QUERY`), once; 0 if it has no
+        /// `membarrier` (older than 4.3) or a seccomp filter refuses it.
+        fn commands() -> c_int {
+            static COMMANDS: OnceLock<c_int> = OnceLock::new();
+            *COMMANDS.get_or_init(|| c_int::try_from(membarrier(CMD_QUERY)).unwrap_or(0).max(0))
+        }
+
+        /// Whether a heavy fence is available: private expedited barriers (Linux 4.14), with
+        /// the global barrier as the thief's fallback. A query only: no registration here, so a
+        /// thread's first context pays no grace period.
+        pub(crate) fn supported() -> bool {
+            let c = commands();
+            c & CMD_PRIVATE_EXPEDITED != 0 && c & CMD_REGISTER_PRIVATE_EXPEDITED != 0
+        }
+
+        /// Registers the process for private expedited barriers, once (a kernel grace
+        /// period); whether that worked.
+        pub(crate) fn register() -> bool {
+            static REGISTERED: OnceLock<bool> = OnceLock::new();
+            *REGISTERED.get_or_init(|| membarrier(CMD_REGISTER_PRIVATE_EXPEDITED) == 0)
+        }
+
+        /// A full barrier on every running thread of this process. The first call registers
+        /// the process for private expedited barriers (a kernel grace period: milliseconds,
+        /// paid by the first thief, on the rare path of an otherwise full arena). Where that
+        /// fails, the global barrier (slower, no registration needed); false if neither can be
+        /// issued.
+        pub(crate) fn all_threads() -> bool {
+            if register() && membarrier(CMD_PRIVATE_EXPEDITED) == 0 {
+                return true;
             }
-            // SAFETY: as in `ready`.
-            let r = unsafe {
-                syscall(
-                    SYS_MEMBARRIER,
-                    CMD_PRIVATE_EXPEDITED,
-                    0 as c_int,
-                    0 as c_int,
-                )
-            };
-            // Registered before any cache was claimed: the call cannot fail (EPERM is "not
-            // registered", EINVAL a bad command). A thief must not go on without the barrier.
-            assert!(r == 0, "ctxtree: membarrier failed after registration");
+            commands() & CMD_GLOBAL != 0 && membarrier(CMD_GLOBAL) == 0
         }
     }
 
@@ -472,15 +513,22 @@ mod membarrier {
     )))]
     mod imp {
         /// No heavy fence here: no caches.
-        pub(crate) fn ready() -> bool {
+        pub(crate) fn supported() -> bool {
+            false
+        }
+
+        /// Nothing to register.
+        pub(crate) fn register() -> bool {
             false
         }
 
         /// Never called (no cache is ever claimed).
-        pub(crate) fn all_threads() {}
+        pub(crate) fn all_threads() -> bool {
+            false
+        }
     }
 
-    pub(crate) use imp::{all_threads, ready};
+    pub(crate) use imp::{all_threads, register, supported};
 }
 
 // ---------------------------------------------------------------------------------------------

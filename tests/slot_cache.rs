@@ -9,13 +9,24 @@
 ))]
 
 use std::cell::RefCell;
-use std::sync::Barrier;
 use std::sync::mpsc;
+use std::sync::{Barrier, Mutex, MutexGuard};
 use std::thread;
 
 use ctxtree::{Arena, Canceler, Child, Context, CreateError, RawArena};
 
 /// Creates `n` cancellable children of `arena`'s background, keeping them.
+/// The tests of this file run one at a time: caches and their registry are process-wide, and a
+/// sweep by one test (an arena filled to the last slot) holds every thread's cache for a moment,
+/// during which that thread frees to the shared stack: a test that checks where a freed slot
+/// went would see another test's sweep.
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn fill(arena: &'static RawArena, n: usize) -> Vec<Child<'static>> {
     (0..n)
         .map(|_| arena.background().with_cancel().expect("room"))
@@ -24,6 +35,7 @@ fn fill(arena: &'static RawArena, n: usize) -> Vec<Child<'static>> {
 
 #[test]
 fn a_freed_slot_stays_with_its_thread() {
+    let _serial = serial();
     static ARENA: Arena<8> = Arena::new();
     assert!(
         ARENA.enable_thread_caches(),
@@ -44,6 +56,7 @@ fn a_freed_slot_stays_with_its_thread() {
 
 #[test]
 fn slots_cached_by_two_live_threads_are_found_before_arena_full() {
+    let _serial = serial();
     const N: usize = 64;
     static ARENA: Arena<N> = Arena::new();
     assert!(ARENA.enable_thread_caches());
@@ -82,6 +95,7 @@ fn slots_cached_by_two_live_threads_are_found_before_arena_full() {
 
 #[test]
 fn a_thread_returns_its_cache_when_it_exits() {
+    let _serial = serial();
     static ARENA: Arena<32> = Arena::new();
     assert!(ARENA.enable_thread_caches());
     thread::spawn(|| drop(fill(&ARENA, 10))).join().unwrap();
@@ -100,6 +114,7 @@ thread_local! {
 
 #[test]
 fn contexts_released_by_thread_local_destructors_are_not_lost() {
+    let _serial = serial();
     static ARENA: Arena<16> = Arena::new();
     assert!(ARENA.enable_thread_caches());
     for cache_first in [false, true] {
@@ -131,6 +146,7 @@ fn contexts_released_by_thread_local_destructors_are_not_lost() {
 
 #[test]
 fn a_thread_freeing_into_two_arenas_keeps_both_whole() {
+    let _serial = serial();
     static A: Arena<8> = Arena::new();
     static B: Arena<8> = Arena::new();
     assert!(A.enable_thread_caches() && B.enable_thread_caches());
@@ -149,6 +165,7 @@ fn a_thread_freeing_into_two_arenas_keeps_both_whole() {
 
 #[test]
 fn many_threads_churning_a_small_arena_never_share_a_slot() {
+    let _serial = serial();
     // Each thread creates and releases chains while the others do; an arena just big enough
     // that the tail runs out and caches are stolen from all the time.
     const THREADS: usize = 4;
@@ -193,6 +210,7 @@ fn many_threads_churning_a_small_arena_never_share_a_slot() {
 
 #[test]
 fn the_global_arena_caches_too() {
+    let _serial = serial();
     // The global arena (pages, a timer) reuses a thread's freed slot without growing.
     let Child { ctx, cancel } = ctxtree::background().with_cancel().unwrap();
     drop((ctx, cancel));
