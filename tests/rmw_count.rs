@@ -28,9 +28,10 @@ use ctxtree::{Arena, Canceler, Child};
 static ARENA: Arena<1100> = Arena::new();
 
 /// The ceiling on read-modify-writes per node for create + cancel + release on an open root
-/// (the measured 0.1 figure when this test was written; the floor is about three: link,
-/// cancel, unlink). Lower it when the core gets cheaper; raise it only with a reason.
-const BUDGET_PER_NODE: u64 = 12;
+/// (the measured figure: 12 when this test was written, 11 since the last member of a list
+/// leaves it without a Harris mark; the floor is about three: link, cancel, unlink). Lower it
+/// when the core gets cheaper; raise it only with a reason.
+const BUDGET_PER_NODE: u64 = 11;
 
 /// Counts per phase: phase → (site → count).
 type Phases = BTreeMap<&'static str, BTreeMap<(&'static str, u32), u64>>;

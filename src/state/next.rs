@@ -31,6 +31,13 @@ impl Next {
     /// and `MARK`.
     pub(crate) const NOT_LINKED: Next = Next(UNLINKED | MARK);
 
+    /// The word of the last member of a list: no successor, no flag.
+    const LAST: Next = Next(0);
+
+    /// What [`NextWord::freeze`] hands the unlinker of a last member: its word as a mark would
+    /// have left it (`MARK`, successor `NIL`).
+    const LAST_FROZEN: Next = Next(MARK);
+
     /// The sibling (or free-stack) link.
     #[inline(always)]
     pub(crate) const fn link(self) -> Link {
@@ -112,11 +119,42 @@ impl NextWord {
     /// Sets `MARK` (freezing the word), unless the node is already out of its list (tree
     /// invariant #4). Several threads may unlink one node (a canceller and the node's own
     /// canceler, a searcher helping): all get `Marked`; one compare-and-swap removes it.
+    #[cfg(all(test, not(ctxtree_loom)))]
     #[inline]
     pub(crate) fn mark(&self) -> Mark {
+        // ORDERING: Acquire, as in `freeze`.
+        self.mark_from(self.0.load(Ordering::Acquire))
+    }
+
+    /// What an unlinker needs before it swings the predecessor's link (tree invariant #4): the
+    /// word frozen. A word that is a plain `NIL` — no flag, no successor: the last member of its
+    /// list — is frozen already: insertion is only at the front, so nothing can give the node a
+    /// successor, and the only write another thread can still make to the word is a mark (a
+    /// racing unlinker of the same node), which leaves its link `NIL`. So the last member
+    /// leaves without a mark: `Marked` with the word it would have had ([`Next::LAST_FROZEN`]),
+    /// and no read-modify-write. Any other word is marked ([`mark`](NextWord::mark)).
+    ///
+    /// All callers agree on the successor (`NIL`), so exactly one compare-and-swap on the
+    /// predecessor's link removes the node, as with a mark; its winner's
+    /// [`set_unlinked`](NextWord::set_unlinked) stores a superset of any racing mark.
+    #[inline]
+    pub(crate) fn freeze(&self) -> Mark {
         // ORDERING: Acquire: pairs with the Release store of UNLINKED (the list reference has
-        // moved on).
-        let mut nx = self.0.load(Ordering::Acquire);
+        // moved on), and with the Release that published the node in its list (the `next` its
+        // linker stored; see `set_sibling`): the caller holds the node, reached through that
+        // list or created by its own thread.
+        let nx = self.0.load(Ordering::Acquire);
+        if nx == Next::LAST.0 {
+            #[cfg(test)]
+            crate::list::probe::unmarked();
+            return Mark::Marked(Next::LAST_FROZEN);
+        }
+        self.mark_from(nx)
+    }
+
+    /// [`mark`](NextWord::mark) from `nx`, a value just loaded with Acquire.
+    #[inline]
+    fn mark_from(&self, mut nx: u32) -> Mark {
         loop {
             if Next(nx).is_unlinked() {
                 return Mark::AlreadyUnlinked;
