@@ -19,8 +19,8 @@
 //! to be load-bearing by breaking it and watching a model fail: the free-stack tag
 //! (`free_list_aba`), Harris helping and the marked-predecessor restart (`unlink_helping`), the
 //! restriction of the unmarked unlink to a list's last member (`unlink_by_hint`: unlinking every
-//! node without a mark fails it), the
-//! re-validation of a link after `try_acquire` (`cancel_vs_release`), the winner's error on a
+//! node without a mark fails it), the re-validation of a link after `try_acquire`
+//! (`cancel_vs_release`), the winner's error on a
 //! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
 //! Release of `link` (`create_vs_cancel`), the waiter drain's hand-off to the lock holder
 //! (`waiter_wakeup`: deadlock), a `Deadline` node's own record when a traversal reaches it
