@@ -49,6 +49,7 @@ mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
 mod linked_create_vs_cancel;
 mod linked_release_vs_cancel_other;
+mod list_pin;
 mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
 mod timer_watch_vs_release;
