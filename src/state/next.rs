@@ -16,7 +16,7 @@ pub(crate) struct NextWord(AtomicU32);
 #[repr(transparent)]
 pub(crate) struct Next(u32);
 
-/// The outcome of [`NextWord::mark`].
+/// The outcome of [`NextWord::freeze`].
 #[must_use]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mark {
@@ -116,9 +116,8 @@ impl NextWord {
         self.0.store(FREE | below.bits(), Ordering::Relaxed);
     }
 
-    /// Sets `MARK` (freezing the word), unless the node is already out of its list (tree
-    /// invariant #4). Several threads may unlink one node (a canceller and the node's own
-    /// canceler, a searcher helping): all get `Marked`; one compare-and-swap removes it.
+    /// Sets `MARK` whatever the word's link, as [`freeze`](NextWord::freeze) does for any but a
+    /// last member (for the unit tests: a remover stalled between its mark and its swing).
     #[cfg(all(test, not(ctxtree_loom)))]
     #[inline]
     pub(crate) fn mark(&self) -> Mark {
@@ -127,15 +126,20 @@ impl NextWord {
     }
 
     /// What an unlinker needs before it swings the predecessor's link (tree invariant #4): the
-    /// word frozen. A word that is a plain `NIL` — no flag, no successor: the last member of its
-    /// list — is frozen already: insertion is only at the front, so nothing can give the node a
-    /// successor, and the only write another thread can still make to the word is a mark (a
-    /// racing unlinker of the same node), which leaves its link `NIL`. So the last member
-    /// leaves without a mark: `Marked` with the word it would have had ([`Next::LAST_FROZEN`]),
-    /// and no read-modify-write. Any other word is marked ([`mark`](NextWord::mark)).
+    /// word frozen, unless the node is already out of its list (`AlreadyUnlinked`). Several
+    /// threads may unlink one node (a canceller and the node's own canceler, a searcher
+    /// helping): all get `Marked`; one compare-and-swap removes it.
     ///
-    /// All callers agree on the successor (`NIL`), so exactly one compare-and-swap on the
-    /// predecessor's link removes the node, as with a mark; its winner's
+    /// A word that is a plain `NIL` — no flag, no successor: the last member of its list — is
+    /// frozen already: insertion is only at the front, so nothing can give the node a
+    /// successor, no compare-and-swap expects the word to name one, and the only writes other
+    /// threads can still make to it are a racing unlinker's mark and the winning unlinker's
+    /// `UNLINKED`, neither of which changes its link. So the last member leaves without a
+    /// mark: `Marked` with the word a mark would have left ([`Next::LAST_FROZEN`]), and no
+    /// read-modify-write. Any other word gets `MARK` by a compare-and-swap.
+    ///
+    /// All unlinkers of a last member agree on its successor (`NIL`), so exactly one
+    /// compare-and-swap on the predecessor's link removes it, as with a mark; the winner's
     /// [`set_unlinked`](NextWord::set_unlinked) stores a superset of any racing mark.
     #[inline]
     pub(crate) fn freeze(&self) -> Mark {
@@ -152,7 +156,8 @@ impl NextWord {
         self.mark_from(nx)
     }
 
-    /// [`mark`](NextWord::mark) from `nx`, a value just loaded with Acquire.
+    /// Sets `MARK` from `nx`, a value of the word just loaded with Acquire, unless the node is
+    /// out of its list.
     #[inline]
     fn mark_from(&self, mut nx: u32) -> Mark {
         loop {
