@@ -31,13 +31,6 @@ impl Next {
     /// and `MARK`.
     pub(crate) const NOT_LINKED: Next = Next(UNLINKED | MARK);
 
-    /// The word of the last member of a list: no successor, no flag.
-    const LAST: Next = Next(0);
-
-    /// What [`NextWord::freeze`] hands the unlinker of a last member: its word as a mark would
-    /// have left it (`MARK`, successor `NIL`).
-    const LAST_FROZEN: Next = Next(MARK);
-
     /// The sibling (or free-stack) link.
     #[inline(always)]
     pub(crate) const fn link(self) -> Link {
@@ -70,6 +63,9 @@ impl Next {
         self.0 == link.bits()
     }
 }
+
+// `freeze_from` tests "marked, or a plain `NIL`" as one signed comparison.
+const _: () = assert!(MARK == 1 << 31);
 
 impl NextWord {
     const_unless_loom! {
@@ -122,7 +118,7 @@ impl NextWord {
     #[inline]
     pub(crate) fn mark(&self) -> Mark {
         // ORDERING: Acquire, as in `freeze`.
-        self.mark_from(self.0.load(Ordering::Acquire))
+        self.freeze_from(self.0.load(Ordering::Acquire), false)
     }
 
     /// What an unlinker needs before it swings the predecessor's link (tree invariant #4): the
@@ -135,7 +131,7 @@ impl NextWord {
     /// successor, no compare-and-swap expects the word to name one, and the only writes other
     /// threads can still make to it are a racing unlinker's mark and the winning unlinker's
     /// `UNLINKED`, neither of which changes its link. So the last member leaves without a
-    /// mark: `Marked` with the word a mark would have left ([`Next::LAST_FROZEN`]), and no
+    /// mark: `Marked` with the word a mark would have left (`MARK`, successor `NIL`), and no
     /// read-modify-write. Any other word gets `MARK` by a compare-and-swap.
     ///
     /// All unlinkers of a last member agree on its successor (`NIL`), so exactly one
@@ -148,21 +144,26 @@ impl NextWord {
         // linker stored; see `set_sibling`): the caller holds the node, reached through that
         // list or created by its own thread.
         let nx = self.0.load(Ordering::Acquire);
-        if nx == Next::LAST.0 {
-            #[cfg(test)]
+        #[cfg(test)]
+        if nx == 0 {
             crate::list::probe::unmarked();
-            return Mark::Marked(Next::LAST_FROZEN);
         }
-        self.mark_from(nx)
+        self.freeze_from(nx, true)
     }
 
-    /// Sets `MARK` from `nx`, a value of the word just loaded with Acquire, unless the node is
-    /// out of its list.
-    #[inline]
-    fn mark_from(&self, mut nx: u32) -> Mark {
+    /// [`freeze`](NextWord::freeze) from `nx`, a value of the word just loaded with Acquire;
+    /// with `last_frozen` false, a last member is marked too.
+    #[inline(always)]
+    fn freeze_from(&self, mut nx: u32, last_frozen: bool) -> Mark {
         loop {
             if Next(nx).is_unlinked() {
                 return Mark::AlreadyUnlinked;
+            }
+            // `MARK` is the sign bit: one signed comparison tells "marked" and, with it, "a
+            // plain `NIL`" (zero); for the latter, the word a mark would leave is returned,
+            // unwritten.
+            if last_frozen && (nx as i32) <= 0 {
+                return Mark::Marked(Next(nx | MARK));
             }
             if Next(nx).is_marked() {
                 return Mark::Marked(Next(nx));
