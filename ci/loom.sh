@@ -10,14 +10,14 @@
 # `wait()` shares the waiter protocol with `done()` (loom-tests/waiter_wakeup.rs).
 #
 # Budget (measured on the 2-core CI machine): LOOM_MAX_PREEMPTIONS=2, the default here, explores
-# 57 models in ~4 min (227 s in CI on 2 cores) (the 5 linked_* models add ~50 s: linked_two_cancellers_of_other
+# 60 models in ~4 min (227 s in CI on 2 cores) (the 5 linked_* models add ~50 s: linked_two_cancellers_of_other
 # ~143k interleavings in 35 s; the largest: cancel_parent_and_middle_of_chain ~200k
 # interleavings in 42 s, expire_vs_cancel_vs_lazy_check ~150k, nested_deadlines_expire_vs_lazy_vs_cancel
 # ~105k, hint_names_a_slot_reused_by_a_node_being_linked ~103k); 3m12s from a cold target dir
 # in a fresh clone (the CI run of the core-v2 work). CI gives this gate ~10 minutes.
 #
 # Deeper runs (not in CI):
-#   LOOM_MAX_PREEMPTIONS=3 ci/loom.sh                       # longer: the same 57 models, 2-3M
+#   LOOM_MAX_PREEMPTIONS=3 ci/loom.sh                       # longer: the same 60 models, 2-3M
 #                                                           # interleavings for the largest three
 #   LOOM_MAX_PREEMPTIONS=3 ci/loom.sh linked_               # the linked_* models: 1.56M
 #                                                           # interleavings in 9 min for the largest

@@ -18,7 +18,9 @@
 //! causes won; the future waited *and* found it done; ...). Each core mechanism was also checked
 //! to be load-bearing by breaking it and watching a model fail: the free-stack tag
 //! (`free_list_aba`), Harris helping and the marked-predecessor restart (`unlink_helping`), the
-//! re-validation of a link after `try_acquire` (`cancel_vs_release`), the winner's error on a
+//! restriction of the unmarked unlink to a list's last member (`unlink_by_hint`: unlinking every
+//! node without a mark fails it), the re-validation of a link after `try_acquire`
+//! (`cancel_vs_release`), the winner's error on a
 //! lost cause slot (`concurrent_cancel_causes`), the Release of `DONE` (`err_implies_done`), the
 //! Release of `link` (`create_vs_cancel`), the waiter drain's hand-off to the lock holder
 //! (`waiter_wakeup`: deadlock), a `Deadline` node's own record when a traversal reaches it
@@ -49,12 +51,14 @@ mod expire_vs_cancel_vs_lazy;
 mod free_list_aba;
 mod linked_create_vs_cancel;
 mod linked_release_vs_cancel_other;
+mod list_pin;
 mod nested_deadlines_expire_vs_lazy;
 mod paged_growth_vs_scan;
 mod slot_cache_steal;
 mod timer_watch_vs_release;
 mod unlink_by_hint;
 mod unlink_helping;
+mod unlink_last;
 mod value_publication;
 mod waiter_wakeup;
 mod without_cancel_vs_cancel;

@@ -3,7 +3,10 @@
 //!
 //! A list is singly linked through the `next` words, headed by the owner's `head` word (see
 //! [`crate::state`]); insertion is always at the front, and removal is Harris-style (tree
-//! invariant #4): mark the victim's `next`, then swing its predecessor's link past it.
+//! invariant #4): mark the victim's `next`, then swing its predecessor's link past it — except
+//! for the last member, whose `next` (no successor, and none can come) needs no mark: one
+//! compare-and-swap unlinks it, which is every step of a chain's cancel and every oldest-first
+//! release.
 //!
 //! # Finding the predecessor
 //! A singly linked list finds a node's predecessor by walking from the head: releasing children
@@ -102,13 +105,17 @@ impl RawArena {
 
     /// [`unlink_in`](RawArena::unlink_in) with both nodes already looked up.
     ///
-    /// The fast path (mark, then `c` is the first child: two compare-and-swaps) is inlined into
-    /// the callers — every step of a post-order cancel takes it; the rest is out of line. On
-    /// 32-bit targets the whole is out of line (flash: the cancel walk alone has three call sites).
+    /// The fast path (freeze, then `c` is the first child: two compare-and-swaps, or one when
+    /// `c` is also the last, as at every step of a chain's cancel: see [`NextWord::freeze`]) is
+    /// inlined into the callers — every step of a post-order cancel takes it; the rest is out of
+    /// line. On 32-bit targets the whole is out of line (flash: the cancel walk alone has three
+    /// call sites).
+    ///
+    /// [`NextWord::freeze`]: crate::state::NextWord::freeze
     #[cfg_attr(not(target_pointer_width = "64"), inline(never))]
     #[cfg_attr(target_pointer_width = "64", inline)]
     pub(crate) fn unlink_node(&self, on: &Node, c: Slot, cn: &Node, panics: &mut Panics) -> bool {
-        let Mark::Marked(marked) = cn.next.mark() else {
+        let Mark::Marked(marked) = cn.next.freeze() else {
             return false;
         };
         self.unlink_first(on, cn, c, marked) || self.unlink_not_first(on, cn, c, marked, panics)
@@ -337,9 +344,10 @@ enum Step {
     Restart,
 }
 
-/// Counts, on this thread, the search's steps and the unlinks done through a hint, so that the
-/// unit tests can check the cost of release orders by counting, not by timing, and the loom
-/// models can check that they exercise the hint path.
+/// Counts, on this thread, the search's steps, the unlinks done through a hint and those of a
+/// last member begun without a mark, so that the unit tests can check the cost of release
+/// orders by counting, not by timing, and the loom models can check that they exercise the hint
+/// and the unmarked paths.
 #[cfg(test)]
 pub(crate) mod probe {
     extern crate std;
@@ -347,6 +355,7 @@ pub(crate) mod probe {
     std::thread_local! {
         static STEPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
         static HINTED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+        static UNMARKED: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
     }
 
     pub(crate) fn step() {
@@ -355,6 +364,17 @@ pub(crate) mod probe {
 
     pub(crate) fn hinted() {
         HINTED.with(|s| s.set(s.get() + 1));
+    }
+
+    pub(crate) fn unmarked() {
+        UNMARKED.with(|s| s.set(s.get() + 1));
+    }
+
+    /// The unlinks of a last member begun without a mark (`NextWord::freeze`) on this thread
+    /// (under loom: in this execution, whose threads share one OS thread) since the last call.
+    #[cfg_attr(not(ctxtree_loom), allow(dead_code))] // read by the loom models
+    pub(crate) fn take_unmarked() -> usize {
+        UNMARKED.with(|s| s.replace(0))
     }
 
     /// The search steps taken on this thread since the last call.

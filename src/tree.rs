@@ -23,7 +23,10 @@
 //!    error and cause. No cancellation is lost. After `DONE`, a list only shrinks.
 //! 4. **Harris-style removal.** To unlink `c`, first set `MARK` on `c.next` (freezing it: every
 //!    compare-and-swap on a `next` expects an unmarked value), then swing the predecessor's link
-//!    from `c` to `c`'s successor. A searcher that meets a marked node helps unlink it.
+//!    from `c` to `c`'s successor. A searcher that meets a marked node helps unlink it. The last
+//!    member of a list (`c.next` a plain `NIL`) is frozen without a mark: insertion is only at
+//!    the front, so nothing can give it a successor, and no compare-and-swap expects its word
+//!    to name one; the swing alone removes it (see [`crate::state::NextWord::freeze`]).
 //! 5. **Reference before action.** A thread acts on a node reached through a link (reads its
 //!    plain fields, publishes its state, uses it as a predecessor) only while holding a
 //!    reference, taken with [`RawArena::try_acquire`] (which fails on a free slot) and then

@@ -16,7 +16,7 @@ pub(crate) struct NextWord(AtomicU32);
 #[repr(transparent)]
 pub(crate) struct Next(u32);
 
-/// The outcome of [`NextWord::mark`].
+/// The outcome of [`NextWord::freeze`].
 #[must_use]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mark {
@@ -64,6 +64,9 @@ impl Next {
     }
 }
 
+// `freeze_from` tests "marked, or a plain `NIL`" as one signed comparison.
+const _: () = assert!(MARK == 1 << 31);
+
 impl NextWord {
     const_unless_loom! {
         /// A never-used node's word: zero, so that an empty arena is all-zero bits (`.bss`).
@@ -109,17 +112,58 @@ impl NextWord {
         self.0.store(FREE | below.bits(), Ordering::Relaxed);
     }
 
-    /// Sets `MARK` (freezing the word), unless the node is already out of its list (tree
-    /// invariant #4). Several threads may unlink one node (a canceller and the node's own
-    /// canceler, a searcher helping): all get `Marked`; one compare-and-swap removes it.
+    /// Sets `MARK` whatever the word's link, as [`freeze`](NextWord::freeze) does for any but a
+    /// last member (for the unit tests: a remover stalled between its mark and its swing).
+    #[cfg(all(test, not(ctxtree_loom)))]
     #[inline]
     pub(crate) fn mark(&self) -> Mark {
+        // ORDERING: Acquire, as in `freeze`.
+        self.freeze_from(self.0.load(Ordering::Acquire), false)
+    }
+
+    /// What an unlinker needs before it swings the predecessor's link (tree invariant #4): the
+    /// word frozen, unless the node is already out of its list (`AlreadyUnlinked`). Several
+    /// threads may unlink one node (a canceller and the node's own canceler, a searcher
+    /// helping): all get `Marked`; one compare-and-swap removes it.
+    ///
+    /// A word that is a plain `NIL` — no flag, no successor: the last member of its list — is
+    /// frozen already: insertion is only at the front, so nothing can give the node a
+    /// successor, no compare-and-swap expects the word to name one, and the only writes other
+    /// threads can still make to it are a racing unlinker's mark and the winning unlinker's
+    /// `UNLINKED`, neither of which changes its link. So the last member leaves without a
+    /// mark: `Marked` with the word a mark would have left (`MARK`, successor `NIL`), and no
+    /// read-modify-write. Any other word gets `MARK` by a compare-and-swap.
+    ///
+    /// All unlinkers of a last member agree on its successor (`NIL`), so exactly one
+    /// compare-and-swap on the predecessor's link removes it, as with a mark; the winner's
+    /// [`set_unlinked`](NextWord::set_unlinked) stores a superset of any racing mark.
+    #[inline]
+    pub(crate) fn freeze(&self) -> Mark {
         // ORDERING: Acquire: pairs with the Release store of UNLINKED (the list reference has
-        // moved on).
-        let mut nx = self.0.load(Ordering::Acquire);
+        // moved on), and with the Release that published the node in its list (the `next` its
+        // linker stored; see `set_sibling`): the caller holds the node, reached through that
+        // list or created by its own thread.
+        let nx = self.0.load(Ordering::Acquire);
+        #[cfg(test)]
+        if nx == 0 {
+            crate::list::probe::unmarked();
+        }
+        self.freeze_from(nx, true)
+    }
+
+    /// [`freeze`](NextWord::freeze) from `nx`, a value of the word just loaded with Acquire;
+    /// with `last_frozen` false, a last member is marked too.
+    #[inline(always)]
+    fn freeze_from(&self, mut nx: u32, last_frozen: bool) -> Mark {
         loop {
             if Next(nx).is_unlinked() {
                 return Mark::AlreadyUnlinked;
+            }
+            // `MARK` is the sign bit: one signed comparison tells "marked" and, with it, "a
+            // plain `NIL`" (zero); for the latter, the word a mark would leave is returned,
+            // unwritten.
+            if last_frozen && (nx as i32) <= 0 {
+                return Mark::Marked(Next(nx | MARK));
             }
             if Next(nx).is_marked() {
                 return Mark::Marked(Next(nx));

@@ -208,6 +208,54 @@ fn unlink_back() {
     unlink_at(2);
 }
 
+/// `freeze` marks every member but the last, whose word (no successor, no flag) it leaves
+/// untouched (tree invariant #4): the last member leaves with one compare-and-swap (here after
+/// helping its marked predecessor out), and still ends up flagged out of its list.
+#[test]
+fn freeze_marks_every_member_but_the_last() {
+    let a = Arena::<4>::new();
+    let Child { ctx: p, cancel: pk } = a.background().with_cancel().unwrap();
+    let (c1, k1) = cancel_pair(&p);
+    let (c2, k2) = cancel_pair(&p);
+    assert_eq!(children(&a, p.slot), [c2.slot, c1.slot]);
+    // C1, the last: frozen as a mark would leave it, but not written.
+    let before = next(&a, c1.slot);
+    assert!(!before.is_marked() && before.link().is_nil());
+    let Mark::Marked(frozen) = a.node(c1.slot).next.freeze() else {
+        panic!("a linked member reported unlinked");
+    };
+    assert!(frozen.is_marked() && frozen.link().is_nil());
+    assert_eq!(
+        next(&a, c1.slot),
+        before,
+        "the last member's word was written"
+    );
+    // C2, not the last: marked, naming C1.
+    let Mark::Marked(marked) = a.node(c2.slot).next.freeze() else {
+        panic!("a linked member reported unlinked");
+    };
+    assert_eq!(next(&a, c2.slot), marked);
+    assert!(marked.is_marked() && marked.link() == Link::to(c1.slot));
+    // C2 is now a stalled remover's: unlinking C1 (behind it, unmarked) helps C2 out first
+    // (releasing its list reference), then swings the head past C1. Both end flagged out.
+    let c2_refs = refs(&a, c2.slot);
+    assert!(a.unlink(p.slot, c1.slot));
+    a.release(c1.slot, 1);
+    assert!(children(&a, p.slot).is_empty());
+    assert_eq!(refs(&a, c2.slot), c2_refs - 1);
+    for s in [c1.slot, c2.slot] {
+        assert!(out_of_list(next(&a, s)));
+        assert_eq!(
+            a.node(s).next.freeze(),
+            Mark::AlreadyUnlinked,
+            "an unlinked node froze again"
+        );
+        assert!(!a.unlink(p.slot, s));
+    }
+    drop((c1, k1, c2, k2, p, pk));
+    assert_all_free(&a);
+}
+
 #[test]
 fn unlink_of_a_never_linked_node_returns_false_at_once() {
     let a = Arena::<2>::new();
