@@ -289,7 +289,10 @@ impl<'a> Context<'a> {
         #[cfg(target_pointer_width = "64")]
         let inline = arena.slots.len();
         #[cfg(not(target_pointer_width = "64"))]
-        let inline = 0;
+        let inline = {
+            let _ = arena;
+            0
+        };
         Src::of(inline, slot)
     }
 

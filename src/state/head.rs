@@ -124,7 +124,8 @@ impl Head {
     }
 
     /// Whether the word is done or timed: all that the one-load check of a context
-    /// (`Context::done_word`) tests before it answers "not done".
+    /// (`Context::done_word`, 64-bit targets) tests before it answers "not done".
+    #[cfg(target_pointer_width = "64")]
     #[inline(always)]
     pub(crate) const fn done_or_timed(self) -> bool {
         self.0 & (DONE | TIMED) != 0
