@@ -185,10 +185,11 @@ mod offsets {
 
     // Every offset is a whole number of units, and the stand-in words lie before the slots.
     const _: () = assert!(
-        offset_of!(RawArena<[Node; 0]>, hdr.src_words) % UNIT == 0
-            && size_of::<HeadWord>() % UNIT == 0
-            && (offset_of!(RawArena<[Node; 0]>, slots) + offset_of!(Node, head)) % UNIT == 0
-            && size_of::<Node>() % UNIT == 0
+        offset_of!(RawArena<[Node; 0]>, hdr.src_words).is_multiple_of(UNIT)
+            && size_of::<HeadWord>().is_multiple_of(UNIT)
+            && (offset_of!(RawArena<[Node; 0]>, slots) + offset_of!(Node, head))
+                .is_multiple_of(UNIT)
+            && size_of::<Node>().is_multiple_of(UNIT)
             && INHERITED < FIRST_NODE
     );
     // On the targets shipped (not loom's larger atomics), every slot of the largest inline arena
