@@ -97,7 +97,9 @@ fn check_canceled(c: &mut Criterion) {
     g.bench_function("Err", |b| {
         b.iter(|| keep_byte(opaque(&ctx).err().map_or(0, |e| e as u8 + 1)))
     });
-    g.bench_function("Done", |b| b.iter(|| keep_byte(opaque(&ctx).is_done().into())));
+    g.bench_function("Done", |b| {
+        b.iter(|| keep_byte(opaque(&ctx).is_done().into()))
+    });
     g.finish();
 }
 
