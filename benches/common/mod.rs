@@ -72,8 +72,8 @@ pub fn busy() {
 /// (`asm volatile("" : "+r"(p))`, benches/peers/stop_token.cpp). `std::hint::black_box(&ctx)`
 /// would do the same through the stack, a store and a reload per iteration that cost about as
 /// much as the check itself (issue 14: `ErrOK` 0.81 ns with it, 0.44-0.58 ns without, same
-/// library, busy 2-vCPU machine), which neither
-/// Go (whose loop keeps `ctx` in a register) nor the C++ peer pays.
+/// library, busy 2-vCPU machine), which neither Go (whose loop keeps `ctx` in a register) nor
+/// the C++ peer pays.
 ///
 /// `nomem`, as the C++ block has no memory clobber: the asm reads nothing through `p`, it only
 /// hides its value.
