@@ -43,7 +43,9 @@ pub struct Context<'a> {
     /// The node, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
     pub(crate) slot: Slot,
     /// The canceller node that decides whether this context is done (itself for cancel and
-    /// deadline contexts, the nearest canceller ancestor for value contexts), or `Src::NEVER`.
+    /// deadline contexts, the nearest canceller ancestor for value contexts), or `Src::NEVER`;
+    /// on 64-bit targets, where its `head` word lies in `arena` (see [`Src`]), so that
+    /// [`is_done`](Context::is_done) is one load.
     pub(crate) src: Src,
 }
 
