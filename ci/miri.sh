@@ -8,7 +8,7 @@
 #     Harris helping, publish with causes, release cascades, the free list, paged arenas, the
 #     waiter list with delegation, the dump). All of them, no `cfg_attr(miri, ignore)`; loop
 #     counts shrink under Miri (`SCALE`), never the checks.
-#   * tests/no_alloc.rs: every core path, whole; tests/oom.rs, tests/panics.rs (minus the
+#   * tests/no_alloc.rs: every core path, whole; tests/done_source.rs; tests/oom.rs, tests/panics.rs (minus the
 #     global timer thread), tests/late_deadlines.rs, tests/disarm.rs, tests/linked.rs (minus
 #     its global timer test) and tests/owned_futures.rs (minus the tokio-runtime tests: realtime
 #     clocks), whole.
@@ -63,6 +63,8 @@ cargo +nightly miri test --test disarm
 # The interrupt-style canceler in a static (issue 11) and the O(1) value miss (issue 14).
 cargo +nightly miri test --test cancel_slot
 cargo +nightly miri test --test value_miss
+# A context's done source as an offset from its arena (issue 14): inline, heap and global arenas.
+cargo +nightly miri test --test done_source
 cargo +nightly miri test --test owned_futures -- --skip tokio_
 
 step "tests/propagate.rs (codecs, inject/extract)"

@@ -80,7 +80,7 @@ fn block_on_waited<F: Future>(fut: F) -> (F::Output, bool) {
 
 /// The waiter list of `ctx`'s node is empty and unlocked (single-threaded use, after joins).
 fn no_waiters(ctx: &Context<'_>) {
-    let n = ctx.arena.node(ctx.src.slot().unwrap());
+    let n = ctx.arena.node(ctx.src_slot().unwrap());
     // SAFETY: every thread is joined: nothing else touches the list.
     let empty = unsafe { n.waiters.is_empty() };
     assert!(empty, "a waiter was left in the list");

@@ -60,6 +60,8 @@ use crate::pages::Pages;
 #[cfg(all(feature = "std", not(ctxtree_loom)))]
 use crate::slot_cache;
 use crate::state::layout::LINK_BITS;
+#[cfg(target_pointer_width = "64")]
+use crate::state::{Head, HeadWord, Src, Timing};
 use crate::state::{Link, MAX_SLOTS, Slot};
 #[cfg(feature = "std")]
 use crate::sync::AtomicU8;
@@ -91,6 +93,14 @@ pub(crate) struct Header {
     /// is made by `ArenaRef::new` (which records it) or handed over from the thread that made it
     /// (which synchronises), so every reader of an `ArenaRef` sees the length.
     slots_len: AtomicUsize,
+    /// The stand-in `head` words a context's done source may name instead of a node's (64-bit
+    /// targets; see [`Src`](crate::state::Src)), indexed by `Src::NEVER_WORD`, `Src::OWN_WORD`
+    /// and `Src::INHERITED_WORD`: the first is always zero (live, no deadline: never done); the
+    /// other two have `TIMED` set in an arena with pages, so that the one-load check of a
+    /// context whose source is a paged slot goes to the slow path (zero, and never named, in an
+    /// arena without pages, so that an empty `Arena<N>` stays all-zero bits). Never written.
+    #[cfg(target_pointer_width = "64")]
+    pub(crate) src_words: [HeadWord; 3],
     /// The most slots this arena can ever have beyond its inline ones (its pages): 0 for an
     /// `Arena<N>`, whose limit is `N`.
     paged_limit: usize,
@@ -250,6 +260,12 @@ impl Header {
     #[cfg(not(ctxtree_loom))]
     pub(crate) const fn new(inline: usize, limit: usize) -> Self {
         assert!(limit >= 1 && limit <= MAX_SLOTS && inline <= limit);
+        #[cfg(target_pointer_width = "64")]
+        let stand_in = if limit > inline || inline > Src::MAX_DIRECT {
+            Head::live(Timing::Inherited)
+        } else {
+            Head::live(Timing::Untimed)
+        };
         Header {
             hot: Hot {
                 free: AtomicUsize::new(0),
@@ -257,6 +273,12 @@ impl Header {
                 failed: AtomicUsize::new(0),
             },
             slots_len: AtomicUsize::new(0),
+            #[cfg(target_pointer_width = "64")]
+            src_words: [
+                HeadWord::holding(Head::live(Timing::Untimed)),
+                HeadWord::holding(stand_in),
+                HeadWord::holding(stand_in),
+            ],
             paged_limit: limit - inline,
             clock: ClockCell::new(),
             hook: AtomicPtr::new(ptr::null_mut()),
@@ -272,6 +294,12 @@ impl Header {
     #[cfg(ctxtree_loom)]
     pub(crate) fn new(inline: usize, limit: usize) -> Self {
         assert!((1..=MAX_SLOTS).contains(&limit) && inline <= limit);
+        #[cfg(target_pointer_width = "64")]
+        let stand_in = if limit > inline || inline > Src::MAX_DIRECT {
+            Head::live(Timing::Inherited)
+        } else {
+            Head::live(Timing::Untimed)
+        };
         Header {
             hot: Hot {
                 free: AtomicUsize::new(0),
@@ -279,6 +307,12 @@ impl Header {
                 failed: AtomicUsize::new(0),
             },
             slots_len: AtomicUsize::new(0),
+            #[cfg(target_pointer_width = "64")]
+            src_words: [
+                HeadWord::holding(Head::live(Timing::Untimed)),
+                HeadWord::holding(stand_in),
+                HeadWord::holding(stand_in),
+            ],
             paged_limit: limit - inline,
             clock: ClockCell::new(),
             hook: AtomicPtr::new(ptr::null_mut()),
@@ -329,6 +363,16 @@ impl<'a> ArenaRef<'a> {
         // SAFETY: the same address, provenance and slot count as the `&'a RawArena` that `new`
         // was given (`slots_len` is the length of `slots`, fixed at construction).
         unsafe { &*fat }
+    }
+}
+
+#[cfg(target_pointer_width = "64")]
+impl ArenaRef<'_> {
+    /// The arena's first byte, with the provenance of the whole arena (its header and inline
+    /// slots): the base a [`Src`](crate::state::Src) is an offset from.
+    #[inline(always)]
+    pub(crate) fn base(self) -> *const u8 {
+        self.ptr.as_ptr().cast_const().cast()
     }
 }
 

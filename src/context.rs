@@ -8,7 +8,9 @@ use core::time::Duration;
 use crate::arena::{ArenaRef, RawArena};
 use crate::cause::{self, CancelCause, Cause};
 use crate::node::{FuncPart, Inline, Kind, Node, Payload, TimerPart, ValuePart};
-use crate::state::{Closed, Head, Slot, Src, Timing};
+#[cfg(target_pointer_width = "64")]
+use crate::state::HeadWord;
+use crate::state::{Closed, Head, Slot, Src, SrcAt, Timing};
 use crate::sync::Ordering;
 use crate::time::Instant;
 use crate::tree::Rec;
@@ -41,7 +43,9 @@ pub struct Context<'a> {
     /// The node, or the `Slot::BACKGROUND` / `Slot::TODO` sentinel.
     pub(crate) slot: Slot,
     /// The canceller node that decides whether this context is done (itself for cancel and
-    /// deadline contexts, the nearest canceller ancestor for value contexts), or `Src::NEVER`.
+    /// deadline contexts, the nearest canceller ancestor for value contexts), or `Src::NEVER`;
+    /// on 64-bit targets, where its `head` word lies in `arena` (see [`Src`]), so that
+    /// [`is_done`](Context::is_done) is one load.
     pub(crate) src: Src,
 }
 
@@ -190,36 +194,115 @@ impl<'a> Context<'a> {
 
     /// The done word of this context, after a lazy deadline check; `None` while it is not done.
     ///
-    /// The hot path (a fixed slot, no deadline) makes no call: the paged slots of a growing
-    /// `HeapArena` and the deadline check share one cold call, so that no register is saved
-    /// around the load (no push/pop) and a done context returns without a jump (issue 14:
-    /// `ErrCanceled` 4 -> 2.5 cycles, `CheckCanceled/Err` 3.5 -> 3).
+    /// On 64-bit targets the hot path is one address computation, one load and one test (see
+    /// [`Src`]'s representation): the `head` word of the canceller (or the arena's always-zero
+    /// stand-in for a context that can never be done) is at `base + 4 × src`, and a word that
+    /// is neither `DONE` nor `TIMED` answers "not done" at once. A done word returns without a
+    /// call; a deadline, or a canceller in a paged slot (whose stand-in word is `TIMED`), takes
+    /// one cold call, so that no register is saved around the load (no push/pop).
     ///
     /// On 32-bit targets (firmware) the split is not made: the inlined fast path would be copied
     /// into every check, against the flash budget (`ci/firmware.sh`).
     #[inline(always)]
     fn done_word(&self) -> Option<Head> {
-        let src = self.src.slot()?;
         #[cfg(target_pointer_width = "64")]
-        if let Some(n) = self.arena.slots.get(src.index() as usize) {
+        {
             // ORDERING: Acquire pairs with the Release in `HeadWord::publish_done`: what the
             // canceller did before cancelling is visible once `DONE` is (as with Go's closed
-            // Done channel).
-            let w = n.head.load(Ordering::Acquire);
+            // Done channel). (A stand-in word is never written.)
+            let w = self.src_head().load(Ordering::Acquire);
+            if !w.done_or_timed() {
+                return None;
+            }
             if w.is_done() {
                 return Some(w);
             }
-            if !w.timed() {
-                return None;
-            }
+            self.done_word_slow()
         }
-        self.done_word_slow(src)
+        #[cfg(not(target_pointer_width = "64"))]
+        self.done_word_slow()
     }
 
-    /// [`done_word`](Context::done_word) for a paged slot, or a node with a deadline (on 64-bit
+    /// The `head` word that `src` names: the canceller's, or a stand-in of the arena's header.
+    #[cfg(target_pointer_width = "64")]
+    #[inline(always)]
+    fn src_head(&self) -> &HeadWord {
+        // SAFETY: `src` was made for this handle's arena (it is never paired with another, see
+        // `Src`), where it names either one of the header's stand-in words or the `head` of an
+        // inline slot below the arena's slot count (`Src::of`): in bounds of the arena, which
+        // lives for 'a, and a `HeadWord` there (offsets asserted in `state::index`). `base`
+        // carries the provenance of the whole arena (`ArenaRef::new` took it from the
+        // `&RawArena`, header and slots). The memory is type-stable: a slot is never returned
+        // to the system, so the word is valid to read whatever became of the node; and the
+        // node is still *this* context's canceller, as the handle pins it (its own node, or
+        // the ancestor its node's parent reference pins: tree invariant #1), so the word read
+        // is the right one.
+        unsafe {
+            &*self
+                .arena
+                .base()
+                .add(self.src.byte_offset())
+                .cast::<HeadWord>()
+        }
+    }
+
+    /// The canceller this context asks whether it is done (itself, or its nearest canceller
+    /// ancestor), `None` if it can never be done.
+    #[inline]
+    pub(crate) fn src_slot(&self) -> Option<Slot> {
+        match self.src.at() {
+            SrcAt::Never => None,
+            SrcAt::Node(s) => Some(s),
+            #[cfg(target_pointer_width = "64")]
+            SrcAt::Own => Some(self.slot),
+            #[cfg(target_pointer_width = "64")]
+            SrcAt::Inherited => self.inherited_src(),
+        }
+    }
+
+    /// The nearest canceller at or above this context's node: the `Src` of a value context in
+    /// a paged slot, which names no node (see [`Src`]). Go's `valueCtx.Done` walks up the same
+    /// way.
+    #[cfg(target_pointer_width = "64")]
+    #[cold]
+    #[inline(never)]
+    fn inherited_src(&self) -> Option<Slot> {
+        let arena = self.arena.get();
+        let mut s = self.slot;
+        while s.is_node() {
+            // SAFETY: this handle pins its node and, through parent references, every ancestor
+            // (tree invariant #1).
+            let (kind, parent) = unsafe { arena.node(s).kind_and_parent() };
+            if kind.is_canceler() {
+                return Some(s);
+            }
+            // Only value nodes lie between a value context and its canceller: a
+            // `without_cancel` node's children get `Src::NEVER`.
+            debug_assert!(matches!(kind, Kind::Value | Kind::HeapValue));
+            s = parent;
+        }
+        debug_assert!(false, "a value context's `Src` names a canceller above it");
+        None
+    }
+
+    /// The `Src` naming the canceller at `slot` of `arena`.
+    #[inline(always)]
+    fn src_in(arena: ArenaRef<'_>, slot: Slot) -> Src {
+        #[cfg(target_pointer_width = "64")]
+        let inline = arena.slots.len();
+        #[cfg(not(target_pointer_width = "64"))]
+        let inline = {
+            let _ = arena;
+            0
+        };
+        Src::of(inline, slot)
+    }
+
+    /// [`done_word`](Context::done_word) for a node with a deadline or a paged slot (on 64-bit
     /// targets; every check on others).
     #[cfg_attr(target_pointer_width = "64", cold, inline(never))]
-    fn done_word_slow(&self, src: Slot) -> Option<Head> {
+    fn done_word_slow(&self) -> Option<Head> {
+        let src = self.src_slot()?;
         let n = self.arena.node(src);
         // ORDERING: Acquire, as in `done_word`.
         let w = n.head.load(Ordering::Acquire);
@@ -230,19 +313,18 @@ impl<'a> Context<'a> {
             return None;
         }
         // SAFETY: this handle pins `src` (itself or an ancestor), a canceller node.
-        self.check_deadline(unsafe { n.deadline() })
+        self.check_deadline(src, unsafe { n.deadline() })
     }
 
     /// [`done_word`](Context::done_word)'s deadline check, out of the hot path (which then
-    /// keeps no register across a call). `src` is a node here.
+    /// keeps no register across a call). `src` is the canceller node.
     #[cold]
     #[inline(never)]
-    fn check_deadline(&self, dl: u64) -> Option<Head> {
+    fn check_deadline(&self, src: Slot, dl: u64) -> Option<Head> {
         let clock = self.arena.clock()?;
         if clock.now().ticks() < dl {
             return None;
         }
-        let src = self.src.slot()?;
         // The deadline passed and nobody recorded it yet: record it now, so that every
         // observer agrees on the error from here on.
         self.arena.expire_from(src, dl);
@@ -278,7 +360,7 @@ impl<'a> Context<'a> {
         }
         // ORDERING: Acquire: the slot is set before HAS_CAUSE is published (tree invariant #7).
         // (A done word came from `src`: it is a node.)
-        let src = self.src.slot()?;
+        let src = self.src_slot()?;
         let p = self.arena.node(src).cause.load(Ordering::Acquire);
         debug_assert!(!p.is_null());
         // SAFETY: the slot points to a static cause, or to a heap cause owned by `src` or by one
@@ -318,7 +400,7 @@ impl<'a> Context<'a> {
     /// The effective deadline in ticks, `u64::MAX` for none.
     #[inline]
     pub(crate) fn deadline_ticks(&self) -> u64 {
-        let Some(src) = self.src.slot() else {
+        let Some(src) = self.src_slot() else {
             return u64::MAX;
         };
         // SAFETY: this handle pins `src`, a canceller node.
@@ -341,7 +423,7 @@ impl<'a> Context<'a> {
     pub(crate) fn watch(&self) {
         let dl = self.deadline_ticks();
         if let (true, Some(hook), Some(src)) =
-            (dl != u64::MAX, self.arena.deadline_hook(), self.src.slot())
+            (dl != u64::MAX, self.arena.deadline_hook(), self.src_slot())
         {
             hook(crate::DeadlineWatch {
                 at: Instant::from_ticks(dl),
@@ -405,7 +487,7 @@ impl<'a> Context<'a> {
         dl_cause: *mut u8,
         now: Option<u64>,
     ) -> Result<Slot, CreateError> {
-        let src = self.src.slot().map(|s| (s, self.arena.node(s)));
+        let src = self.src_slot().map(|s| (s, self.arena.node(s)));
         // SAFETY: this handle pins `src`, a canceller node.
         let parent_dl = src.map_or(u64::MAX, |(_, n)| unsafe { n.deadline() });
         if let (Some((s, sn)), true) = (src, parent_dl != u64::MAX) {
@@ -469,7 +551,7 @@ impl<'a> Context<'a> {
             ctx: Context {
                 arena: self.arena,
                 slot,
-                src: Src::of(slot),
+                src: Context::src_in(self.arena, slot),
             },
             cancel: Canceler {
                 arena: self.arena,
@@ -632,7 +714,7 @@ impl<'a> Context<'a> {
         Ok(Context {
             arena: self.arena,
             slot,
-            src: self.src,
+            src: self.src.inherit(),
         })
     }
 
@@ -740,7 +822,7 @@ impl<'a> Context<'a> {
             let boxed: ::alloc::boxed::Box<dyn FnOnce() + Send> = ::alloc::boxed::Box::new(f);
             return self.after_func(boxed);
         }
-        let Some(src) = self.src.slot() else {
+        let Some(src) = self.src_slot() else {
             drop(f);
             return Ok(AfterFunc::detached());
         };
@@ -929,7 +1011,7 @@ impl<'a> Canceler<'a> {
         Context {
             arena: self.arena,
             slot: self.slot,
-            src: Src::of(self.slot),
+            src: Context::src_in(self.arena, self.slot),
         }
     }
 }

@@ -247,7 +247,7 @@ unsafe fn poll_done(
     if let Some(e) = ctx.err() {
         return Poll::Ready(e);
     }
-    let Some(src) = ctx.src.slot() else {
+    let Some(src) = ctx.src_slot() else {
         // A context that can never be done.
         return Poll::Pending;
     };
@@ -272,7 +272,7 @@ unsafe fn poll_done(
 
 /// Takes `waiter` off `ctx`'s wait list if it is on it (the `Drop` of both `Done` futures).
 fn deregister(ctx: &Context<'_>, waiter: &Waiter) {
-    if let Some(src) = ctx.src.slot() {
+    if let Some(src) = ctx.src_slot() {
         waiters::deregister(ctx.arena.node(src).wait_list(), waiter);
     }
 }

@@ -224,7 +224,7 @@ impl<'a> Context<'a> {
     /// Each of the two arenas outlives every node of the other (the registrations point
     /// across, and may outlive every handle): one arena, or two that live forever.
     unsafe fn link(&self, other: &Context<'_>) -> Result<Child<'a>, CreateError> {
-        let Some(osrc) = other.src.slot() else {
+        let Some(osrc) = other.src_slot() else {
             // `other` can never be done (nor has a deadline): nothing to listen to.
             return self.with_cancel();
         };

@@ -66,3 +66,35 @@ pub fn busy() {
         black_box(i);
     }
 }
+
+/// Hands `p` back through a register the optimiser cannot see through, so that every iteration
+/// of a check benchmark loads through it again: the C++ peer's `opaque`
+/// (`asm volatile("" : "+r"(p))`, benches/peers/stop_token.cpp). `std::hint::black_box(&ctx)`
+/// would do the same through the stack, a store and a reload per iteration that cost about as
+/// much as the check itself (issue 14: `ErrOK` 0.81 ns with it, 0.44-0.58 ns without, same
+/// library, busy 2-vCPU machine), which neither Go (whose loop keeps `ctx` in a register) nor
+/// the C++ peer pays.
+///
+/// `nomem`, as the C++ block has no memory clobber: the asm reads nothing through `p`, it only
+/// hides its value.
+#[inline(always)]
+#[allow(clippy::pointers_in_nomem_asm_block)]
+pub fn opaque<T>(p: &T) -> &T {
+    let mut q: *const T = p;
+    // SAFETY: an empty asm block that touches no memory: `q` comes back unchanged.
+    unsafe {
+        core::arch::asm!("/* {0} */", inout(reg) q, options(nomem, nostack, preserves_flags))
+    };
+    // SAFETY: `q` is `p`, a live reference for the returned lifetime.
+    unsafe { &*q }
+}
+
+/// Keeps a check's result, in a register, as the C++ peer's `keep` does (an empty asm block
+/// that reads it and may touch memory).
+#[inline(always)]
+pub fn keep_byte(v: u8) {
+    // SAFETY: an empty asm block: it only reads the register.
+    unsafe {
+        core::arch::asm!("/* {0} */", in(reg) usize::from(v), options(nostack, preserves_flags))
+    };
+}

@@ -187,7 +187,7 @@ impl Context<'_> {
             return Some(e);
         }
         let waiter = pin!(Waiter::new());
-        let node = self.src.slot().map(|src| self.arena.node(src));
+        let node = self.src_slot().map(|src| self.arena.node(src));
         let _reg = node.map(|node| Registration {
             node,
             waiter: &waiter,

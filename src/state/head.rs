@@ -123,6 +123,14 @@ impl Head {
         self.0 & WAITERS != 0
     }
 
+    /// Whether the word is done or timed: all that the one-load check of a context
+    /// (`Context::done_word`, 64-bit targets) tests before it answers "not done".
+    #[cfg(target_pointer_width = "64")]
+    #[inline(always)]
+    pub(crate) const fn done_or_timed(self) -> bool {
+        self.0 & (DONE | TIMED) != 0
+    }
+
     /// Whether the node has a deadline, own or inherited.
     #[inline(always)]
     pub(crate) const fn timed(self) -> bool {
@@ -170,6 +178,19 @@ impl HeadWord {
         pub(crate) fn new() -> HeadWord {
             HeadWord(AtomicU32::new(0))
         }
+    }
+
+    /// A word that holds `head` from the start and is never changed: the stand-in `head`
+    /// words of an arena's header, which a `Src` may name (see [`Src`](super::Src)).
+    #[cfg(all(target_pointer_width = "64", not(ctxtree_loom)))]
+    pub(crate) const fn holding(head: Head) -> HeadWord {
+        HeadWord(AtomicU32::new(head.0))
+    }
+
+    /// As above (loom's atomics have no `const fn new`).
+    #[cfg(all(target_pointer_width = "64", ctxtree_loom))]
+    pub(crate) fn holding(head: Head) -> HeadWord {
+        HeadWord(AtomicU32::new(head.0))
     }
 
     /// Loads the word.

@@ -47,7 +47,7 @@ mod next;
 mod prev;
 
 pub(crate) use head::{Announce, Claim, Closed, Head, HeadWord, Publish, SwingFirst, Timing};
-pub(crate) use index::{Link, Slot, Src};
+pub(crate) use index::{Link, Slot, Src, SrcAt};
 pub(crate) use layout::MAX_SLOTS;
 pub(crate) use next::{Mark, Next, NextWord, PredSeen, PredWord, Swing};
 pub(crate) use prev::{Hint, PrevWord};

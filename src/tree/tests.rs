@@ -560,7 +560,7 @@ fn expire_from_cancels_the_deadline_owner_with_its_cause() {
     let Child { ctx: c, cancel: ck } = v.with_cancel().unwrap();
     assert_eq!(c.deadline(), d.deadline());
     // Through the child: walks up to D (the owner of the deadline) and cancels it.
-    a.expire_from(c.src.slot().unwrap(), u64::MAX - 10);
+    a.expire_from(c.src_slot().unwrap(), u64::MAX - 10);
     assert_eq!(d.err(), Some(Error::DeadlineExceeded));
     assert!(c.cause().unwrap().is_static(&WHY));
     assert_eq!(head(&a, d.slot).err(), Error::DeadlineExceeded);
