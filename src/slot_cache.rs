@@ -196,9 +196,13 @@ impl Cache {
         // ORDERING (these loads and stores): Relaxed: inside the critical section the owner
         // has the chain to itself (the handshake orders a thief's accesses).
         let mut got = None;
-        if self.arena.load(Ordering::Relaxed) == thin(arena)
-            && let Some(slot) = Link::from_bits(self.head.load(Ordering::Relaxed)).slot()
-        {
+        // (No `let` chain: the MSRV is 1.87.)
+        let top = if self.arena.load(Ordering::Relaxed) == thin(arena) {
+            Link::from_bits(self.head.load(Ordering::Relaxed)).slot()
+        } else {
+            None
+        };
+        if let Some(slot) = top {
             // ORDERING: Relaxed: only the owner links slots into its chain (`give`, on this
             // thread).
             let below = arena.node(slot).next.load(Ordering::Relaxed).link();
@@ -272,10 +276,15 @@ impl Cache {
         // ORDERING (these loads and stores): Relaxed: ordered by the Acquire above, and by
         // our Release of `steal` for the owner's next critical section.
         let mut moved = false;
-        if self.arena.load(Ordering::Relaxed) == thin(arena)
-            && let Some(first) = Link::from_bits(self.head.load(Ordering::Relaxed)).slot()
-            && let Some(last) = Link::from_bits(self.tail.load(Ordering::Relaxed)).slot()
-        {
+        // (No `let` chain: the MSRV is 1.87.)
+        let ends = if self.arena.load(Ordering::Relaxed) == thin(arena) {
+            Link::from_bits(self.head.load(Ordering::Relaxed))
+                .slot()
+                .zip(Link::from_bits(self.tail.load(Ordering::Relaxed)).slot())
+        } else {
+            None
+        };
+        if let Some((first, last)) = ends {
             self.head.store(Link::NIL.to_bits(), Ordering::Relaxed);
             self.len.store(0, Ordering::Relaxed);
             arena.push_chain(first, last);
