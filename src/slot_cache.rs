@@ -413,6 +413,10 @@ impl Registry {
 /// The owner's half of the handshake: a compiler fence, paired with the thief's `membarrier`.
 #[inline(always)]
 fn light_fence() {
+    // ORDERING: SeqCst: the owner's StoreLoad point between its `busy = 1` and its load of
+    // `steal`. The compiler fence keeps the two in program order; the thief's `membarrier`
+    // makes that point a full barrier whenever a thief needs it. Under loom and Miri, which
+    // cannot model `membarrier`, a real fence on both sides (the symmetric handshake).
     #[cfg(any(ctxtree_loom, miri))]
     sync::fence(Ordering::SeqCst);
     #[cfg(not(any(ctxtree_loom, miri)))]
