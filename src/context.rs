@@ -465,6 +465,7 @@ impl<'a> Context<'a> {
         unsafe { n.init(kind, self.slot, payload) };
         // Published by the Release store of `refs` below.
         n.head.init(head);
+        #[cfg(not(ctxtree_compact))]
         n.prev.set_pending();
         n.next.set_not_linked();
         if self.slot.is_node() {

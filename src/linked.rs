@@ -320,6 +320,8 @@ impl<'a> Context<'a> {
                 .into_inline(),
             },
         };
+        // Before R is published: every traversal that meets R fires it through this.
+        crate::sync::install_fire_link(fire_link);
         // Two references: `other`'s list's, and S's.
         let rn = other.init_taken(r, Kind::Link, payload, 2, Head::live(Timing::Untimed));
         let on = other.arena.node(osrc);

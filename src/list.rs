@@ -40,7 +40,9 @@
 
 use crate::arena::RawArena;
 use crate::node::{Kind, Node};
-use crate::state::{Closed, Hint, Link, Mark, Next, PredSeen, PredWord, Slot, Swing, SwingFirst};
+#[cfg(not(ctxtree_compact))]
+use crate::state::Hint;
+use crate::state::{Closed, Link, Mark, Next, PredSeen, PredWord, Slot, Swing, SwingFirst};
 use crate::sync::Ordering;
 use crate::unwind::Panics;
 
@@ -80,6 +82,7 @@ impl RawArena {
     pub(crate) fn link_node(&self, on: &Node, child: Slot, cn: &Node) -> Result<(), Closed> {
         on.head.link_front(Link::to(child), &cn.next)?;
         // Published: the hint is now "first" (invariant #8).
+        #[cfg(not(ctxtree_compact))]
         cn.prev.set_first();
         Ok(())
     }
@@ -131,8 +134,11 @@ impl RawArena {
         marked: Next,
         panics: &mut Panics,
     ) -> bool {
-        self.unlink_by_hint(cn, c, marked, panics)
-            || self.unlink_by_search(on, cn, c, marked, panics)
+        #[cfg(not(ctxtree_compact))]
+        if self.unlink_by_hint(cn, c, marked, panics) {
+            return true;
+        }
+        self.unlink_by_search(on, cn, c, marked, panics)
     }
 
     /// Step 1: `c` is the owner's first child.
@@ -148,6 +154,7 @@ impl RawArena {
     }
 
     /// Step 2: through the hinted predecessor (invariant #8).
+    #[cfg(not(ctxtree_compact))]
     fn unlink_by_hint(&self, cn: &Node, c: Slot, marked: Next, panics: &mut Panics) -> bool {
         // ORDERING: Acquire: pairs with the Release writes of `prev` (see `PrevWord::set_first`).
         let hint = cn.prev.load(Ordering::Acquire);
@@ -181,6 +188,7 @@ impl RawArena {
     /// After unlinking the node `from` whose predecessor was `to` (`NIL` for the head), tells
     /// its successor `succ` that its predecessor is now `to` — unless its hint no longer names
     /// `from` (then it is someone else's to fix).
+    #[cfg(not(ctxtree_compact))]
     #[inline]
     fn pass_hint(&self, succ: Link, from: Link, to: Link) {
         if let Some(s) = succ.slot() {
@@ -231,7 +239,10 @@ impl RawArena {
                     // The predecessor is pinned (held, or the owner) and `c` by the caller.
                     if cell.swing(pred_word, marked.link()) == Swing::Swung {
                         cn.next.set_unlinked(marked);
+                        #[cfg(not(ctxtree_compact))]
                         self.mend_hints(on, pred, panics);
+                        #[cfg(ctxtree_compact)]
+                        self.release_link(pred, panics);
                         return true;
                     }
                     self.release_link(pred, panics);
@@ -255,6 +266,7 @@ impl RawArena {
     /// and mending fixes the whole run at once. Each stale hint is walked over once: the walks
     /// cost O(1) amortized per insertion, whatever the release order (a shuffled release of
     /// 100,000 children walks the list once, not once per release).
+    #[cfg(not(ctxtree_compact))]
     fn mend_hints(&self, on: &Node, mut pred: Link, panics: &mut Panics) {
         loop {
             let cell = self.pred_word(on, pred);
@@ -323,6 +335,7 @@ impl RawArena {
             return Step::Restart;
         }
         // `x` is pinned and published (we reached it through its list): see `PrevWord::set`.
+        #[cfg(not(ctxtree_compact))]
         xn.prev.set(pred);
         self.release_link(pred, panics);
         Step::Onto
@@ -362,6 +375,7 @@ pub(crate) mod probe {
         STEPS.with(|s| s.set(s.get() + 1));
     }
 
+    #[cfg_attr(ctxtree_compact, allow(dead_code))] // no hints in the compact build
     pub(crate) fn hinted() {
         HINTED.with(|s| s.set(s.get() + 1));
     }

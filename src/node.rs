@@ -23,7 +23,9 @@
 use core::mem::MaybeUninit;
 use core::ptr;
 
-use crate::state::{HeadWord, NextWord, PrevWord, Slot};
+#[cfg(not(ctxtree_compact))]
+use crate::state::PrevWord;
+use crate::state::{HeadWord, NextWord, Slot};
 use crate::sync::{AtomicPtr, AtomicU32, Ordering, UnsafeCell};
 use crate::waiters::{WaitHead, WaitList, WaitLock};
 
@@ -122,7 +124,9 @@ pub struct Node {
     pub(crate) refs: AtomicU32,
     /// For a node in a child list: a *hint* naming its predecessor (a link; `NIL` = the owner's
     /// `head`), or `PENDING` while the node is not yet published in a list. Only a hint:
-    /// every use re-validates it (tree invariant #8).
+    /// every use re-validates it (tree invariant #8). Not in the compact build, whose unlinks
+    /// search from the head (see [`crate::list`], "The compact build").
+    #[cfg(not(ctxtree_compact))]
     pub(crate) prev: PrevWord,
     /// The waiter-list lock (two low bits; see [`crate::waiters`]), the kind and the parent
     /// (the other bits; see [`Meta`]).
@@ -226,6 +230,7 @@ impl Node {
             head: HeadWord::new(),
             next: NextWord::new(),
             refs: AtomicU32::new(0),
+            #[cfg(not(ctxtree_compact))]
             prev: PrevWord::new(),
             meta: WaitLock::new(),
             #[cfg(target_pointer_width = "64")]
@@ -248,6 +253,7 @@ impl Node {
             head: HeadWord::new(),
             next: NextWord::new(),
             refs: AtomicU32::new(0),
+            #[cfg(not(ctxtree_compact))]
             prev: PrevWord::new(),
             meta: WaitLock::new(),
             #[cfg(target_pointer_width = "64")]

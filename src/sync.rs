@@ -7,8 +7,16 @@
 //! `UnsafeCell` is wrapped so both backends share loom's closure API (`with` / `with_mut`): under
 //! loom every plain-field access is checked for data races against the atomics' happens-before.
 
-#[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw)))]
+#[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), not(ctxtree_compact)))]
 pub(crate) use portable_atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
+
+// Bare-metal targets (`target_os = "none"`): the same atomics, with every integer
+// read-modify-write called out of line (see [`compact`]): flash, not cycles, is what firmware
+// counts.
+#[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), ctxtree_compact))]
+pub(crate) use compact::{AtomicU8, AtomicU32, AtomicUsize};
+#[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), ctxtree_compact))]
+pub(crate) use portable_atomic::{AtomicPtr, fence};
 
 // The counting build (`--cfg ctxtree_count_rmw`, see [`rmw_count`]): the same atomics, each
 // read-modify-write also counted per call site. Off by default, and then nothing of it exists.
@@ -129,6 +137,57 @@ pub(crate) fn call_drain(
     }
     #[cfg(any(ctxtree_loom, feature = "std"))]
     direct(list, panics);
+}
+
+/// How a traversal fires a link registration (`crate::linked::fire_link`), as
+/// [`install_fire_link`] and [`call_fire_link`] pass it.
+pub(crate) type FireLink =
+    for<'a, 'b> fn(&'a crate::node::Node, crate::tree::Rec, &'b mut crate::unwind::Panics);
+
+/// `fire_link`, installed by the first `with_linked` (before its first `Kind::Link` node is
+/// published), or null. A `no_std` firmware that never links contexts then links none of that
+/// code (about 200 bytes of flash: `crate::linked`), though every traversal can meet a link
+/// node. A `core` atomic, as [`DRAIN`]: load and store only.
+#[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+static FIRE_LINK: core::sync::atomic::AtomicPtr<()> =
+    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+
+/// Installs `fire`, before a `Kind::Link` node is published. Every call stores the same
+/// pointer.
+#[inline]
+pub(crate) fn install_fire_link(fire: FireLink) {
+    #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+    // ORDERING: Release, though the Release store of the link node's reference count (sequenced
+    // after this store) already publishes it to any traversal that takes a reference on it.
+    FIRE_LINK.store(fire as *mut (), Ordering::Release);
+    #[cfg(any(ctxtree_loom, feature = "std"))]
+    let _ = fire;
+}
+
+/// Fires the link registration `node` (the caller holds it) through the installed function
+/// (`no_std`), or `direct` (`std`, loom).
+#[inline]
+pub(crate) fn call_fire_link(
+    node: &crate::node::Node,
+    rec: crate::tree::Rec,
+    panics: &mut crate::unwind::Panics,
+    direct: FireLink,
+) {
+    #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+    {
+        let _ = direct;
+        // ORDERING: Acquire pairs with the Release in `install_fire_link`; the caller's Acquire
+        // reference on the node (published after the installation) already ordered it.
+        let p = FIRE_LINK.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: a non-null `FIRE_LINK` was stored from a `FireLink` by
+            // `install_fire_link`.
+            let fire = unsafe { core::mem::transmute::<*mut (), FireLink>(p) };
+            fire(node, rec, panics);
+        }
+    }
+    #[cfg(any(ctxtree_loom, feature = "std"))]
+    direct(node, rec, panics);
 }
 
 /// The Acquire half of a reference count's last release: called by the thread whose Release
@@ -376,4 +435,109 @@ pub mod rmw_count {
             fmt::Debug::fmt(&self.0, f)
         }
     }
+}
+
+/// Integer atomics whose read-modify-writes are out-of-line functions, one per operation and
+/// width: the bare-metal (`target_os = "none"`) backend.
+///
+/// Inlined, each compare-and-swap is a load-exclusive/store-exclusive retry loop between two
+/// barriers on ARMv7-M (22 to 30 bytes), and an interrupts-off sequence on ARMv6-M; the core
+/// has about fifty of them. Out of line, each call site is a branch-and-link and its argument
+/// moves. That keeps the core API within its 4 KiB flash budget (issue 11; `ci/firmware.sh`)
+/// at the price of a call per read-modify-write (a few cycles on a Cortex-M).
+///
+/// ORDERING: every out-of-line read-modify-write is `SeqCst`, stronger than or equal to any
+/// ordering a call site asks for, so each site's own ordering argument (and its reason) still
+/// holds: strengthening an ordering never removes a happens-before edge. On ARMv7-M a `SeqCst`
+/// read-modify-write costs what an `AcqRel` one does (a barrier either side), and ARMv6-M's
+/// interrupts-off sequence is sequentially consistent on a single core anyway. Loads and stores
+/// stay inline, with their own orderings.
+#[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), ctxtree_compact))]
+mod compact {
+    use core::fmt;
+    use core::sync::atomic::Ordering;
+
+    const SC: Ordering = Ordering::SeqCst;
+
+    macro_rules! int_atomic {
+        ($name:ident, $int:ty) => {
+            #[repr(transparent)]
+            pub(crate) struct $name(portable_atomic::$name);
+
+            #[allow(dead_code)] // Not every width uses every operation.
+            impl $name {
+                #[inline(always)]
+                pub(crate) const fn new(v: $int) -> Self {
+                    Self(portable_atomic::$name::new(v))
+                }
+                #[inline(always)]
+                pub(crate) fn load(&self, o: Ordering) -> $int {
+                    self.0.load(o)
+                }
+                #[inline(always)]
+                pub(crate) fn store(&self, v: $int, o: Ordering) {
+                    self.0.store(v, o)
+                }
+                #[inline(never)]
+                pub(crate) fn swap(&self, v: $int, _: Ordering) -> $int {
+                    self.0.swap(v, SC)
+                }
+                #[inline(never)]
+                fn cas(&self, c: $int, n: $int) -> Result<$int, $int> {
+                    self.0.compare_exchange(c, n, SC, SC)
+                }
+                #[inline(always)]
+                pub(crate) fn compare_exchange(
+                    &self,
+                    c: $int,
+                    n: $int,
+                    _: Ordering,
+                    _: Ordering,
+                ) -> Result<$int, $int> {
+                    self.cas(c, n)
+                }
+                /// The strong form: never fails spuriously, which a weak one may.
+                #[inline(always)]
+                pub(crate) fn compare_exchange_weak(
+                    &self,
+                    c: $int,
+                    n: $int,
+                    _: Ordering,
+                    _: Ordering,
+                ) -> Result<$int, $int> {
+                    self.cas(c, n)
+                }
+                #[inline(never)]
+                pub(crate) fn fetch_add(&self, v: $int, _: Ordering) -> $int {
+                    self.0.fetch_add(v, SC)
+                }
+                #[inline(never)]
+                pub(crate) fn fetch_sub(&self, v: $int, _: Ordering) -> $int {
+                    self.0.fetch_sub(v, SC)
+                }
+                #[inline(never)]
+                pub(crate) fn fetch_or(&self, v: $int, _: Ordering) -> $int {
+                    self.0.fetch_or(v, SC)
+                }
+                #[inline(never)]
+                pub(crate) fn fetch_and(&self, v: $int, _: Ordering) -> $int {
+                    self.0.fetch_and(v, SC)
+                }
+                #[inline(never)]
+                pub(crate) fn fetch_max(&self, v: $int, _: Ordering) -> $int {
+                    self.0.fetch_max(v, SC)
+                }
+            }
+
+            impl fmt::Debug for $name {
+                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    fmt::Debug::fmt(&self.0, f)
+                }
+            }
+        };
+    }
+
+    int_atomic!(AtomicU8, u8);
+    int_atomic!(AtomicU32, u32);
+    int_atomic!(AtomicUsize, usize);
 }

@@ -558,7 +558,8 @@ impl RawArena {
             if kind == Kind::Link {
                 // A linked context's registration: it cancels that context with our record
                 // (or helps whoever fired it first: invariant #6 for the linked context).
-                crate::linked::fire_link(ch, cn.rec_of(h), panics);
+                // Through `sync::call_fire_link`: no link code in a firmware that never links.
+                sync::call_fire_link(ch, cn.rec_of(h), panics, crate::linked::fire_link);
             } else {
                 ch.fire(panics);
             }

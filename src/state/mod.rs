@@ -44,12 +44,14 @@ mod head;
 mod index;
 pub(crate) mod layout;
 mod next;
+#[cfg(not(ctxtree_compact))]
 mod prev;
 
 pub(crate) use head::{Announce, Claim, Closed, Head, HeadWord, Publish, SwingFirst, Timing};
 pub(crate) use index::{Link, Slot, Src, SrcAt};
 pub(crate) use layout::MAX_SLOTS;
 pub(crate) use next::{Mark, Next, NextWord, PredSeen, PredWord, Swing};
+#[cfg(not(ctxtree_compact))]
 pub(crate) use prev::{Hint, PrevWord};
 
 /// Defines a constructor that is `const` except under loom, whose atomics have no `const fn new`

@@ -58,6 +58,7 @@ impl Next {
 
     /// Whether the word names `link` with no flag: the node is a list member (or one being
     /// linked) whose successor is `link`.
+    #[cfg(not(ctxtree_compact))]
     #[inline(always)]
     pub(crate) const fn names(self, link: Link) -> bool {
         self.0 == link.bits()

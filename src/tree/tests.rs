@@ -1011,7 +1011,7 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 
-    #[cfg_attr(not(feature = "alloc"), allow(dead_code))] // used by `HeapArena` tests
+    #[cfg_attr(any(not(feature = "alloc"), ctxtree_compact), allow(dead_code))] // `HeapArena` tests
     fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
             v.swap(i, self.below(i + 1));
@@ -1109,7 +1109,7 @@ fn release_steps(a: &RawArena, n: usize, order: &[usize]) -> (usize, usize) {
 }
 
 #[test]
-#[cfg(feature = "alloc")] // a `HeapArena` sized to the test
+#[cfg(all(feature = "alloc", not(ctxtree_compact)))] // a `HeapArena` sized to the test
 fn release_costs_o1_amortized_search_steps_in_any_order() {
     let n = if cfg!(miri) { 200 } else { 10_000 };
     let a = crate::HeapArena::with_capacity(n + 1);
@@ -1164,8 +1164,34 @@ fn steady_state_steps(random: bool) -> f64 {
     steps as f64 / ops as f64
 }
 
+/// The compact build keeps no hints (`crate::list`, "The compact build"): a release that is not
+/// of the first child walks from the head to its node, one step per newer sibling — exactly.
 #[test]
-#[cfg(feature = "alloc")] // a `HeapArena` sized to the test
+#[cfg(all(feature = "alloc", ctxtree_compact))] // a `HeapArena` sized to the test
+fn compact_release_walks_past_each_newer_sibling() {
+    let n = if cfg!(miri) { 50 } else { 1_000 };
+    let a = crate::HeapArena::with_capacity(n + 1);
+    let fifo: Vec<usize> = (0..n).collect();
+    let lifo: Vec<usize> = (0..n).rev().collect();
+    let (lifo_steps, lifo_hinted) = release_steps(&a, n, &lifo);
+    let (fifo_steps, fifo_hinted) = release_steps(&a, n, &fifo);
+    // Newest-first: always the first child, never a step.
+    assert_eq!((lifo_steps, lifo_hinted), (0, 0));
+    // Oldest-first: the oldest is last of `r` live siblings, `r - 1` steps from the head.
+    assert_eq!((fifo_steps, fifo_hinted), (n * (n - 1) / 2, 0));
+    // A queue of `live` requests, the oldest finishing as each new one starts: the walk passes
+    // the `live` newer siblings of each, no more.
+    let per_release = steady_state_steps(false);
+    let live = if cfg!(miri) { 50.0 } else { 1_000.0 };
+    assert!(
+        per_release <= live,
+        "fifo queue: {per_release} steps per release"
+    );
+    assert_eq!(a.stats().live, 0);
+}
+
+#[test]
+#[cfg(all(feature = "alloc", not(ctxtree_compact)))] // a `HeapArena` sized to the test
 fn a_queue_of_live_requests_costs_o1_amortized_steps() {
     let (fifo, random) = (steady_state_steps(false), steady_state_steps(true));
     std::eprintln!(
