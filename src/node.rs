@@ -150,6 +150,9 @@ pub struct Node {
 const _: () = assert!(core::mem::size_of::<Node>() == 64);
 #[cfg(all(target_pointer_width = "32", not(ctxtree_loom)))]
 const _: () = assert!(core::mem::size_of::<Node>() <= 48);
+// The compact build keeps no predecessor hint (`crate::list`): one word less.
+#[cfg(all(target_pointer_width = "32", ctxtree_compact, not(ctxtree_loom)))]
+const _: () = assert!(core::mem::size_of::<Node>() == 44);
 #[cfg(not(ctxtree_loom))]
 const _: () = assert!(core::mem::size_of::<Node>() <= 64);
 const _: () = assert!(core::mem::size_of::<Payload>() <= 24);
