@@ -28,6 +28,16 @@
 //! insertion form a run at the front of the list, which a search walks and mends once: O(1)
 //! amortized per insertion, whatever the release order. Newest-first release never walks.
 //!
+//! # The compact build
+//! Under `--cfg ctxtree_compact` (build.rs: the default on bare-metal targets, where flash is
+//! what counts) nodes keep no hint: `prev` does not exist (a node is 44 bytes on 32-bit targets,
+//! not 48), and an unlink that is not of the first child goes straight to the search from the
+//! head (step 3, without the mending). It then costs one step per newer sibling of the victim:
+//! O(live siblings), bounded by the arena's capacity, instead of O(1) amortized; newest-first
+//! release and every step of a cancel still never walk. It saves about 320 bytes of flash
+//! (`ci/firmware.sh`). The search is the same code, and the loom models run in this build too
+//! (`ci/loom.sh`).
+//!
 //! # Why a hint is safe to use (invariant #8)
 //! `prev` is `PENDING` from a node's initialisation until its `link` has succeeded; only
 //! the linking thread clears it, and every other write of `prev` either is a compare-and-swap
