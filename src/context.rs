@@ -321,17 +321,13 @@ impl<'a> Context<'a> {
     #[cold]
     #[inline(never)]
     fn check_deadline(&self, src: Slot, dl: u64) -> Option<Head> {
-        let clock = self.arena.clock()?;
-        if clock.now().ticks() < dl {
-            return None;
-        }
-        // The deadline passed and nobody recorded it yet: record it now, so that every
+        let n = self.arena.node(src);
+        // If the deadline passed and nobody recorded it yet, records it now, so that every
         // observer agrees on the error from here on.
-        self.arena.expire_from(src, dl);
+        self.expire_src_if_passed(src, n, dl, None);
         // ORDERING: Acquire, as in `done_word`.
-        let w = self.arena.node(src).head.load(Ordering::Acquire);
-        debug_assert!(w.is_done());
-        Some(w)
+        let w = n.head.load(Ordering::Acquire);
+        w.is_done().then_some(w)
     }
 
     /// Whether the context is done: cancelled, or past its deadline (Go: `Done()` is closed).
