@@ -11,6 +11,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,32 @@ fn say(line: &str) {
 fn wait_for_parent() {
     let mut line = String::new();
     let _ = std::io::stdin().read_line(&mut line);
+}
+
+/// The child's side: SIGINTs delivered so far (once [`count_sigints`] is called).
+static SIGINTS: AtomicUsize = AtomicUsize::new(0);
+
+/// The child's side: counts every SIGINT delivered from now on. Call it after the first
+/// `notify_context` on SIGINT (which looks at the disposition it replaces).
+fn count_sigints() {
+    // SAFETY: the action is one atomic add, which is async-signal-safe.
+    unsafe {
+        signal_hook::low_level::register(SIGINT, || {
+            SIGINTS.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+    .unwrap();
+}
+
+/// The child's side: waits (at most `LIMIT`) until `n` SIGINTs were delivered. `kill` makes a
+/// signal pending; on a busy machine it can be delivered after the child has read the parent's
+/// next line, and so after a `stop` that the parent meant to come later (SIGINT would then take
+/// its default action, and kill).
+fn await_sigints(n: usize) {
+    let end = Instant::now() + LIMIT;
+    while SIGINTS.load(Ordering::SeqCst) < n && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// The parent's side of one child.
@@ -143,12 +170,14 @@ fn sigint_cancels_the_context_with_the_signal_as_cause_and_does_not_kill() {
             ctx: work,
             cancel: _w,
         } = ctx.with_cancel().unwrap(); // derived work is reached too
+        count_sigints();
         say("ready");
         let err = work.wait_timeout(LIMIT);
         let cause = ctx.cause().map(|c| (c.to_string(), signal_of(&c)));
         say(&format!("{err:?} {cause:?} {:?}", work.err()));
         // A second SIGINT while still listening: caught, not fatal.
         wait_for_parent();
+        await_sigints(2);
         drop(stop);
         say("stopped");
         return;
@@ -221,6 +250,7 @@ fn notify_again_after_stop_catches_again() {
             ctx: second,
             stop: stop_second,
         } = notify_context(&ctxtree::background(), &[SIGINT]).unwrap();
+        count_sigints();
         say("ready");
         let _ = first.wait_timeout(LIMIT);
         let _ = second.wait_timeout(LIMIT);
@@ -233,6 +263,7 @@ fn notify_again_after_stop_catches_again() {
         drop(stop_first);
         say("one stopped");
         wait_for_parent();
+        await_sigints(2);
         drop(stop_second);
         say("both stopped");
         wait_for_parent(); // killed here
