@@ -715,13 +715,20 @@ impl RawArena {
     }
 
     /// Takes a free slot. The caller owns it exclusively until it stores `refs`.
-    #[cfg_attr(feature = "std", inline)]
+    #[inline(always)]
     pub(crate) fn alloc_slot(&self) -> Result<Slot, CreateError> {
+        self.alloc_slot_or_none().ok_or(CreateError::ArenaFull)
+    }
+
+    /// [`alloc_slot`](RawArena::alloc_slot) as an `Option` (returned in registers, where a
+    /// `Result` with an error enum is returned through memory on 32-bit targets: flash).
+    #[cfg_attr(feature = "std", inline)]
+    pub(crate) fn alloc_slot_or_none(&self) -> Option<Slot> {
         #[cfg(all(feature = "std", not(ctxtree_loom)))]
         if self.caching() {
             let mine = slot_cache::mine();
             if let Some(s) = mine.and_then(|c| c.take(self)) {
-                return Ok(s);
+                return Some(s);
             }
             return self.alloc_shared(|| {
                 slot_cache::REGISTRY.sweep(self, mine);
@@ -733,23 +740,23 @@ impl RawArena {
     /// Takes a slot from the free stack or the tail; before refusing, runs `sweep` (which moves
     /// the slots of this arena that sit in threads' caches to the free stack) and looks again.
     #[inline(always)]
-    pub(crate) fn alloc_shared(&self, sweep: impl FnOnce()) -> Result<Slot, CreateError> {
+    pub(crate) fn alloc_shared(&self, sweep: impl FnOnce()) -> Option<Slot> {
         if let Some(s) = self.pop() {
-            return Ok(s);
+            return Some(s);
         }
         if let Some(s) = self.bump() {
-            return Ok(Slot::new(s));
+            return Some(Slot::new(s));
         }
         // `bump` never decreases, so if the stack is empty *now*, every slot is in use now or
         // sits in a cache: this second look, after the sweep of the caches, is the moment
         // `ArenaFull` is true (a slot cached for the whole call is always found).
         sweep();
         if let Some(s) = self.pop() {
-            return Ok(s);
+            return Some(s);
         }
         // ORDERING: Relaxed: a statistic.
         self.hdr.hot.failed.fetch_add(1, Ordering::Relaxed);
-        Err(CreateError::ArenaFull)
+        None
     }
 
     /// Whether freed slots may go to per-thread caches (see `crate::slot_cache`).

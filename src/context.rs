@@ -477,6 +477,7 @@ impl<'a> Context<'a> {
     /// already is (tree invariant #3) — or if `src`'s deadline has passed, observed or not: Go's
     /// timer fired then, so the child is born with the parent's error and cause. `now` is a clock
     /// reading the caller already has; otherwise the clock is read only if `src` has a deadline.
+    #[inline(always)]
     pub(crate) fn new_canceller(
         &self,
         kind: Kind,
@@ -484,6 +485,19 @@ impl<'a> Context<'a> {
         dl_cause: *mut u8,
         now: Option<u64>,
     ) -> Result<Slot, CreateError> {
+        self.new_canceller_or_none(kind, own_deadline, dl_cause, now)
+            .ok_or(CreateError::ArenaFull)
+    }
+
+    /// [`new_canceller`](Context::new_canceller) as an `Option` (`None`: the arena is full),
+    /// returned in registers (flash, on 32-bit targets: a `Result` goes through memory).
+    fn new_canceller_or_none(
+        &self,
+        kind: Kind,
+        own_deadline: Option<u64>,
+        dl_cause: *mut u8,
+        now: Option<u64>,
+    ) -> Option<Slot> {
         let src = self.src_slot().map(|s| (s, self.arena.node(s)));
         // SAFETY: this handle pins `src`, a canceller node.
         let parent_dl = src.map_or(u64::MAX, |(_, n)| unsafe { n.deadline() });
@@ -506,10 +520,10 @@ impl<'a> Context<'a> {
             Timing::Untimed
         };
         let head = Head::live(timing);
-        let slot = self.arena.alloc_slot()?;
+        let slot = self.arena.alloc_slot_or_none()?;
         let Some((_, sn)) = src else {
             self.init_taken(slot, kind, payload, 2, head);
-            return Ok(slot);
+            return Some(slot);
         };
         let n = self.init_taken(slot, kind, payload, 3, head);
         if let Err(Closed(h)) = self.arena.link_node(sn, slot, n) {
@@ -523,7 +537,7 @@ impl<'a> Context<'a> {
             let _ = n.publish(sn.rec_of(h), &mut panics);
             panics.resume();
         }
-        Ok(slot)
+        Some(slot)
     }
 
     /// Records the expiry of `src`'s deadline `dl` if it has passed (by `now`, or by the clock)
