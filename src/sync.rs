@@ -10,9 +10,9 @@
 #[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), not(ctxtree_compact)))]
 pub(crate) use portable_atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicUsize, fence};
 
-// Bare-metal targets (`target_os = "none"`): the same atomics, with every integer
-// read-modify-write called out of line (see [`compact`]): flash, not cycles, is what firmware
-// counts.
+// The compact build (`--cfg ctxtree_compact`, which build.rs sets on bare-metal targets): the
+// same atomics, with every integer read-modify-write called out of line (see [`compact`]):
+// flash, not cycles, is what firmware counts.
 #[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), ctxtree_compact))]
 pub(crate) use compact::{AtomicU8, AtomicU32, AtomicUsize};
 #[cfg(all(not(ctxtree_loom), not(ctxtree_count_rmw), ctxtree_compact))]
@@ -438,13 +438,15 @@ pub mod rmw_count {
 }
 
 /// Integer atomics whose read-modify-writes are out-of-line functions, one per operation and
-/// width: the bare-metal (`target_os = "none"`) backend.
+/// width: the compact build's backend (`--cfg ctxtree_compact`; build.rs sets it on bare-metal
+/// targets).
 ///
 /// Inlined, each compare-and-swap is a load-exclusive/store-exclusive retry loop between two
-/// barriers on ARMv7-M (22 to 30 bytes), and an interrupts-off sequence on ARMv6-M; the core
-/// has about fifty of them. Out of line, each call site is a branch-and-link and its argument
-/// moves. That keeps the core API within its 4 KiB flash budget (issue 11; `ci/firmware.sh`)
-/// at the price of a call per read-modify-write (a few cycles on a Cortex-M).
+/// barriers on ARMv7-M (22 to 30 bytes), and an interrupts-off sequence on ARMv6-M, at every
+/// call site the inliner reaches. Out of line, each call site is a branch-and-link and its
+/// argument moves: the core API's flash on thumbv7em shrinks by about 200 bytes
+/// (`ci/firmware.sh`), at the price of a call per read-modify-write (a few cycles on a
+/// Cortex-M).
 ///
 /// ORDERING: every out-of-line read-modify-write is `SeqCst`, stronger than or equal to any
 /// ordering a call site asks for, so each site's own ordering argument (and its reason) still
