@@ -3,6 +3,10 @@
 //! Both walk the tree iteratively (no recursion, whatever the depth) and take a reference on
 //! every node they print, so a concurrent cancel or release can never make them read a recycled
 //! slot or show a freed node as live.
+//!
+//! Both write through an [`Out`], which remembers the writer's first error instead of returning
+//! it at every piece: each piece is then one plain call, with no error branch after it (flash on
+//! a firmware, issue 11).
 
 use core::fmt;
 use core::mem::MaybeUninit;
@@ -20,11 +24,37 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
+/// A writer that latches its first error: after it, every write is skipped, and
+/// [`result`](Out::result) returns it. Out of line, so that a piece of output costs a call.
+pub(crate) struct Out<'a> {
+    w: &'a mut dyn fmt::Write,
+    failed: bool,
+}
+
+impl<'a> Out<'a> {
+    pub(crate) fn new(w: &'a mut dyn fmt::Write) -> Self {
+        Out { w, failed: false }
+    }
+
+    /// Writes `s`, unless an earlier write failed.
+    #[inline(never)]
+    pub(crate) fn str(&mut self, s: &str) {
+        if !self.failed {
+            self.failed = self.w.write_str(s).is_err();
+        }
+    }
+
+    /// The first error, if any write failed.
+    pub(crate) fn result(&self) -> fmt::Result {
+        if self.failed { Err(fmt::Error) } else { Ok(()) }
+    }
+}
+
 /// `v` in decimal, at least `min_width` digits (zero-padded, at most 20), by hand: no
 /// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
 /// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
 #[inline(never)]
-pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize) -> fmt::Result {
+pub(crate) fn write_digits(out: &mut Out<'_>, mut v: u64, min_width: usize) {
     // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
     let mut buf = [MaybeUninit::<u8>::uninit(); 20];
     let min = min_width.clamp(1, buf.len());
@@ -40,18 +70,18 @@ pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize)
     let digits = buf.get(start..).unwrap_or_default();
     // SAFETY: `buf[start..]` was written in the loop above (every index from `start` up to the
     // end, once each), and holds ASCII digits only, which are valid UTF-8.
-    f.write_str(unsafe {
+    out.str(unsafe {
         core::str::from_utf8_unchecked(core::slice::from_raw_parts(
             digits.as_ptr().cast::<u8>(),
             digits.len(),
         ))
-    })
+    });
 }
 
 /// `d` exactly as `{:?}` prints a `Duration` without flags (`0ns`, `999µs`, `1.5s`, `100ms`):
 /// the largest unit whose whole part is not zero, and the exact fraction with its trailing
 /// zeros trimmed. By hand, without `core::fmt`'s float-like `Duration` formatting (flash).
-pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) -> fmt::Result {
+pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
     let (whole, mut frac, mut width, unit) = if secs > 0 {
         (secs, nanos, 9, "s")
@@ -66,16 +96,16 @@ pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) ->
         };
         (u64::from(nanos / scale), nanos % scale, width, unit)
     };
-    write_digits(f, whole, 1)?;
+    write_digits(out, whole, 1);
     if frac != 0 {
         while frac % 10 == 0 {
             frac /= 10;
             width -= 1;
         }
-        f.write_str(".")?;
-        write_digits(f, u64::from(frac), width)?;
+        out.str(".");
+        write_digits(out, u64::from(frac), width);
     }
-    f.write_str(unit)
+    out.str(unit);
 }
 
 fn root_name(root: Slot) -> &'static str {
@@ -95,6 +125,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         }
         s
     };
+    let out = &mut Out::new(f);
     let mut depth = 0usize;
     let mut s = slot;
     while s.is_node() {
@@ -102,31 +133,31 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         // SAFETY: as above.
         s = unsafe { arena.node(s).parent() };
     }
-    f.write_str(root_name(s))?;
+    out.str(root_name(s));
     let mut shown = depth;
     if depth > FULL {
-        f.write_str(".…(")?;
-        write_digits(f, (depth - TAIL) as u64, 1)?;
-        f.write_str(" more)…")?;
+        out.str(".…(");
+        write_digits(out, (depth - TAIL) as u64, 1);
+        out.str(" more)…");
         shown = TAIL;
     }
     for i in (0..shown).rev() {
-        segment(arena, ancestor(slot, i), f, true)?;
+        segment(arena, ancestor(slot, i), out, true);
     }
-    Ok(())
+    out.result()
 }
 
 /// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`;
 /// without its leading `.` if `dot` is false (a dump line).
-fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt::Result {
+fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
     if dot {
-        f.write_str(".")?;
+        out.str(".");
     }
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
-    // The name first, then the arguments: one `write_str` for every kind (flash).
-    f.write_str(match kind {
+    // The name first, then the arguments: one write for every kind (flash).
+    out.str(match kind {
         Kind::Cancel => "WithCancel",
         Kind::Deadline => "WithDeadline(@",
         Kind::Value | Kind::HeapValue => "WithValue(",
@@ -134,31 +165,31 @@ fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt:
         Kind::AfterFunc => "AfterFunc",
         Kind::Link => "Link",
         Kind::Free => "<free>",
-    })?;
+    });
     match kind {
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            write_digits(f, dl, 1)?;
-            f.write_str(" [")?;
-            remaining(arena, dl, f)?;
-            f.write_str("])")
+            write_digits(out, dl, 1);
+            out.str(" [");
+            remaining(arena, dl, out);
+            out.str("])");
         }
         Kind::Value | Kind::HeapValue => {
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
-            f.write_str(info.name)?;
-            f.write_str(", ")?;
-            f.write_str((info.type_name)())?;
-            f.write_str(")")
+            out.str(info.name);
+            out.str(", ");
+            out.str((info.type_name)());
+            out.str(")");
         }
-        _ => Ok(()),
+        _ => {}
     }
 }
 
 /// Time left until `dl` by the arena's clock, as Go prints `time.Until(deadline)`.
-fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
+fn remaining(arena: &RawArena, dl: u64, out: &mut Out<'_>) {
     match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
@@ -167,10 +198,10 @@ fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
             } else {
                 ("-", now - dl)
             };
-            f.write_str(sign)?;
-            write_duration(f, c.duration_of(left))
+            out.str(sign);
+            write_duration(out, c.duration_of(left));
         }
-        None => f.write_str("no clock"),
+        None => out.str("no clock"),
     }
 }
 
@@ -202,12 +233,16 @@ impl RawArena {
     /// whole tree). It costs O(n²) in the number of used slots: a diagnostic, not a hot path.
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
-        self.walk(|step| match step {
-            Step::Root(root) => {
-                w.write_str(root_name(root))?;
-                w.write_str("\n")
+        let out = &mut Out::new(w);
+        self.walk(|step| {
+            match step {
+                Step::Root(root) => {
+                    out.str(root_name(root));
+                    out.str("\n");
+                }
+                Step::Node(s, depth) => self.line(s, depth, out),
             }
-            Step::Node(s, depth) => self.line(s, depth, w),
+            out.result()
         })
     }
 
@@ -280,57 +315,59 @@ impl RawArena {
         None
     }
 
-    fn line(&self, s: Slot, depth: usize, w: &mut dyn fmt::Write) -> fmt::Result {
+    fn line(&self, s: Slot, depth: usize, out: &mut Out<'_>) {
         let n = self.node(s);
         for _ in 0..depth.min(40) {
-            w.write_str("  ")?;
+            out.str("  ");
         }
         if depth > 40 {
-            w.write_str("(depth ")?;
-            write_digits(w, depth as u64, 1)?;
-            w.write_str(") ")?;
+            out.str("(depth ");
+            write_digits(out, depth as u64, 1);
+            out.str(") ");
         }
-        segment(self, s, w, false)?;
-        w.write_str(" #")?;
+        segment(self, s, out, false);
+        out.str(" #");
         // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
-        write_digits(w, u64::from(s.index()), 1)?;
+        write_digits(out, u64::from(s.index()), 1);
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
         let h = n.head.load(Ordering::Acquire);
         match kind {
             Kind::Cancel | Kind::Deadline => {
-                w.write_str(match (h.is_done(), h.err()) {
+                out.str(match (h.is_done(), h.err()) {
                     (false, _) => " [live]",
                     (true, Error::DeadlineExceeded) => " [deadline exceeded]",
                     (true, Error::Canceled) => " [canceled]",
-                })?;
+                });
                 // SAFETY: a held canceller node.
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
-                    w.write_str(" deadline=@")?;
-                    write_digits(w, dl, 1)?;
-                    w.write_str(" (inherited)")?;
+                    out.str(" deadline=@");
+                    write_digits(out, dl, 1);
+                    out.str(" (inherited)");
                 }
                 if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
-                    w.write_str(" cause=\"")?;
-                    // SAFETY: the slot's referent is alive while the node is (held).
-                    unsafe { cause::decode(p) }.write_to(w)?;
-                    w.write_str("\"")?;
+                    out.str(" cause=\"");
+                    if !out.failed {
+                        // SAFETY: the slot's referent is alive while the node is (held).
+                        out.failed = unsafe { cause::decode(p) }.write_to(out.w).is_err();
+                    }
+                    out.str("\"");
                 }
             }
             Kind::AfterFunc | Kind::Link => {
-                w.write_str(match (h.is_done(), h.is_stopped()) {
+                out.str(match (h.is_done(), h.is_stopped()) {
                     (false, _) => " [pending]",
                     (true, false) => " [fired]",
                     (true, true) => " [stopped]",
-                })?;
+                });
             }
             _ => {}
         }
-        w.write_str("\n")
+        out.str("\n");
     }
 }
 
@@ -383,7 +420,7 @@ mod tests {
 
     use core::time::Duration;
 
-    use super::{write_digits, write_duration};
+    use super::{Out, write_digits, write_duration};
 
     #[test]
     fn digits_match_display() {
@@ -410,7 +447,9 @@ mod tests {
         for v in edges.into_iter().chain(random) {
             for width in [0, 1, 3, 9, 20, 25] {
                 let mut s = String::new();
-                write_digits(&mut s, v, width).unwrap();
+                let mut out = Out::new(&mut s);
+                write_digits(&mut out, v, width);
+                out.result().unwrap();
                 assert_eq!(
                     s,
                     format!("{v:0width$}", width = width.min(20)),
@@ -449,7 +488,9 @@ mod tests {
         let small = (0..2_000u64).map(|i| Duration::from_nanos(i * i * i * 7));
         for d in edges.into_iter().chain(random).chain(small) {
             let mut s = String::new();
-            write_duration(&mut s, d).unwrap();
+            let mut out = Out::new(&mut s);
+            write_duration(&mut out, d);
+            out.result().unwrap();
             assert_eq!(s, format!("{d:?}"));
         }
     }
