@@ -54,7 +54,7 @@ impl<'a> Out<'a> {
 /// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
 /// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
 #[inline(never)]
-pub(crate) fn write_digits(out: &mut Out<'_>, mut v: u64, min_width: usize) {
+pub(crate) fn write_digits(out: &mut Out<'_>, min_width: usize, mut v: u64) {
     // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
     let mut buf = [MaybeUninit::<u8>::uninit(); 20];
     let min = min_width.clamp(1, buf.len());
@@ -96,14 +96,14 @@ pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
         };
         (u64::from(nanos / scale), nanos % scale, width, unit)
     };
-    write_digits(out, whole, 1);
+    write_digits(out, 1, whole);
     if frac != 0 {
         while frac % 10 == 0 {
             frac /= 10;
             width -= 1;
         }
         out.str(".");
-        write_digits(out, u64::from(frac), width);
+        write_digits(out, width, u64::from(frac));
     }
     out.str(unit);
 }
@@ -137,7 +137,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
     let mut shown = depth;
     if depth > FULL {
         out.str(".…(");
-        write_digits(out, (depth - TAIL) as u64, 1);
+        write_digits(out, 1, (depth - TAIL) as u64);
         out.str(" more)…");
         shown = TAIL;
     }
@@ -170,8 +170,7 @@ fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            write_digits(out, dl, 1);
-            out.str(" [");
+            write_digits(out, 1, dl);
             remaining(arena, dl, out);
             out.str("])");
         }
@@ -188,20 +187,22 @@ fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
     }
 }
 
-/// Time left until `dl` by the arena's clock, as Go prints `time.Until(deadline)`.
+/// ` [`, then the time left until `dl` by the arena's clock, as Go prints
+/// `time.Until(deadline)`.
 fn remaining(arena: &RawArena, dl: u64, out: &mut Out<'_>) {
     match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
-            let (sign, left) = if now <= dl {
-                ("", dl - now)
+            // The sign with the bracket: one write fewer (flash).
+            let (open, left) = if now <= dl {
+                (" [", dl - now)
             } else {
-                ("-", now - dl)
+                (" [-", now - dl)
             };
-            out.str(sign);
+            out.str(open);
             write_duration(out, c.duration_of(left));
         }
-        None => out.str("no clock"),
+        None => out.str(" [no clock"),
     }
 }
 
@@ -322,13 +323,13 @@ impl RawArena {
         }
         if depth > 40 {
             out.str("(depth ");
-            write_digits(out, depth as u64, 1);
+            write_digits(out, 1, depth as u64);
             out.str(") ");
         }
         segment(self, s, out, false);
         out.str(" #");
         // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
-        write_digits(out, u64::from(s.index()), 1);
+        write_digits(out, 1, u64::from(s.index()));
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
@@ -344,7 +345,7 @@ impl RawArena {
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
                     out.str(" deadline=@");
-                    write_digits(out, dl, 1);
+                    write_digits(out, 1, dl);
                     out.str(" (inherited)");
                 }
                 if h.is_done() && h.has_cause() {
@@ -448,7 +449,7 @@ mod tests {
             for width in [0, 1, 3, 9, 20, 25] {
                 let mut s = String::new();
                 let mut out = Out::new(&mut s);
-                write_digits(&mut out, v, width);
+                write_digits(&mut out, width, v);
                 out.result().unwrap();
                 assert_eq!(
                     s,
