@@ -24,6 +24,73 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
+/// Every constant piece of the output, once, overlapping where one is part of another: a piece
+/// is then a [`Piece`], two bytes that a call site loads as one immediate, where a `&str` costs a
+/// 32-bit address and a length (flash, issue 11).
+const TEXT: &str = concat!(
+    "context.Background",
+    "context.TODO",
+    ".…( more)…",
+    "WithCancel",
+    "WithDeadline(@",
+    "WithValue(, ",
+    "WithoutCancel",
+    "AfterFunc",
+    "Link",
+    "<free>",
+    " [-",
+    " [no clock",
+    "])",
+    "ms",
+    "µs",
+    "ns",
+    "(depth ) #",
+    "  ",
+    "\n",
+    " [live]",
+    " [deadline exceeded]",
+    " [canceled]",
+    " [pending]",
+    " [fired]",
+    " [stopped]",
+    " deadline=@",
+    " (inherited)",
+    " cause=\"",
+);
+
+/// A piece of [`TEXT`]: its offset times 32 plus its length in bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Piece(u16);
+
+/// Where `s` is in [`TEXT`], at compile time (through [`lit!`]): a string missing from `TEXT`,
+/// or longer than 31 bytes, does not compile.
+const fn piece(s: &str) -> Piece {
+    let (text, s) = (TEXT.as_bytes(), s.as_bytes());
+    assert!(
+        s.len() < 32 && text.len() < 2048,
+        "a piece of TEXT is too long, or TEXT is"
+    );
+    let mut at = 0;
+    while at + s.len() <= text.len() {
+        let mut i = 0;
+        while i < s.len() && text[at + i] == s[i] {
+            i += 1;
+        }
+        if i == s.len() {
+            return Piece(((at << 5) | s.len()) as u16);
+        }
+        at += 1;
+    }
+    panic!("a piece of output is missing from TEXT");
+}
+
+/// The [`Piece`] of a string literal, found in [`TEXT`] at compile time.
+macro_rules! lit {
+    ($s:literal) => {
+        const { piece($s) }
+    };
+}
+
 /// A writer that latches its first error: after it, every write is skipped, and
 /// [`result`](Out::result) returns it. Out of line, so that a piece of output costs a call.
 pub(crate) struct Out<'a> {
@@ -42,6 +109,16 @@ impl<'a> Out<'a> {
         if !self.failed {
             self.failed = self.w.write_str(s).is_err();
         }
+    }
+
+    /// Writes a piece of [`TEXT`], unless an earlier write failed.
+    #[inline(never)]
+    fn lit(&mut self, p: Piece) {
+        let (at, len) = (usize::from(p.0 >> 5), usize::from(p.0 & 31));
+        // SAFETY: `piece` made `p` from a `&str` it found in `TEXT` at byte `at`: the match
+        // starts where that string's first character does, on a character boundary of `TEXT`,
+        // and ends after its last character, on one too (both are valid UTF-8), and lies inside.
+        self.str(unsafe { TEXT.get_unchecked(at..at + len) });
     }
 
     /// The first error, if any write failed.
@@ -84,15 +161,15 @@ pub(crate) fn write_digits(out: &mut Out<'_>, min_width: usize, mut v: u64) {
 pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
     let (whole, mut frac, mut width, unit) = if secs > 0 {
-        (secs, nanos, 9, "s")
+        (secs, nanos, 9, lit!("s"))
     } else {
         // One division by the unit's size rather than one per unit (flash).
         let (scale, width, unit) = if nanos >= 1_000_000 {
-            (1_000_000, 6, "ms")
+            (1_000_000, 6, lit!("ms"))
         } else if nanos >= 1_000 {
-            (1_000, 3, "µs")
+            (1_000, 3, lit!("µs"))
         } else {
-            (1, 0, "ns")
+            (1, 0, lit!("ns"))
         };
         (u64::from(nanos / scale), nanos % scale, width, unit)
     };
@@ -102,17 +179,17 @@ pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
             frac /= 10;
             width -= 1;
         }
-        out.str(".");
+        out.lit(lit!("."));
         write_digits(out, width, u64::from(frac));
     }
-    out.str(unit);
+    out.lit(unit);
 }
 
-fn root_name(root: Slot) -> &'static str {
+fn root_name(root: Slot) -> Piece {
     if root == Slot::TODO {
-        "context.TODO"
+        lit!("context.TODO")
     } else {
-        "context.Background"
+        lit!("context.Background")
     }
 }
 
@@ -133,12 +210,12 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         // SAFETY: as above.
         s = unsafe { arena.node(s).parent() };
     }
-    out.str(root_name(s));
+    out.lit(root_name(s));
     let mut shown = depth;
     if depth > FULL {
-        out.str(".…(");
+        out.lit(lit!(".…("));
         write_digits(out, 1, (depth - TAIL) as u64);
-        out.str(" more)…");
+        out.lit(lit!(" more)…"));
         shown = TAIL;
     }
     for i in (0..shown).rev() {
@@ -151,20 +228,20 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
 /// without its leading `.` if `dot` is false (a dump line).
 fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
     if dot {
-        out.str(".");
+        out.lit(lit!("."));
     }
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
     // The name first, then the arguments: one write for every kind (flash).
-    out.str(match kind {
-        Kind::Cancel => "WithCancel",
-        Kind::Deadline => "WithDeadline(@",
-        Kind::Value | Kind::HeapValue => "WithValue(",
-        Kind::WithoutCancel => "WithoutCancel",
-        Kind::AfterFunc => "AfterFunc",
-        Kind::Link => "Link",
-        Kind::Free => "<free>",
+    out.lit(match kind {
+        Kind::Cancel => lit!("WithCancel"),
+        Kind::Deadline => lit!("WithDeadline(@"),
+        Kind::Value | Kind::HeapValue => lit!("WithValue("),
+        Kind::WithoutCancel => lit!("WithoutCancel"),
+        Kind::AfterFunc => lit!("AfterFunc"),
+        Kind::Link => lit!("Link"),
+        Kind::Free => lit!("<free>"),
     });
     match kind {
         Kind::Deadline => {
@@ -172,16 +249,16 @@ fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
             let dl = unsafe { payload.timer.deadline };
             write_digits(out, 1, dl);
             remaining(arena, dl, out);
-            out.str("])");
+            out.lit(lit!("])"));
         }
         Kind::Value | Kind::HeapValue => {
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
             out.str(info.name);
-            out.str(", ");
+            out.lit(lit!(", "));
             out.str((info.type_name)());
-            out.str(")");
+            out.lit(lit!(")"));
         }
         _ => {}
     }
@@ -195,14 +272,14 @@ fn remaining(arena: &RawArena, dl: u64, out: &mut Out<'_>) {
             let now = c.now().ticks();
             // The sign with the bracket: one write fewer (flash).
             let (open, left) = if now <= dl {
-                (" [", dl - now)
+                (lit!(" ["), dl - now)
             } else {
-                (" [-", now - dl)
+                (lit!(" [-"), now - dl)
             };
-            out.str(open);
+            out.lit(open);
             write_duration(out, c.duration_of(left));
         }
-        None => out.str(" [no clock"),
+        None => out.lit(lit!(" [no clock")),
     }
 }
 
@@ -238,8 +315,8 @@ impl RawArena {
         self.walk(|step| {
             match step {
                 Step::Root(root) => {
-                    out.str(root_name(root));
-                    out.str("\n");
+                    out.lit(root_name(root));
+                    out.lit(lit!("\n"));
                 }
                 Step::Node(s, depth) => self.line(s, depth, out),
             }
@@ -319,15 +396,15 @@ impl RawArena {
     fn line(&self, s: Slot, depth: usize, out: &mut Out<'_>) {
         let n = self.node(s);
         for _ in 0..depth.min(40) {
-            out.str("  ");
+            out.lit(lit!("  "));
         }
         if depth > 40 {
-            out.str("(depth ");
+            out.lit(lit!("(depth "));
             write_digits(out, 1, depth as u64);
-            out.str(") ");
+            out.lit(lit!(") "));
         }
         segment(self, s, out, false);
-        out.str(" #");
+        out.lit(lit!(" #"));
         // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
         write_digits(out, 1, u64::from(s.index()));
         // SAFETY: we hold a reference.
@@ -336,39 +413,39 @@ impl RawArena {
         let h = n.head.load(Ordering::Acquire);
         match kind {
             Kind::Cancel | Kind::Deadline => {
-                out.str(match (h.is_done(), h.err()) {
-                    (false, _) => " [live]",
-                    (true, Error::DeadlineExceeded) => " [deadline exceeded]",
-                    (true, Error::Canceled) => " [canceled]",
+                out.lit(match (h.is_done(), h.err()) {
+                    (false, _) => lit!(" [live]"),
+                    (true, Error::DeadlineExceeded) => lit!(" [deadline exceeded]"),
+                    (true, Error::Canceled) => lit!(" [canceled]"),
                 });
                 // SAFETY: a held canceller node.
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
-                    out.str(" deadline=@");
+                    out.lit(lit!(" deadline=@"));
                     write_digits(out, 1, dl);
-                    out.str(" (inherited)");
+                    out.lit(lit!(" (inherited)"));
                 }
                 if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
-                    out.str(" cause=\"");
+                    out.lit(lit!(" cause=\""));
                     if !out.failed {
                         // SAFETY: the slot's referent is alive while the node is (held).
                         out.failed = unsafe { cause::decode(p) }.write_to(out.w).is_err();
                     }
-                    out.str("\"");
+                    out.lit(lit!("\""));
                 }
             }
             Kind::AfterFunc | Kind::Link => {
-                out.str(match (h.is_done(), h.is_stopped()) {
-                    (false, _) => " [pending]",
-                    (true, false) => " [fired]",
-                    (true, true) => " [stopped]",
+                out.lit(match (h.is_done(), h.is_stopped()) {
+                    (false, _) => lit!(" [pending]"),
+                    (true, false) => lit!(" [fired]"),
+                    (true, true) => lit!(" [stopped]"),
                 });
             }
             _ => {}
         }
-        out.str("\n");
+        out.lit(lit!("\n"));
     }
 }
 
@@ -494,5 +571,64 @@ mod tests {
             out.result().unwrap();
             assert_eq!(s, format!("{d:?}"));
         }
+    }
+
+    /// The paths the integration tests do not print: a deadline without a clock, a deadline
+    /// already past (not yet expired), a chain deeper than `FULL`, and a dump line deeper than
+    /// 40; the strings are the ones the code before issue 11's flash work printed.
+    #[test]
+    fn rare_paths_print_as_before() {
+        use std::vec::Vec;
+
+        use crate::{Arena, Child, Instant, ManualClock};
+
+        let a = Arena::<80>::new();
+        let Child { ctx, cancel: _c } = a
+            .background()
+            .with_deadline(Instant::from_ticks(5))
+            .unwrap();
+        assert_eq!(
+            format!("{ctx}"),
+            "context.Background.WithDeadline(@5 [no clock])"
+        );
+        let mut out = String::new();
+        a.dump(&mut out).unwrap();
+        assert_eq!(
+            out,
+            "context.Background\n  WithDeadline(@5 [no clock]) #0 [live]\n"
+        );
+
+        static CLOCK: ManualClock = ManualClock::new(1_000);
+        let a = Arena::<80>::new().with_clock(&CLOCK);
+        let Child { ctx, cancel: _c } = a
+            .background()
+            .with_deadline(Instant::from_ticks(5))
+            .unwrap();
+        CLOCK.advance(7);
+        assert_eq!(
+            format!("{ctx}"),
+            "context.Background.WithDeadline(@5 [-2ms])"
+        );
+
+        let mut chain = Vec::new();
+        let mut ctx = a.todo();
+        for _ in 0..70 {
+            let Child { ctx: c, cancel } = ctx.with_cancel().unwrap();
+            chain.push(cancel);
+            ctx = c;
+        }
+        let mut want = String::from("context.TODO.…(38 more)…");
+        for _ in 0..32 {
+            want.push_str(".WithCancel");
+        }
+        assert_eq!(format!("{ctx}"), want);
+        let mut out = String::new();
+        a.dump(&mut out).unwrap();
+        let line = out.lines().find(|l| l.contains("#41 ")).unwrap();
+        assert_eq!(
+            line,
+            format!("{}(depth 41) WithCancel #41 [live]", "  ".repeat(40))
+        );
+        assert!(out.ends_with(") WithCancel #70 [live]\n"), "{out}");
     }
 }
