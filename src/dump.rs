@@ -127,30 +127,40 @@ impl<'a> Out<'a> {
     }
 }
 
-/// `v` in decimal, at least `min_width` digits (zero-padded, at most 20), by hand: no
-/// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
-/// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
+/// `v` in decimal, by hand: no `core::fmt` integer machinery (`pad_integral`, the two-digit
+/// table) in a firmware that prints a context (flash, issue 11). With `frac == 0`, all its
+/// digits (at least one); with `frac > 0`, `v` as the fraction `v / 10^frac` after the decimal
+/// point (`0 < v < 10^frac`, `frac <= 19`): `frac` digits, zero-padded on the left, with the
+/// trailing zeros trimmed. Out of line: its call sites are many, and none is hot.
 #[inline(never)]
-pub(crate) fn write_digits(out: &mut Out<'_>, min_width: usize, mut v: u64) {
+pub(crate) fn write_digits(out: &mut Out<'_>, frac: usize, mut v: u64) {
     // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
     let mut buf = [MaybeUninit::<u8>::uninit(); 20];
-    let min = min_width.clamp(1, buf.len());
-    let mut start = buf.len();
+    let min = frac.max(1);
+    let (mut start, mut end) = (buf.len(), buf.len());
+    let mut trim = frac != 0;
     while start > 0 && (v != 0 || buf.len() - start < min) {
         start -= 1;
         let q = crate::time::div_10(v);
+        let digit = (v - q * 10) as u8;
         if let Some(d) = buf.get_mut(start) {
-            *d = MaybeUninit::new(b'0' + (v - q * 10) as u8);
+            *d = MaybeUninit::new(b'0' + digit);
+        }
+        // A fraction's trailing zero: every digit after it is one too.
+        trim &= digit == 0;
+        if trim {
+            end = start;
         }
         v = q;
     }
-    let digits = buf.get(start..).unwrap_or_default();
-    // SAFETY: `buf[start..]` was written in the loop above (every index from `start` up to the
-    // end, once each), and holds ASCII digits only, which are valid UTF-8.
+    // SAFETY: `start <= end <= buf.len()` (`end` only ever moves down to `start`), and
+    // `buf[start..end]` was written in the loop above (every index from `start` up to the end
+    // of `buf`, once each), with ASCII digits only, which are valid UTF-8. Raw parts rather than
+    // `buf.get(start..end)`: its range checks cannot fail, but would cost flash.
     out.str(unsafe {
         core::str::from_utf8_unchecked(core::slice::from_raw_parts(
-            digits.as_ptr().cast::<u8>(),
-            digits.len(),
+            buf.as_ptr().cast::<u8>().add(start),
+            end - start,
         ))
     });
 }
@@ -160,7 +170,7 @@ pub(crate) fn write_digits(out: &mut Out<'_>, min_width: usize, mut v: u64) {
 /// zeros trimmed. By hand, without `core::fmt`'s float-like `Duration` formatting (flash).
 pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    let (whole, mut frac, mut width, unit) = if secs > 0 {
+    let (whole, frac, width, unit) = if secs > 0 {
         (secs, nanos, 9, lit!("s"))
     } else {
         // One division by the unit's size rather than one per unit (flash).
@@ -173,12 +183,8 @@ pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
         };
         (u64::from(nanos / scale), nanos % scale, width, unit)
     };
-    write_digits(out, 1, whole);
+    write_digits(out, 0, whole);
     if frac != 0 {
-        while frac % 10 == 0 {
-            frac /= 10;
-            width -= 1;
-        }
         out.lit(lit!("."));
         write_digits(out, width, u64::from(frac));
     }
@@ -214,7 +220,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
     let mut shown = depth;
     if depth > FULL {
         out.lit(lit!(".…("));
-        write_digits(out, 1, (depth - TAIL) as u64);
+        write_digits(out, 0, (depth - TAIL) as u64);
         out.lit(lit!(" more)…"));
         shown = TAIL;
     }
@@ -247,7 +253,7 @@ fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            write_digits(out, 1, dl);
+            write_digits(out, 0, dl);
             remaining(arena, dl, out);
             out.lit(lit!("])"));
         }
@@ -400,13 +406,13 @@ impl RawArena {
         }
         if depth > 40 {
             out.lit(lit!("(depth "));
-            write_digits(out, 1, depth as u64);
+            write_digits(out, 0, depth as u64);
             out.lit(lit!(") "));
         }
         segment(self, s, out, false);
         out.lit(lit!(" #"));
         // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
-        write_digits(out, 1, u64::from(s.index()));
+        write_digits(out, 0, u64::from(s.index()));
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
@@ -422,7 +428,7 @@ impl RawArena {
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
                     out.lit(lit!(" deadline=@"));
-                    write_digits(out, 1, dl);
+                    write_digits(out, 0, dl);
                     out.lit(lit!(" (inherited)"));
                 }
                 if h.is_done() && h.has_cause() {
@@ -522,17 +528,30 @@ mod tests {
             x ^= x << 17;
             x >> (x % 64)
         });
+        let digits = |frac: usize, v: u64| {
+            let mut s = String::new();
+            let mut out = Out::new(&mut s);
+            write_digits(&mut out, frac, v);
+            out.result().unwrap();
+            s
+        };
         for v in edges.into_iter().chain(random) {
-            for width in [0, 1, 3, 9, 20, 25] {
-                let mut s = String::new();
-                let mut out = Out::new(&mut s);
-                write_digits(&mut out, width, v);
-                out.result().unwrap();
-                assert_eq!(
-                    s,
-                    format!("{v:0width$}", width = width.min(20)),
-                    "{v} {width}"
-                );
+            assert_eq!(digits(0, v), format!("{v}"), "{v}");
+            // The same bits as fractions of every width: the low `frac` decimal digits, and
+            // the edges of that width.
+            for frac in 1..=19u32 {
+                let one = 10u64.pow(frac);
+                for w in [v % one, 1, one / 10, one - 1, one / 10 + 1] {
+                    if w == 0 {
+                        continue;
+                    }
+                    let width = frac as usize;
+                    assert_eq!(
+                        digits(width, w),
+                        format!("{w:0width$}").trim_end_matches('0'),
+                        "{w} {frac}"
+                    );
+                }
             }
         }
     }
