@@ -13,7 +13,7 @@ use core::mem::MaybeUninit;
 
 use crate::Error;
 use crate::arena::RawArena;
-use crate::cause;
+use crate::cause::{self, Cause};
 use crate::node::Kind;
 use crate::state::Slot;
 use crate::sync::Ordering;
@@ -91,23 +91,66 @@ macro_rules! lit {
     };
 }
 
+/// Where an [`Out`] writes.
+enum Sink<'a, 'f> {
+    /// A dump's writer.
+    Dyn(&'a mut dyn fmt::Write),
+    /// The `Formatter` of a context's `Display`, written through its own `write_str`: as a
+    /// `dyn fmt::Write` it would link a vtable and three methods more (flash).
+    Fmt(&'a mut fmt::Formatter<'f>),
+}
+
 /// A writer that latches its first error: after it, every write is skipped, and
 /// [`result`](Out::result) returns it. Out of line, so that a piece of output costs a call.
-pub(crate) struct Out<'a> {
-    w: &'a mut dyn fmt::Write,
+pub(crate) struct Out<'a, 'f> {
+    sink: Sink<'a, 'f>,
     failed: bool,
 }
 
-impl<'a> Out<'a> {
+impl<'a, 'f> Out<'a, 'f> {
     pub(crate) fn new(w: &'a mut dyn fmt::Write) -> Self {
-        Out { w, failed: false }
+        Out {
+            sink: Sink::Dyn(w),
+            failed: false,
+        }
+    }
+
+    fn formatter(f: &'a mut fmt::Formatter<'f>) -> Self {
+        Out {
+            sink: Sink::Fmt(f),
+            failed: false,
+        }
     }
 
     /// Writes `s`, unless an earlier write failed.
     #[inline(never)]
     pub(crate) fn str(&mut self, s: &str) {
         if !self.failed {
-            self.failed = self.w.write_str(s).is_err();
+            self.failed = match &mut self.sink {
+                Sink::Dyn(w) => w.write_str(s),
+                Sink::Fmt(f) => f.write_str(s),
+            }
+            .is_err();
+        }
+    }
+
+    /// Writes a cause as its `Display` does: a bare error or a static cause as one piece, a
+    /// heap cause (`alloc`) through `core::fmt` (which a firmware without `alloc` never links:
+    /// it has no heap causes, and `error` does not return there).
+    fn cause(&mut self, c: Cause<'_>) {
+        match c {
+            Cause::Error(e) => self.str(e.as_str()),
+            Cause::Static(s) => self.str(s.message()),
+            Cause::Shared(s) => {
+                let e = s.error();
+                if !self.failed {
+                    self.failed = match &mut self.sink {
+                        Sink::Dyn(w) => write!(w, "{e}"),
+                        Sink::Fmt(f) => write!(f, "{e}"),
+                    }
+                    .is_err();
+                }
+            }
         }
     }
 
@@ -133,7 +176,7 @@ impl<'a> Out<'a> {
 /// point (`0 < v < 10^frac`, `frac <= 19`): `frac` digits, zero-padded on the left, with the
 /// trailing zeros trimmed. Out of line: its call sites are many, and none is hot.
 #[inline(never)]
-pub(crate) fn write_digits(out: &mut Out<'_>, frac: usize, mut v: u64) {
+pub(crate) fn write_digits(out: &mut Out<'_, '_>, frac: usize, mut v: u64) {
     // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
     let mut buf = [MaybeUninit::<u8>::uninit(); 20];
     let min = frac.max(1);
@@ -168,7 +211,7 @@ pub(crate) fn write_digits(out: &mut Out<'_>, frac: usize, mut v: u64) {
 /// `d` exactly as `{:?}` prints a `Duration` without flags (`0ns`, `999µs`, `1.5s`, `100ms`):
 /// the largest unit whose whole part is not zero, and the exact fraction with its trailing
 /// zeros trimmed. By hand, without `core::fmt`'s float-like `Duration` formatting (flash).
-pub(crate) fn write_duration(out: &mut Out<'_>, d: core::time::Duration) {
+pub(crate) fn write_duration(out: &mut Out<'_, '_>, d: core::time::Duration) {
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
     let (whole, frac, width, unit) = if secs > 0 {
         (secs, nanos, 9, lit!("s"))
@@ -200,7 +243,7 @@ fn root_name(root: Slot) -> Piece {
 }
 
 /// Writes Go's `String()` of the context at `slot`, which the caller pins.
-pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
+pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let ancestor = |mut s: Slot, up: usize| {
         for _ in 0..up {
             // SAFETY: every ancestor of a pinned node is pinned (tree invariant #1).
@@ -208,7 +251,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         }
         s
     };
-    let out = &mut Out::new(f);
+    let out = &mut Out::formatter(f);
     let mut depth = 0usize;
     let mut s = slot;
     while s.is_node() {
@@ -232,7 +275,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
 
 /// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`;
 /// without its leading `.` if `dot` is false (a dump line).
-fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
+fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_, '_>, dot: bool) {
     if dot {
         out.lit(lit!("."));
     }
@@ -272,7 +315,7 @@ fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_>, dot: bool) {
 
 /// ` [`, then the time left until `dl` by the arena's clock, as Go prints
 /// `time.Until(deadline)`.
-fn remaining(arena: &RawArena, dl: u64, out: &mut Out<'_>) {
+fn remaining(arena: &RawArena, dl: u64, out: &mut Out<'_, '_>) {
     match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
@@ -399,7 +442,7 @@ impl RawArena {
         None
     }
 
-    fn line(&self, s: Slot, depth: usize, out: &mut Out<'_>) {
+    fn line(&self, s: Slot, depth: usize, out: &mut Out<'_, '_>) {
         let n = self.node(s);
         for _ in 0..depth.min(40) {
             out.lit(lit!("  "));
@@ -435,10 +478,8 @@ impl RawArena {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
                     out.lit(lit!(" cause=\""));
-                    if !out.failed {
-                        // SAFETY: the slot's referent is alive while the node is (held).
-                        out.failed = unsafe { cause::decode(p) }.write_to(out.w).is_err();
-                    }
+                    // SAFETY: the slot's referent is alive while the node is (held).
+                    out.cause(unsafe { cause::decode(p) });
                     out.lit(lit!("\""));
                 }
             }
@@ -649,5 +690,34 @@ mod tests {
             format!("{}(depth 41) WithCancel #41 [live]", "  ".repeat(40))
         );
         assert!(out.ends_with(") WithCancel #70 [live]\n"), "{out}");
+    }
+
+    /// A heap cause in a dump: through its `Display`, as the code before issue 11's flash work
+    /// printed it.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_cause_prints_its_display() {
+        use crate::{Arena, CancelCause, Child};
+
+        #[derive(Debug)]
+        struct Full;
+        impl core::fmt::Display for Full {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("disk ")?;
+                f.pad("full")
+            }
+        }
+        impl core::error::Error for Full {}
+
+        let a = Arena::<4>::new();
+        let Child { ctx, cancel } = a.background().with_cancel_cause().unwrap();
+        cancel.cancel_with(CancelCause::error(Full));
+        let mut out = String::new();
+        a.dump(&mut out).unwrap();
+        assert_eq!(
+            out,
+            "context.Background\n  WithCancel #0 [canceled] cause=\"disk full\"\n"
+        );
+        drop(ctx);
     }
 }
