@@ -195,19 +195,6 @@ impl Cause<'_> {
         }
     }
 
-    /// Writes the cause as its `Display` does, through `core::fmt` only for a heap cause: a
-    /// firmware's dump prints static causes without the formatting machinery (flash).
-    pub(crate) fn write_to(&self, w: &mut dyn fmt::Write) -> fmt::Result {
-        match self {
-            Cause::Error(e) => w.write_str(e.as_str()),
-            Cause::Static(s) => w.write_str(s.message),
-            #[cfg(feature = "alloc")]
-            Cause::Shared(s) => write!(w, "{s}"),
-            #[cfg(not(feature = "alloc"))]
-            Cause::Shared(s) => match s.never {},
-        }
-    }
-
     /// An owned handle on the cause (`alloc`).
     #[cfg(feature = "alloc")]
     pub fn to_arc(&self) -> ::alloc::sync::Arc<dyn core::error::Error + Send + Sync> {

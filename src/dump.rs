@@ -3,13 +3,17 @@
 //! Both walk the tree iteratively (no recursion, whatever the depth) and take a reference on
 //! every node they print, so a concurrent cancel or release can never make them read a recycled
 //! slot or show a freed node as live.
+//!
+//! Both write through an [`Out`], which remembers the writer's first error instead of returning
+//! it at every piece: each piece is then one plain call, with no error branch after it (flash on
+//! a firmware, issue 11).
 
 use core::fmt;
 use core::mem::MaybeUninit;
 
 use crate::Error;
 use crate::arena::RawArena;
-use crate::cause;
+use crate::cause::{self, Cause};
 use crate::node::Kind;
 use crate::state::Slot;
 use crate::sync::Ordering;
@@ -20,74 +24,226 @@ use crate::value::KeyInfo;
 const FULL: usize = 64;
 const TAIL: usize = 32;
 
-/// `v` in decimal, at least `min_width` digits (zero-padded, at most 20), by hand: no
-/// `core::fmt` integer machinery (`pad_integral`, the two-digit table) in a firmware that prints
-/// a context (flash, issue 11). Out of line: its call sites are many, and none is hot.
+/// Every constant piece of the output, once, overlapping where one is part of another: a piece
+/// is then a [`Piece`], two bytes that a call site loads as one immediate, where a `&str` costs a
+/// 32-bit address and a length (flash, issue 11).
+const TEXT: &str = concat!(
+    "context.Background",
+    "context.TODO",
+    ".…( more)…",
+    "WithCancel",
+    "WithDeadline(@",
+    "WithValue(, ",
+    "WithoutCancel",
+    "AfterFunc",
+    "Link",
+    "<free>",
+    " [-",
+    " [no clock",
+    "])",
+    "ms",
+    "µs",
+    "ns",
+    "(depth ) #",
+    "  ",
+    "\n",
+    " [live]",
+    " [deadline exceeded]",
+    " [canceled]",
+    " [pending]",
+    " [fired]",
+    " [stopped]",
+    " deadline=@",
+    " (inherited)",
+    " cause=\"",
+);
+
+/// A piece of [`TEXT`]: its offset times 32 plus its length in bytes.
+#[derive(Clone, Copy)]
+pub(crate) struct Piece(u16);
+
+/// Where `s` is in [`TEXT`], at compile time (through [`lit!`]): a string missing from `TEXT`,
+/// or longer than 31 bytes, does not compile.
+const fn piece(s: &str) -> Piece {
+    let (text, s) = (TEXT.as_bytes(), s.as_bytes());
+    assert!(
+        s.len() < 32 && text.len() < 2048,
+        "a piece of TEXT is too long, or TEXT is"
+    );
+    let mut at = 0;
+    while at + s.len() <= text.len() {
+        let mut i = 0;
+        while i < s.len() && text[at + i] == s[i] {
+            i += 1;
+        }
+        if i == s.len() {
+            return Piece(((at << 5) | s.len()) as u16);
+        }
+        at += 1;
+    }
+    panic!("a piece of output is missing from TEXT");
+}
+
+/// The [`Piece`] of a string literal, found in [`TEXT`] at compile time.
+macro_rules! lit {
+    ($s:literal) => {
+        const { piece($s) }
+    };
+}
+
+/// Where an [`Out`] writes.
+enum Sink<'a, 'f> {
+    /// A dump's writer.
+    Dyn(&'a mut dyn fmt::Write),
+    /// The `Formatter` of a context's `Display`, written through its own `write_str`: as a
+    /// `dyn fmt::Write` it would link a vtable and three methods more (flash).
+    Fmt(&'a mut fmt::Formatter<'f>),
+}
+
+/// A writer that latches its first error: after it, every write is skipped, and
+/// [`result`](Out::result) returns it. Out of line, so that a piece of output costs a call.
+pub(crate) struct Out<'a, 'f> {
+    sink: Sink<'a, 'f>,
+    failed: bool,
+}
+
+impl<'a, 'f> Out<'a, 'f> {
+    pub(crate) fn new(w: &'a mut dyn fmt::Write) -> Self {
+        Out {
+            sink: Sink::Dyn(w),
+            failed: false,
+        }
+    }
+
+    fn formatter(f: &'a mut fmt::Formatter<'f>) -> Self {
+        Out {
+            sink: Sink::Fmt(f),
+            failed: false,
+        }
+    }
+
+    /// Writes `s`, unless an earlier write failed.
+    #[inline(never)]
+    pub(crate) fn str(&mut self, s: &str) {
+        if !self.failed {
+            self.failed = match &mut self.sink {
+                Sink::Dyn(w) => w.write_str(s),
+                Sink::Fmt(f) => f.write_str(s),
+            }
+            .is_err();
+        }
+    }
+
+    /// Writes a cause as its `Display` does: a bare error or a static cause as one piece, a
+    /// heap cause (`alloc`) through `core::fmt` (which a firmware without `alloc` never links:
+    /// it has no heap causes, and `error` does not return there).
+    fn cause(&mut self, c: Cause<'_>) {
+        match c {
+            Cause::Error(e) => self.str(e.as_str()),
+            Cause::Static(s) => self.str(s.message()),
+            Cause::Shared(s) => {
+                let e = s.error();
+                if !self.failed {
+                    self.failed = match &mut self.sink {
+                        Sink::Dyn(w) => write!(w, "{e}"),
+                        Sink::Fmt(f) => write!(f, "{e}"),
+                    }
+                    .is_err();
+                }
+            }
+        }
+    }
+
+    /// Writes a piece of [`TEXT`], unless an earlier write failed.
+    #[inline(never)]
+    fn lit(&mut self, p: Piece) {
+        let (at, len) = (usize::from(p.0 >> 5), usize::from(p.0 & 31));
+        // SAFETY: `piece` made `p` from a `&str` it found in `TEXT` at byte `at`: the match
+        // starts where that string's first character does, on a character boundary of `TEXT`,
+        // and ends after its last character, on one too (both are valid UTF-8), and lies inside.
+        self.str(unsafe { TEXT.get_unchecked(at..at + len) });
+    }
+
+    /// The first error, if any write failed.
+    pub(crate) fn result(&self) -> fmt::Result {
+        if self.failed { Err(fmt::Error) } else { Ok(()) }
+    }
+}
+
+/// `v` in decimal, by hand: no `core::fmt` integer machinery (`pad_integral`, the two-digit
+/// table) in a firmware that prints a context (flash, issue 11). With `frac == 0`, all its
+/// digits (at least one); with `frac > 0`, `v` as the fraction `v / 10^frac` after the decimal
+/// point (`0 < v < 10^frac`, `frac <= 19`): `frac` digits, zero-padded on the left, with the
+/// trailing zeros trimmed. Out of line: its call sites are many, and none is hot.
 #[inline(never)]
-pub(crate) fn write_digits(f: &mut dyn fmt::Write, mut v: u64, min_width: usize) -> fmt::Result {
+pub(crate) fn write_digits(out: &mut Out<'_, '_>, frac: usize, mut v: u64) {
     // `u64::MAX` has 20 digits. Uninitialised: zeroing it would cost a `memset` routine.
     let mut buf = [MaybeUninit::<u8>::uninit(); 20];
-    let min = min_width.clamp(1, buf.len());
-    let mut start = buf.len();
+    let min = frac.max(1);
+    let (mut start, mut end) = (buf.len(), buf.len());
+    let mut trim = frac != 0;
     while start > 0 && (v != 0 || buf.len() - start < min) {
         start -= 1;
         let q = crate::time::div_10(v);
+        let digit = (v - q * 10) as u8;
         if let Some(d) = buf.get_mut(start) {
-            *d = MaybeUninit::new(b'0' + (v - q * 10) as u8);
+            *d = MaybeUninit::new(b'0' + digit);
+        }
+        // A fraction's trailing zero: every digit after it is one too.
+        trim &= digit == 0;
+        if trim {
+            end = start;
         }
         v = q;
     }
-    let digits = buf.get(start..).unwrap_or_default();
-    // SAFETY: `buf[start..]` was written in the loop above (every index from `start` up to the
-    // end, once each), and holds ASCII digits only, which are valid UTF-8.
-    f.write_str(unsafe {
+    // SAFETY: `start <= end <= buf.len()` (`end` only ever moves down to `start`), and
+    // `buf[start..end]` was written in the loop above (every index from `start` up to the end
+    // of `buf`, once each), with ASCII digits only, which are valid UTF-8. Raw parts rather than
+    // `buf.get(start..end)`: its range checks cannot fail, but would cost flash.
+    out.str(unsafe {
         core::str::from_utf8_unchecked(core::slice::from_raw_parts(
-            digits.as_ptr().cast::<u8>(),
-            digits.len(),
+            buf.as_ptr().cast::<u8>().add(start),
+            end - start,
         ))
-    })
+    });
 }
 
 /// `d` exactly as `{:?}` prints a `Duration` without flags (`0ns`, `999µs`, `1.5s`, `100ms`):
 /// the largest unit whose whole part is not zero, and the exact fraction with its trailing
 /// zeros trimmed. By hand, without `core::fmt`'s float-like `Duration` formatting (flash).
-pub(crate) fn write_duration(f: &mut dyn fmt::Write, d: core::time::Duration) -> fmt::Result {
+pub(crate) fn write_duration(out: &mut Out<'_, '_>, d: core::time::Duration) {
     let (secs, nanos) = (d.as_secs(), d.subsec_nanos());
-    let (whole, mut frac, mut width, unit) = if secs > 0 {
-        (secs, nanos, 9, "s")
+    let (whole, frac, width, unit) = if secs > 0 {
+        (secs, nanos, 9, lit!("s"))
     } else {
         // One division by the unit's size rather than one per unit (flash).
         let (scale, width, unit) = if nanos >= 1_000_000 {
-            (1_000_000, 6, "ms")
+            (1_000_000, 6, lit!("ms"))
         } else if nanos >= 1_000 {
-            (1_000, 3, "µs")
+            (1_000, 3, lit!("µs"))
         } else {
-            (1, 0, "ns")
+            (1, 0, lit!("ns"))
         };
         (u64::from(nanos / scale), nanos % scale, width, unit)
     };
-    write_digits(f, whole, 1)?;
+    write_digits(out, 0, whole);
     if frac != 0 {
-        while frac % 10 == 0 {
-            frac /= 10;
-            width -= 1;
-        }
-        f.write_str(".")?;
-        write_digits(f, u64::from(frac), width)?;
+        out.lit(lit!("."));
+        write_digits(out, width, u64::from(frac));
     }
-    f.write_str(unit)
+    out.lit(unit);
 }
 
-fn root_name(root: Slot) -> &'static str {
+fn root_name(root: Slot) -> Piece {
     if root == Slot::TODO {
-        "context.TODO"
+        lit!("context.TODO")
     } else {
-        "context.Background"
+        lit!("context.Background")
     }
 }
 
 /// Writes Go's `String()` of the context at `slot`, which the caller pins.
-pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) -> fmt::Result {
+pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let ancestor = |mut s: Slot, up: usize| {
         for _ in 0..up {
             // SAFETY: every ancestor of a pinned node is pinned (tree invariant #1).
@@ -95,6 +251,7 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         }
         s
     };
+    let out = &mut Out::formatter(f);
     let mut depth = 0usize;
     let mut s = slot;
     while s.is_node() {
@@ -102,75 +259,76 @@ pub(crate) fn write_chain(arena: &RawArena, slot: Slot, f: &mut dyn fmt::Write) 
         // SAFETY: as above.
         s = unsafe { arena.node(s).parent() };
     }
-    f.write_str(root_name(s))?;
+    out.lit(root_name(s));
     let mut shown = depth;
     if depth > FULL {
-        f.write_str(".…(")?;
-        write_digits(f, (depth - TAIL) as u64, 1)?;
-        f.write_str(" more)…")?;
+        out.lit(lit!(".…("));
+        write_digits(out, 0, (depth - TAIL) as u64);
+        out.lit(lit!(" more)…"));
         shown = TAIL;
     }
     for i in (0..shown).rev() {
-        segment(arena, ancestor(slot, i), f, true)?;
+        segment(arena, ancestor(slot, i), out, true);
     }
-    Ok(())
+    out.result()
 }
 
 /// One link of a chain: `.WithCancel`, `.WithDeadline(…)`, `.WithValue(…)`, `.WithoutCancel`;
 /// without its leading `.` if `dot` is false (a dump line).
-fn segment(arena: &RawArena, s: Slot, f: &mut dyn fmt::Write, dot: bool) -> fmt::Result {
+fn segment(arena: &RawArena, s: Slot, out: &mut Out<'_, '_>, dot: bool) {
     if dot {
-        f.write_str(".")?;
+        out.lit(lit!("."));
     }
     let n = arena.node(s);
     // SAFETY: the caller pins `s`.
     let (kind, payload) = unsafe { (n.kind(), n.payload()) };
-    // The name first, then the arguments: one `write_str` for every kind (flash).
-    f.write_str(match kind {
-        Kind::Cancel => "WithCancel",
-        Kind::Deadline => "WithDeadline(@",
-        Kind::Value | Kind::HeapValue => "WithValue(",
-        Kind::WithoutCancel => "WithoutCancel",
-        Kind::AfterFunc => "AfterFunc",
-        Kind::Link => "Link",
-        Kind::Free => "<free>",
-    })?;
+    // The name first, then the arguments: one write for every kind (flash).
+    out.lit(match kind {
+        Kind::Cancel => lit!("WithCancel"),
+        Kind::Deadline => lit!("WithDeadline(@"),
+        Kind::Value | Kind::HeapValue => lit!("WithValue("),
+        Kind::WithoutCancel => lit!("WithoutCancel"),
+        Kind::AfterFunc => lit!("AfterFunc"),
+        Kind::Link => lit!("Link"),
+        Kind::Free => lit!("<free>"),
+    });
     match kind {
         Kind::Deadline => {
             // SAFETY: the `timer` variant is live for deadline nodes.
             let dl = unsafe { payload.timer.deadline };
-            write_digits(f, dl, 1)?;
-            f.write_str(" [")?;
-            remaining(arena, dl, f)?;
-            f.write_str("])")
+            write_digits(out, 0, dl);
+            remaining(arena, dl, out);
+            out.lit(lit!("])"));
         }
         Kind::Value | Kind::HeapValue => {
             // SAFETY: the `value` variant is live for value nodes, and its key points to a key
             // static, every key type starting with a `KeyInfo` (`#[repr(C)]`).
             let info = unsafe { &*payload.value.key.cast::<KeyInfo>() };
-            f.write_str(info.name)?;
-            f.write_str(", ")?;
-            f.write_str((info.type_name)())?;
-            f.write_str(")")
+            out.str(info.name);
+            out.lit(lit!(", "));
+            out.str((info.type_name)());
+            out.lit(lit!(")"));
         }
-        _ => Ok(()),
+        _ => {}
     }
 }
 
-/// Time left until `dl` by the arena's clock, as Go prints `time.Until(deadline)`.
-fn remaining(arena: &RawArena, dl: u64, f: &mut dyn fmt::Write) -> fmt::Result {
+/// ` [`, then the time left until `dl` by the arena's clock, as Go prints
+/// `time.Until(deadline)`.
+fn remaining(arena: &RawArena, dl: u64, out: &mut Out<'_, '_>) {
     match arena.clock() {
         Some(c) => {
             let now = c.now().ticks();
-            let (sign, left) = if now <= dl {
-                ("", dl - now)
+            // The sign with the bracket: one write fewer (flash).
+            let (open, left) = if now <= dl {
+                (lit!(" ["), dl - now)
             } else {
-                ("-", now - dl)
+                (lit!(" [-"), now - dl)
             };
-            f.write_str(sign)?;
-            write_duration(f, c.duration_of(left))
+            out.lit(open);
+            write_duration(out, c.duration_of(left));
         }
-        None => f.write_str("no clock"),
+        None => out.lit(lit!(" [no clock")),
     }
 }
 
@@ -202,12 +360,16 @@ impl RawArena {
     /// whole tree). It costs O(n²) in the number of used slots: a diagnostic, not a hot path.
     /// TODO-rooted trees are printed after Background-rooted ones.
     pub fn dump(&self, w: &mut dyn fmt::Write) -> fmt::Result {
-        self.walk(|step| match step {
-            Step::Root(root) => {
-                w.write_str(root_name(root))?;
-                w.write_str("\n")
+        let out = &mut Out::new(w);
+        self.walk(|step| {
+            match step {
+                Step::Root(root) => {
+                    out.lit(root_name(root));
+                    out.lit(lit!("\n"));
+                }
+                Step::Node(s, depth) => self.line(s, depth, out),
             }
-            Step::Node(s, depth) => self.line(s, depth, w),
+            out.result()
         })
     }
 
@@ -280,57 +442,57 @@ impl RawArena {
         None
     }
 
-    fn line(&self, s: Slot, depth: usize, w: &mut dyn fmt::Write) -> fmt::Result {
+    fn line(&self, s: Slot, depth: usize, out: &mut Out<'_, '_>) {
         let n = self.node(s);
         for _ in 0..depth.min(40) {
-            w.write_str("  ")?;
+            out.lit(lit!("  "));
         }
         if depth > 40 {
-            w.write_str("(depth ")?;
-            write_digits(w, depth as u64, 1)?;
-            w.write_str(") ")?;
+            out.lit(lit!("(depth "));
+            write_digits(out, 0, depth as u64);
+            out.lit(lit!(") "));
         }
-        segment(self, s, w, false)?;
-        w.write_str(" #")?;
+        segment(self, s, out, false);
+        out.lit(lit!(" #"));
         // A node (never a root sentinel): its index, as `Slot`'s `Display` prints it.
-        write_digits(w, u64::from(s.index()), 1)?;
+        write_digits(out, 0, u64::from(s.index()));
         // SAFETY: we hold a reference.
         let kind = unsafe { n.kind() };
         // ORDERING: Acquire: a done word is followed by reading the cause.
         let h = n.head.load(Ordering::Acquire);
         match kind {
             Kind::Cancel | Kind::Deadline => {
-                w.write_str(match (h.is_done(), h.err()) {
-                    (false, _) => " [live]",
-                    (true, Error::DeadlineExceeded) => " [deadline exceeded]",
-                    (true, Error::Canceled) => " [canceled]",
-                })?;
+                out.lit(match (h.is_done(), h.err()) {
+                    (false, _) => lit!(" [live]"),
+                    (true, Error::DeadlineExceeded) => lit!(" [deadline exceeded]"),
+                    (true, Error::Canceled) => lit!(" [canceled]"),
+                });
                 // SAFETY: a held canceller node.
                 let dl = unsafe { n.deadline() };
                 if kind == Kind::Cancel && dl != u64::MAX {
-                    w.write_str(" deadline=@")?;
-                    write_digits(w, dl, 1)?;
-                    w.write_str(" (inherited)")?;
+                    out.lit(lit!(" deadline=@"));
+                    write_digits(out, 0, dl);
+                    out.lit(lit!(" (inherited)"));
                 }
                 if h.is_done() && h.has_cause() {
                     // ORDERING: Acquire pairs with the claim in `publish`.
                     let p = n.cause.load(Ordering::Acquire);
-                    w.write_str(" cause=\"")?;
+                    out.lit(lit!(" cause=\""));
                     // SAFETY: the slot's referent is alive while the node is (held).
-                    unsafe { cause::decode(p) }.write_to(w)?;
-                    w.write_str("\"")?;
+                    out.cause(unsafe { cause::decode(p) });
+                    out.lit(lit!("\""));
                 }
             }
             Kind::AfterFunc | Kind::Link => {
-                w.write_str(match (h.is_done(), h.is_stopped()) {
-                    (false, _) => " [pending]",
-                    (true, false) => " [fired]",
-                    (true, true) => " [stopped]",
-                })?;
+                out.lit(match (h.is_done(), h.is_stopped()) {
+                    (false, _) => lit!(" [pending]"),
+                    (true, false) => lit!(" [fired]"),
+                    (true, true) => lit!(" [stopped]"),
+                });
             }
             _ => {}
         }
-        w.write_str("\n")
+        out.lit(lit!("\n"));
     }
 }
 
@@ -383,7 +545,7 @@ mod tests {
 
     use core::time::Duration;
 
-    use super::{write_digits, write_duration};
+    use super::{Out, write_digits, write_duration};
 
     #[test]
     fn digits_match_display() {
@@ -401,21 +563,43 @@ mod tests {
             1 << 32,
         ];
         let mut x = 0x9E37_79B9_7F4A_7C15_u64;
-        let random = (0..2_000).map(|_| {
+        // Fewer values under Miri (each is 20 checks), never fewer checks per value.
+        let random = (0..if cfg!(miri) { 100 } else { 2_000 }).map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x >> (x % 64)
         });
+        let digits = |frac: usize, v: u64| {
+            let mut s = String::new();
+            let mut out = Out::new(&mut s);
+            write_digits(&mut out, frac, v);
+            out.result().unwrap();
+            s
+        };
+        // A fraction of `frac` digits, as `{:0frac$}` zero-pads it, its trailing zeros trimmed.
+        let fraction = |frac: u32, w: u64| {
+            let width = frac as usize;
+            assert_eq!(
+                digits(width, w),
+                format!("{w:0width$}").trim_end_matches('0'),
+                "{w} {frac}"
+            );
+        };
+        for frac in 1..=19u32 {
+            let one = 10u64.pow(frac);
+            for w in [1, 7, one / 10, one / 10 + 1, one / 2, one - 1] {
+                fraction(frac, w);
+            }
+        }
         for v in edges.into_iter().chain(random) {
-            for width in [0, 1, 3, 9, 20, 25] {
-                let mut s = String::new();
-                write_digits(&mut s, v, width).unwrap();
-                assert_eq!(
-                    s,
-                    format!("{v:0width$}", width = width.min(20)),
-                    "{v} {width}"
-                );
+            assert_eq!(digits(0, v), format!("{v}"), "{v}");
+            // The same bits as fractions of every width: their low `frac` decimal digits.
+            for frac in 1..=19u32 {
+                let w = v % 10u64.pow(frac);
+                if w != 0 {
+                    fraction(frac, w);
+                }
             }
         }
     }
@@ -449,8 +633,98 @@ mod tests {
         let small = (0..2_000u64).map(|i| Duration::from_nanos(i * i * i * 7));
         for d in edges.into_iter().chain(random).chain(small) {
             let mut s = String::new();
-            write_duration(&mut s, d).unwrap();
+            let mut out = Out::new(&mut s);
+            write_duration(&mut out, d);
+            out.result().unwrap();
             assert_eq!(s, format!("{d:?}"));
         }
+    }
+
+    /// The paths the integration tests do not print: a deadline without a clock, a deadline
+    /// already past (not yet expired), a chain deeper than `FULL`, and a dump line deeper than
+    /// 40; the strings are the ones the code before issue 11's flash work printed.
+    #[test]
+    fn rare_paths_print_as_before() {
+        use std::vec::Vec;
+
+        use crate::{Arena, Child, Instant, ManualClock};
+
+        let a = Arena::<80>::new();
+        let Child { ctx, cancel: _c } = a
+            .background()
+            .with_deadline(Instant::from_ticks(5))
+            .unwrap();
+        assert_eq!(
+            format!("{ctx}"),
+            "context.Background.WithDeadline(@5 [no clock])"
+        );
+        let mut out = String::new();
+        a.dump(&mut out).unwrap();
+        assert_eq!(
+            out,
+            "context.Background\n  WithDeadline(@5 [no clock]) #0 [live]\n"
+        );
+
+        static CLOCK: ManualClock = ManualClock::new(1_000);
+        let a = Arena::<80>::new().with_clock(&CLOCK);
+        let Child { ctx, cancel: _c } = a
+            .background()
+            .with_deadline(Instant::from_ticks(5))
+            .unwrap();
+        CLOCK.advance(7);
+        assert_eq!(
+            format!("{ctx}"),
+            "context.Background.WithDeadline(@5 [-2ms])"
+        );
+
+        let mut chain = Vec::new();
+        let mut ctx = a.todo();
+        for _ in 0..70 {
+            let Child { ctx: c, cancel } = ctx.with_cancel().unwrap();
+            chain.push(cancel);
+            ctx = c;
+        }
+        let mut want = String::from("context.TODO.…(38 more)…");
+        for _ in 0..32 {
+            want.push_str(".WithCancel");
+        }
+        assert_eq!(format!("{ctx}"), want);
+        let mut out = String::new();
+        a.dump(&mut out).unwrap();
+        let line = out.lines().find(|l| l.contains("#41 ")).unwrap();
+        assert_eq!(
+            line,
+            format!("{}(depth 41) WithCancel #41 [live]", "  ".repeat(40))
+        );
+        assert!(out.ends_with(") WithCancel #70 [live]\n"), "{out}");
+    }
+
+    /// A heap cause in a dump: through its `Display`, as the code before issue 11's flash work
+    /// printed it.
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_cause_prints_its_display() {
+        use crate::{Arena, CancelCause, Child};
+
+        #[derive(Debug)]
+        struct Full;
+        impl core::fmt::Display for Full {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("disk ")?;
+                f.pad("full")
+            }
+        }
+        impl core::error::Error for Full {}
+
+        let a = Arena::<4>::new();
+        let Child { ctx, cancel } = a.background().with_cancel_cause().unwrap();
+        cancel.cancel_with(CancelCause::error(Full));
+        let mut out = String::new();
+        a.dump(&mut out).unwrap();
+        assert_eq!(
+            out,
+            "context.Background\n  WithCancel #0 [canceled] cause=\"disk full\"\n"
+        );
+        drop(ctx);
     }
 }
