@@ -94,23 +94,51 @@ pub(crate) fn no_preempt<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// A function that a `no_std` binary reaches only through a pointer installed at run time, by
+/// the first use that needs it, so that a binary that never makes that use links none of the
+/// function's code (nor, for the waiter drain, a `critical-section` implementation). A `core`
+/// atomic (load and store only, which every target has), not a `portable-atomic` one: nothing
+/// but those two operations is needed. Every installation stores the same pointer.
+#[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+struct LateFn(core::sync::atomic::AtomicPtr<()>);
+
+#[cfg(all(not(ctxtree_loom), not(feature = "std")))]
+impl LateFn {
+    const fn new() -> Self {
+        LateFn(core::sync::atomic::AtomicPtr::new(core::ptr::null_mut()))
+    }
+
+    /// Installs `f`, a function pointer, before the first value that can lead a caller to it is
+    /// published.
+    #[inline]
+    fn install(&self, f: *mut ()) {
+        // ORDERING: Release, paired with the Acquire in `get`; each caller also reaches the
+        // pointer through a publication made after the installation (see the call sites).
+        self.0.store(f, Ordering::Release);
+    }
+
+    /// The installed pointer, or null.
+    #[inline]
+    fn get(&self) -> *mut () {
+        // ORDERING: Acquire pairs with the Release in `install`.
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// The waiter-list drain, as [`install_drain`] and [`call_drain`] pass it.
 pub(crate) type Drain = for<'a, 'b> fn(crate::waiters::WaitList<'a>, &'b mut crate::unwind::Panics);
 
 /// The drain installed by the first `done()` registration, or null: `crate::waiters`, "Critical
-/// sections". A `core` atomic (load and store only, which every target has), not a
-/// `portable-atomic` one: nothing but those two operations is needed.
+/// sections".
 #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
-static DRAIN: core::sync::atomic::AtomicPtr<()> =
-    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+static DRAIN: LateFn = LateFn::new();
 
-/// Installs the drain, before a registrant sets `WAITERS`. Every call stores the same pointer.
+/// Installs the drain, before a registrant sets `WAITERS` (whose AcqRel compare-and-swap,
+/// sequenced after this, publishes it too, to the canceller that sees the bit).
 #[inline]
 pub(crate) fn install_drain(drain: Drain) {
     #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
-    // ORDERING: Release, though the registrant's AcqRel compare-and-swap that sets `WAITERS`
-    // (sequenced after this store) already publishes it to the canceller that sees the bit.
-    DRAIN.store(drain as *mut (), Ordering::Release);
+    DRAIN.install(drain as *mut ());
     #[cfg(any(ctxtree_loom, feature = "std"))]
     let _ = drain;
 }
@@ -126,9 +154,7 @@ pub(crate) fn call_drain(
     #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
     {
         let _ = direct;
-        // ORDERING: Acquire pairs with the Release in `install_drain`; the caller's AcqRel
-        // compare-and-swap that saw `WAITERS` already ordered it after the installation.
-        let p = DRAIN.load(Ordering::Acquire);
+        let p = DRAIN.get();
         if !p.is_null() {
             // SAFETY: a non-null `DRAIN` was stored from a `Drain` by `install_drain`.
             let drain = unsafe { core::mem::transmute::<*mut (), Drain>(p) };
@@ -144,22 +170,18 @@ pub(crate) fn call_drain(
 pub(crate) type FireLink =
     for<'a, 'b> fn(&'a crate::node::Node, crate::tree::Rec, &'b mut crate::unwind::Panics);
 
-/// `fire_link`, installed by the first `with_linked` (before its first `Kind::Link` node is
-/// published), or null. A `no_std` firmware that never links contexts then links none of that
-/// code (about 200 bytes of flash: `crate::linked`), though every traversal can meet a link
-/// node. A `core` atomic, as [`DRAIN`]: load and store only.
+/// `fire_link`, installed by the first `with_linked`, or null. A `no_std` firmware that never
+/// links contexts then links none of that code (about 200 bytes of flash: `crate::linked`),
+/// though every traversal can meet a link node.
 #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
-static FIRE_LINK: core::sync::atomic::AtomicPtr<()> =
-    core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+static FIRE_LINK: LateFn = LateFn::new();
 
-/// Installs `fire`, before a `Kind::Link` node is published. Every call stores the same
-/// pointer.
+/// Installs `fire`, before a `Kind::Link` node is published (the Release store of its reference
+/// count, sequenced after this, publishes it too, to any traversal that takes a reference).
 #[inline]
 pub(crate) fn install_fire_link(fire: FireLink) {
     #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
-    // ORDERING: Release, though the Release store of the link node's reference count (sequenced
-    // after this store) already publishes it to any traversal that takes a reference on it.
-    FIRE_LINK.store(fire as *mut (), Ordering::Release);
+    FIRE_LINK.install(fire as *mut ());
     #[cfg(any(ctxtree_loom, feature = "std"))]
     let _ = fire;
 }
@@ -176,9 +198,7 @@ pub(crate) fn call_fire_link(
     #[cfg(all(not(ctxtree_loom), not(feature = "std")))]
     {
         let _ = direct;
-        // ORDERING: Acquire pairs with the Release in `install_fire_link`; the caller's Acquire
-        // reference on the node (published after the installation) already ordered it.
-        let p = FIRE_LINK.load(Ordering::Acquire);
+        let p = FIRE_LINK.get();
         if !p.is_null() {
             // SAFETY: a non-null `FIRE_LINK` was stored from a `FireLink` by
             // `install_fire_link`.
