@@ -413,8 +413,9 @@ unsafe impl Sync for ArenaRef<'_> {}
 /// A fixed-capacity arena of `N` context nodes, usable in a `static`.
 ///
 /// `N` is the number of contexts that can exist at once (background and TODO take none). Each
-/// node is 64 bytes (one cache line) on 64-bit targets and 48 bytes on 32-bit ones, so
-/// `Arena<N>` is `64 * N` (or `48 * N`) bytes plus a small header, known at compile time.
+/// node is 64 bytes (one cache line) on 64-bit targets and 48 bytes on 32-bit ones (44 in the
+/// compact build that bare-metal targets get: README, "Firmware"), so `Arena<N>` is `64 * N`
+/// (or `48 * N`, `44 * N`) bytes plus a small header, known at compile time.
 ///
 /// An empty arena is all-zero bits, so a `static` one lands in `.bss`: no flash image and no
 /// copy at boot. Bind its clock and deadline hook at boot ([`RawArena::set_clock`],
