@@ -14,7 +14,9 @@
 #
 # What runs, debug builds (debug assertions on; reports carry file:line), `--all-features`:
 #   * TSAN: `--lib` and every test binary except tests/signal.rs and tests/signal_notify.rs
-#     (SKIP_TSAN below).
+#     (SKIP_TSAN below); then the same again in the compact build (`CTXTREE_COMPACT=1`,
+#     build.rs: the bare-metal default), rebuilding only ctxtree and the tests (SAN_COMPACT=0
+#     skips it).
 #   * ASAN: `--lib` and every test binary, tests/signal.rs and tests/signal_notify.rs included.
 # Nothing is skipped by test name; no timing tolerance had to be widened (the socket tests give
 # their requests 2 s deadlines, so that an instrumented build reaches the server in time).
@@ -116,12 +118,29 @@ run_sanitizer() {
   "${cargo[@]}" --no-run
 
   step "$short: run ${targets[*]}"
-  if ! "${cargo[@]}" 2>&1 | tee "$log"; then
-    echo "sanitizers.sh: $short: a test failed or the sanitizer reported (see above, $log)" >&2
+  run_logged "$short" "$log" "${cargo[@]}"
+
+  # The compact build (build.rs; the bare-metal default: out-of-line read-modify-writes, no
+  # predecessor hints) again under TSAN, in the same target dir: only ctxtree and the test
+  # binaries are rebuilt (std is not). SAN_COMPACT=0 skips it.
+  if [ "$san" = thread ] && [ "${SAN_COMPACT:-1}" = 1 ]; then
+    step "$short: the compact build (CTXTREE_COMPACT=1): build"
+    CTXTREE_COMPACT=1 "${cargo[@]}" --no-run
+    step "$short: the compact build: run ${targets[*]}"
+    run_logged "$short-compact" "$dir/sanitizers-$short-compact.log" env CTXTREE_COMPACT=1 "${cargo[@]}"
+  fi
+}
+
+# run_logged NAME LOG COMMAND...: runs the tests, fails on a failure or on any sanitizer report.
+run_logged() {
+  local name=$1 log=$2
+  shift 2
+  if ! "$@" 2>&1 | tee "$log"; then
+    echo "sanitizers.sh: $name: a test failed or the sanitizer reported (see above, $log)" >&2
     exit 1
   fi
   if grep -Eq 'WARNING: ThreadSanitizer|ERROR: (Address|Leak)Sanitizer|SUMMARY: [A-Za-z]+Sanitizer' "$log"; then
-    echo "sanitizers.sh: $short: sanitizer report in $log although the tests exited 0" >&2
+    echo "sanitizers.sh: $name: sanitizer report in $log although the tests exited 0" >&2
     exit 1
   fi
 }
