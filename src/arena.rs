@@ -256,74 +256,50 @@ const _: () = assert!(
     "ctxtree: the free stack's ABA tag is too short"
 );
 
+/// `Header::new`, `const` except under loom (whose atomics have no `const` constructor): one
+/// body for both.
+macro_rules! header_new {
+    ($($const:ident)?) => {
+        pub(crate) $($const)? fn new(inline: usize, limit: usize) -> Self {
+            assert!(limit >= 1 && limit <= MAX_SLOTS && inline <= limit);
+            #[cfg(target_pointer_width = "64")]
+            let stand_in = if limit > inline || inline > Src::MAX_DIRECT {
+                Head::live(Timing::Inherited)
+            } else {
+                Head::live(Timing::Untimed)
+            };
+            Header {
+                hot: Hot {
+                    free: AtomicUsize::new(0),
+                    bump: AtomicU32::new(0),
+                    failed: AtomicUsize::new(0),
+                },
+                slots_len: AtomicUsize::new(0),
+                #[cfg(target_pointer_width = "64")]
+                src_words: [
+                    HeadWord::holding(Head::live(Timing::Untimed)),
+                    HeadWord::holding(stand_in),
+                    HeadWord::holding(stand_in),
+                ],
+                paged_limit: limit - inline,
+                clock: ClockCell::new(),
+                hook: AtomicPtr::new(ptr::null_mut()),
+                #[cfg(feature = "std")]
+                timer: None,
+                #[cfg(feature = "alloc")]
+                pages: Pages::new(),
+                #[cfg(feature = "std")]
+                caching: AtomicU8::new(0),
+            }
+        }
+    };
+}
+
 impl Header {
     #[cfg(not(ctxtree_loom))]
-    pub(crate) const fn new(inline: usize, limit: usize) -> Self {
-        assert!(limit >= 1 && limit <= MAX_SLOTS && inline <= limit);
-        #[cfg(target_pointer_width = "64")]
-        let stand_in = if limit > inline || inline > Src::MAX_DIRECT {
-            Head::live(Timing::Inherited)
-        } else {
-            Head::live(Timing::Untimed)
-        };
-        Header {
-            hot: Hot {
-                free: AtomicUsize::new(0),
-                bump: AtomicU32::new(0),
-                failed: AtomicUsize::new(0),
-            },
-            slots_len: AtomicUsize::new(0),
-            #[cfg(target_pointer_width = "64")]
-            src_words: [
-                HeadWord::holding(Head::live(Timing::Untimed)),
-                HeadWord::holding(stand_in),
-                HeadWord::holding(stand_in),
-            ],
-            paged_limit: limit - inline,
-            clock: ClockCell::new(),
-            hook: AtomicPtr::new(ptr::null_mut()),
-            #[cfg(feature = "std")]
-            timer: None,
-            #[cfg(feature = "alloc")]
-            pages: Pages::new(),
-            #[cfg(feature = "std")]
-            caching: AtomicU8::new(0),
-        }
-    }
-
+    header_new!(const);
     #[cfg(ctxtree_loom)]
-    pub(crate) fn new(inline: usize, limit: usize) -> Self {
-        assert!((1..=MAX_SLOTS).contains(&limit) && inline <= limit);
-        #[cfg(target_pointer_width = "64")]
-        let stand_in = if limit > inline || inline > Src::MAX_DIRECT {
-            Head::live(Timing::Inherited)
-        } else {
-            Head::live(Timing::Untimed)
-        };
-        Header {
-            hot: Hot {
-                free: AtomicUsize::new(0),
-                bump: AtomicU32::new(0),
-                failed: AtomicUsize::new(0),
-            },
-            slots_len: AtomicUsize::new(0),
-            #[cfg(target_pointer_width = "64")]
-            src_words: [
-                HeadWord::holding(Head::live(Timing::Untimed)),
-                HeadWord::holding(stand_in),
-                HeadWord::holding(stand_in),
-            ],
-            paged_limit: limit - inline,
-            clock: ClockCell::new(),
-            hook: AtomicPtr::new(ptr::null_mut()),
-            #[cfg(feature = "std")]
-            timer: None,
-            #[cfg(feature = "alloc")]
-            pages: Pages::new(),
-            #[cfg(feature = "std")]
-            caching: AtomicU8::new(0),
-        }
-    }
+    header_new!();
 }
 
 /// A thin pointer to a [`RawArena`]: what handles keep, so that a [`Context`](crate::Context) is two words
