@@ -11,8 +11,6 @@
 #![cfg_attr(not(feature = "std"), allow(unused_imports, dead_code))]
 
 use ctxtree::Child;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 #[cfg(feature = "std")]
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -1080,39 +1078,17 @@ fn with_linked_is_cancelled_by_nothing_else() {
 // No allocation; threads.
 // ------------------------------------------------------------------------------------------
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; the counting touches only a
-// const-initialised thread-local `Cell` (no allocation, no re-entrancy).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;
 
 #[test]
 fn no_allocation_on_a_static_arena() {
     static CLOCK: ManualClock = ManualClock::new(1_000);
     static ARENA: Arena<8> = Arena::new().with_clock(&CLOCK);
-    let before = ALLOCS.with(Cell::get);
+    let before = counting_alloc::allocs();
     let t0 = CLOCK.now().ticks();
     for round in 0..4 {
         let Child {
@@ -1141,7 +1117,7 @@ fn no_allocation_on_a_static_arena() {
         assert!(linked.is_done() && linked.cause().is_some());
         drop((linked, cancel, ctx, cancel_ctx, other, cancel_other));
     }
-    assert_eq!(ALLOCS.with(Cell::get), before, "with_linked allocated");
+    assert_eq!(counting_alloc::allocs(), before, "with_linked allocated");
     assert_eq!(ARENA.stats().live, 0);
 }
 
