@@ -1,5 +1,5 @@
 //! A global allocator that counts the allocations of each thread, for the tests that prove a
-//! path allocates nothing (tests/no_alloc.rs, tests/linked.rs). A test binary includes it with
+//! path allocates nothing (tests/no_alloc.rs, tests/linked.rs, tests/timer.rs). A test binary includes it with
 //! `#[path = "support/counting_alloc.rs"] mod counting_alloc;` and installs it:
 //! `#[global_allocator] static GLOBAL: counting_alloc::Counting = counting_alloc::Counting;`.
 
