@@ -19,6 +19,9 @@
 # Deeper runs (not in CI):
 #   LOOM_MAX_PREEMPTIONS=3 ci/loom.sh                       # longer: the same 60 models, 2-3M
 #                                                           # interleavings for the largest three
+#                                                           # (the compact pass alone: 689 s on
+#                                                           # one thread, largest 1.95M, in
+#                                                           # dump_vs_cancel_free_and_reuse)
 #   LOOM_MAX_PREEMPTIONS=3 ci/loom.sh linked_               # the linked_* models: 1.56M
 #                                                           # interleavings in 9 min for the largest
 #   LOOM_MAX_PREEMPTIONS=3 ci/loom.sh unlink_helping        # one file (a test-name filter)
