@@ -3,7 +3,8 @@
 # strict provenance: undefined behaviour, data races between real threads, leaks, and pointer
 # provenance violations in the unsafe core (arena, tree, waiters, causes, values).
 #
-# What runs (Miri is ~1000x slower than native; the script stays under ~8 minutes on 2 cores):
+# What runs (Miri is ~1000x slower than native; the script took 1,125 s, about 19 minutes, in a
+# fresh-clone CI run on the 2-core machine, 150 s of it the compact step at the end):
 #   * `--lib`: src/tree/tests.rs, the unit tests of the internals (link/unlink at every position,
 #     Harris helping, publish with causes, release cascades, the free list, paged arenas, the
 #     waiter list with delegation, the dump). All of them, no `cfg_attr(miri, ignore)`; loop
