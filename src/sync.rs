@@ -237,6 +237,41 @@ pub(crate) fn acquire_released(count: &AtomicU32) {
     }
 }
 
+/// A layout-transparent wrapper `$name` of portable-atomic's `$name`: `new`, `load` and `store`
+/// forwarded inline, `Debug`, and the read-modify-write methods given as `$rmw` — where the two
+/// backends that use it differ (`rmw_count` counts each one; `compact` puts each out of line).
+/// The invoking module imports `fmt` and `Ordering`.
+#[allow(unused_macros)] // Only the `rmw_count` and compact builds use it.
+macro_rules! forwarding_atomic {
+    ($name:ident, $int:ty, { $($rmw:tt)* }) => {
+        #[repr(transparent)]
+        pub(crate) struct $name(portable_atomic::$name);
+
+        #[allow(dead_code)] // Not every width uses every operation.
+        impl $name {
+            #[inline(always)]
+            pub(crate) const fn new(v: $int) -> Self {
+                Self(portable_atomic::$name::new(v))
+            }
+            #[inline(always)]
+            pub(crate) fn load(&self, o: Ordering) -> $int {
+                self.0.load(o)
+            }
+            #[inline(always)]
+            pub(crate) fn store(&self, v: $int, o: Ordering) {
+                self.0.store(v, o)
+            }
+            $($rmw)*
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
 /// Atomic read-modify-write accounting, compiled only under `--cfg ctxtree_count_rmw` (a
 /// diagnostic build for `tests/rmw_count.rs`; never shipped, so not a public API).
 ///
@@ -310,23 +345,7 @@ pub mod rmw_count {
 
     macro_rules! int_atomic {
         ($name:ident, $int:ty) => {
-            #[repr(transparent)]
-            pub(crate) struct $name(portable_atomic::$name);
-
-            #[allow(dead_code)] // Not every width uses every operation.
-            impl $name {
-                #[inline(always)]
-                pub(crate) const fn new(v: $int) -> Self {
-                    Self(portable_atomic::$name::new(v))
-                }
-                #[inline(always)]
-                pub(crate) fn load(&self, o: Ordering) -> $int {
-                    self.0.load(o)
-                }
-                #[inline(always)]
-                pub(crate) fn store(&self, v: $int, o: Ordering) {
-                    self.0.store(v, o)
-                }
+            forwarding_atomic!($name, $int, {
                 #[track_caller]
                 #[inline(always)]
                 pub(crate) fn swap(&self, v: $int, o: Ordering) -> $int {
@@ -387,13 +406,7 @@ pub mod rmw_count {
                     count();
                     self.0.fetch_max(v, o)
                 }
-            }
-
-            impl fmt::Debug for $name {
-                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    fmt::Debug::fmt(&self.0, f)
-                }
-            }
+            });
         };
     }
 
@@ -483,23 +496,7 @@ mod compact {
 
     macro_rules! int_atomic {
         ($name:ident, $int:ty) => {
-            #[repr(transparent)]
-            pub(crate) struct $name(portable_atomic::$name);
-
-            #[allow(dead_code)] // Not every width uses every operation.
-            impl $name {
-                #[inline(always)]
-                pub(crate) const fn new(v: $int) -> Self {
-                    Self(portable_atomic::$name::new(v))
-                }
-                #[inline(always)]
-                pub(crate) fn load(&self, o: Ordering) -> $int {
-                    self.0.load(o)
-                }
-                #[inline(always)]
-                pub(crate) fn store(&self, v: $int, o: Ordering) {
-                    self.0.store(v, o)
-                }
+            forwarding_atomic!($name, $int, {
                 #[inline(never)]
                 pub(crate) fn swap(&self, v: $int, _: Ordering) -> $int {
                     self.0.swap(v, SC)
@@ -549,13 +546,7 @@ mod compact {
                 pub(crate) fn fetch_max(&self, v: $int, _: Ordering) -> $int {
                     self.0.fetch_max(v, SC)
                 }
-            }
-
-            impl fmt::Debug for $name {
-                fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    fmt::Debug::fmt(&self.0, f)
-                }
-            }
+            });
         };
     }
 
